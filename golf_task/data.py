@@ -1,0 +1,445 @@
+"""Token shards in the competition's format, a tiny offline dataset, and the real downloader.
+
+Everything a box or a test needs to get data into the layout that ``train_gpt.py`` reads:
+
+    DIR/datasets/fineweb10B_sp1024/fineweb_{train,val}_NNNNNN.bin
+    DIR/tokenizers/fineweb_1024_bpe.model (+ .vocab)
+
+The shard reader/writer here is the reference; ``train_gpt.py`` carries a mirror of the reader
+(it must stay a single self-contained file), and the tests check that the two agree.
+
+    python -m golf_task.data tiny --out DIR         # offline, < 1 minute, deterministic
+    python -m golf_task.data fineweb --out DIR      # the real cached challenge data (internet)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import os
+import random
+import sys
+import sysconfig
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SHARD_MAGIC = 20240520
+SHARD_VERSION = 1
+HEADER_INTS = 256
+HEADER_BYTES = HEADER_INTS * 4
+DATASET_NAME = "fineweb10B_sp1024"
+TOKENIZER_NAME = "fineweb_1024_bpe"
+TINY_STAMP = "tiny_manifest.json"
+# Bump when the tiny corpus recipe changes, so an old DIR is rebuilt instead of reused.
+TINY_RECIPE_VERSION = 1
+
+
+class ShardError(ValueError):
+    """A file that is not a valid token shard; the message says which check failed."""
+
+
+# --------------------------------------------------------------------------------------------
+# Shard I/O
+# --------------------------------------------------------------------------------------------
+
+
+def write_shard(path: Path, tokens: Sequence[int] | np.ndarray) -> None:
+    """Write tokens as one shard, atomically, so a crash never leaves a half shard behind."""
+    arr = np.asarray(tokens)
+    if arr.ndim != 1:
+        raise ValueError(f"tokens must be 1-D, got shape {arr.shape}")
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 0xFFFF):
+        raise ValueError("token ids must fit in uint16 (0..65535)")
+    header = np.zeros(HEADER_INTS, dtype="<i4")
+    header[0], header[1], header[2] = SHARD_MAGIC, SHARD_VERSION, arr.size
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(header.tobytes())
+        f.write(arr.astype("<u2", copy=False).tobytes())
+    os.replace(tmp, path)
+
+
+def read_header(path: Path) -> int:
+    """Validate a shard's header and size; return its token count.
+
+    Checks in the order a corrupted download would fail them, so the error names the real
+    problem: too short for a header, wrong magic, wrong version, body size not as declared.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size < HEADER_BYTES:
+        raise ShardError(f"{path}: truncated shard: {size} bytes, header alone is {HEADER_BYTES}")
+    with open(path, "rb") as f:
+        header = np.frombuffer(f.read(HEADER_BYTES), dtype="<i4")
+    if int(header[0]) != SHARD_MAGIC:
+        raise ShardError(f"{path}: bad magic {int(header[0])}, expected {SHARD_MAGIC}")
+    if int(header[1]) != SHARD_VERSION:
+        raise ShardError(f"{path}: unsupported shard version {int(header[1])}")
+    num_tokens = int(header[2])
+    expected = HEADER_BYTES + 2 * num_tokens
+    if num_tokens < 0 or size != expected:
+        what = "truncated" if size < expected else "oversized"
+        raise ShardError(
+            f"{path}: {what} shard: header says {num_tokens} tokens ({expected} bytes), "
+            f"file has {size} bytes"
+        )
+    return num_tokens
+
+
+def read_shard(path: Path) -> np.ndarray:
+    """Read a validated shard into a uint16 array."""
+    num_tokens = read_header(path)
+    return np.fromfile(path, dtype="<u2", count=num_tokens, offset=HEADER_BYTES)
+
+
+def shard_paths(data_path: Path, split: str) -> list[Path]:
+    """The split's shards in order (the order the trainer streams them)."""
+    return sorted(Path(data_path).glob(f"fineweb_{split}_*.bin"))
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny offline dataset
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """Where the trainer finds data and tokenizer inside a data dir (same for tiny and real)."""
+
+    root: Path
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.root / "datasets" / DATASET_NAME
+
+    @property
+    def tokenizer_model(self) -> Path:
+        return self.root / "tokenizers" / f"{TOKENIZER_NAME}.model"
+
+
+def collect_docstrings(stdlib_dir: Path | None = None, min_chars: int = 60) -> list[str]:
+    """Docstrings of the standard library, whitespace-collapsed, in a stable order.
+
+    Why docstrings: they are English prose about code, present on every machine with Python,
+    need no network, and read more like web text than source code does. Tests, IDLE, tkinter
+    and lib2to3 are skipped because they are mostly boilerplate. Collapsing whitespace keeps
+    pieces free of inner spaces, so the competition's byte rule counts them exactly.
+    """
+    root = Path(stdlib_dir or sysconfig.get_paths()["stdlib"])
+    skip = {"test", "idlelib", "site-packages", "dist-packages", "lib2to3", "tkinter", "turtledemo"}
+    docs: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).parts
+        if parts[0] in skip or "tests" in parts:
+            continue
+        try:
+            tree = ast.parse(path.read_bytes())
+        except (SyntaxError, ValueError):
+            continue
+        kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        for node in ast.walk(tree):
+            if isinstance(node, kinds):
+                doc = ast.get_docstring(node)
+                if doc:
+                    text = " ".join(doc.split())
+                    if len(text) >= min_chars:
+                        docs.append(text)
+    return docs
+
+
+def train_tokenizer(texts: Iterable[str], model_prefix: Path, vocab_size: int, seed: int) -> Path:
+    """Train a byte-fallback BPE SentencePiece model like the official sp1024 one.
+
+    Byte fallback makes every string encodable (unknown characters become byte pieces, which
+    the bpb rule counts as one byte each). Identity normalization keeps the text's bytes what
+    the byte table says they are. One thread and a fixed seed make the model reproducible.
+    """
+    import sentencepiece as spm
+
+    spm.set_random_generator_seed(seed)
+    model_prefix.parent.mkdir(parents=True, exist_ok=True)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(texts)),
+        model_prefix=str(model_prefix),
+        model_type="bpe",
+        vocab_size=vocab_size,
+        byte_fallback=True,
+        character_coverage=0.9995,
+        normalization_rule_name="identity",
+        split_digits=True,
+        max_sentence_length=1 << 16,
+        input_sentence_size=0,
+        shuffle_input_sentence=False,
+        num_threads=1,
+        pad_id=-1,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        minloglevel=2,
+    )
+    return model_prefix.with_suffix(".model")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tiny_is_complete(out: Path, recipe: dict) -> bool:
+    stamp = out / TINY_STAMP
+    if not stamp.is_file():
+        return False
+    try:
+        saved = json.loads(stamp.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if saved.get("recipe") != recipe:
+        return False
+    for rel, digest in saved.get("files", {}).items():
+        path = out / rel
+        if not path.is_file() or path.stat().st_size != digest["size"]:
+            return False
+    return True
+
+
+def make_tiny(
+    out: Path,
+    *,
+    seed: int = 1337,
+    val_tokens: int = 32_768,
+    shard_tokens: int = 1 << 20,
+    vocab_size: int = 1024,
+    force: bool = False,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> DataLayout:
+    """Build the tiny dataset under ``out``: a no-op when a complete build is already there.
+
+    Documents are shuffled with ``seed``; the first ones (at least ``val_tokens`` tokens) form
+    the validation split, the rest the training split, so no document is in both. The
+    tokenizer is trained on the training documents only. Every document starts with BOS, as
+    in the official shards, so the first piece's leading space is never counted as a byte.
+    """
+    out = Path(out)
+    layout = DataLayout(out)
+    recipe = {
+        "version": TINY_RECIPE_VERSION,
+        "seed": seed,
+        "val_tokens": val_tokens,
+        "shard_tokens": shard_tokens,
+        "vocab_size": vocab_size,
+        "python": sys.version.split()[0],
+    }
+    if not force and _tiny_is_complete(out, recipe):
+        log(f"tiny data already complete in {out}")
+        return layout
+    (out / TINY_STAMP).unlink(missing_ok=True)
+    for old in shard_paths(layout.dataset_dir, "train") + shard_paths(layout.dataset_dir, "val"):
+        old.unlink()
+
+    docs = collect_docstrings()
+    if not docs:
+        raise RuntimeError("found no standard-library docstrings to build the tiny corpus from")
+    random.Random(seed).shuffle(docs)
+    log(f"collected {len(docs)} docstrings")
+
+    import sentencepiece as spm
+
+    # Split by characters first (the tokenizer does not exist yet); ~2.5 chars per token is
+    # conservative for a 1k BPE on English, and the split is re-checked in tokens below.
+    val_chars, n_val = 0, 0
+    while n_val < len(docs) - 1 and val_chars < 3 * val_tokens:
+        val_chars += len(docs[n_val])
+        n_val += 1
+    val_docs, train_docs = docs[:n_val], docs[n_val:]
+    model_path = train_tokenizer(
+        train_docs, layout.tokenizer_model.with_suffix(""), vocab_size=vocab_size, seed=seed
+    )
+    sp = spm.SentencePieceProcessor(model_file=str(model_path))
+    bos = sp.bos_id()
+
+    def encode(batch: list[str]) -> list[int]:
+        flat: list[int] = []
+        for ids in sp.encode(batch):
+            flat.append(bos)
+            flat.extend(ids)
+        return flat
+
+    val = encode(val_docs)
+    if len(val) < val_tokens:
+        log(f"warning: validation split has only {len(val)} tokens")
+    train = np.asarray(encode(train_docs), dtype=np.uint16)
+    write_shard(layout.dataset_dir / "fineweb_val_000000.bin", val)
+    for i, start in enumerate(range(0, train.size, shard_tokens)):
+        write_shard(
+            layout.dataset_dir / f"fineweb_train_{i:06d}.bin", train[start : start + shard_tokens]
+        )
+
+    files = [model_path, model_path.with_suffix(".vocab")]
+    files += shard_paths(layout.dataset_dir, "train") + shard_paths(layout.dataset_dir, "val")
+    manifest = {
+        "recipe": recipe,
+        "docs": {"train": len(train_docs), "val": len(val_docs)},
+        "tokens": {"train": int(train.size), "val": len(val)},
+        "files": {
+            str(p.relative_to(out)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files
+        },
+    }
+    (out / TINY_STAMP).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    log(f"wrote tiny data to {out}: {train.size} train tokens, {len(val)} val tokens")
+    return layout
+
+
+# --------------------------------------------------------------------------------------------
+# The real cached challenge data
+# --------------------------------------------------------------------------------------------
+
+HF_REPO_ID = "willdepueoai/parameter-golf"
+HF_REMOTE_ROOT = "datasets"
+HF_URL = "https://huggingface.co/datasets/{repo}/resolve/main/{path}"
+VARIANTS = {"sp1024": (DATASET_NAME, TOKENIZER_NAME)}
+
+Fetcher = Callable[[str, Path], bool]
+
+
+def http_fetch(url: str, dest: Path) -> bool:
+    """Download ``url`` to ``dest`` atomically; False on 404 (the way shard lists end)."""
+    tmp = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as f:
+            while chunk := resp.read(1 << 20):
+                f.write(chunk)
+    except urllib.error.HTTPError as err:
+        tmp.unlink(missing_ok=True)
+        if err.code == 404:
+            return False
+        raise
+    os.replace(tmp, dest)
+    return True
+
+
+def fetch_fineweb(
+    out: Path,
+    *,
+    variant: str = "sp1024",
+    train_shards: int = 80,
+    repo_id: str = HF_REPO_ID,
+    remote_root: str = HF_REMOTE_ROOT,
+    fetch: Fetcher = http_fetch,
+    log: Callable[[str], None] = print,
+) -> DataLayout:
+    """Download the tokenizer, every validation shard and the first ``train_shards`` shards.
+
+    Files already present and valid are kept, so an interrupted download resumes. Each shard
+    is header-checked after download; a bad one is deleted and reported rather than trained on.
+    Validation shards are fetched until the first missing index (the split is always complete).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    if train_shards < 0:
+        raise ValueError("train_shards must be >= 0")
+    dataset, tokenizer = VARIANTS[variant]
+    layout = DataLayout(Path(out))
+
+    def remote(rel: str) -> str:
+        path = f"{remote_root.strip('/')}/{rel}" if remote_root else rel
+        return HF_URL.format(repo=repo_id, path=path)
+
+    for suffix in (".model", ".vocab"):
+        dest = layout.root / "tokenizers" / f"{tokenizer}{suffix}"
+        if not dest.is_file() and not fetch(remote(f"tokenizers/{tokenizer}{suffix}"), dest):
+            raise FileNotFoundError(f"tokenizer file {dest.name} not found in {repo_id}")
+
+    def get_shard(split: str, index: int) -> bool:
+        name = f"fineweb_{split}_{index:06d}.bin"
+        dest = layout.root / "datasets" / dataset / name
+        if dest.is_file():
+            try:
+                read_header(dest)
+                return True
+            except ShardError:
+                dest.unlink()
+        if not fetch(remote(f"datasets/{dataset}/{name}"), dest):
+            return False
+        try:
+            n = read_header(dest)
+        except ShardError:
+            dest.unlink(missing_ok=True)
+            raise
+        log(f"{name}: {n} tokens")
+        return True
+
+    n_val = 0
+    while get_shard("val", n_val):
+        n_val += 1
+    if n_val == 0:
+        raise FileNotFoundError(f"no validation shards for {dataset} in {repo_id}")
+    for i in range(train_shards):
+        if not get_shard("train", i):
+            raise FileNotFoundError(f"train shard {i} of {dataset} missing in {repo_id}")
+    return layout
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m golf_task.data", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    tiny = sub.add_parser("tiny", help="build the tiny offline dataset")
+    tiny.add_argument("--out", type=Path, required=True)
+    tiny.add_argument("--seed", type=int, default=1337)
+    tiny.add_argument("--val-tokens", type=int, default=32_768)
+    tiny.add_argument("--force", action="store_true", help="rebuild even if complete")
+    fine = sub.add_parser("fineweb", help="download the real cached challenge data")
+    fine.add_argument("--out", type=Path, required=True)
+    fine.add_argument("--variant", default="sp1024", choices=sorted(VARIANTS))
+    fine.add_argument("--train-shards", type=int, default=80)
+    fine.add_argument("--repo-id", default=HF_REPO_ID)
+    fine.add_argument("--remote-root", default=HF_REMOTE_ROOT)
+    check = sub.add_parser("check", help="validate every shard under a data dir")
+    check.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "tiny":
+            make_tiny(
+                args.out, seed=args.seed, val_tokens=args.val_tokens, force=args.force, log=print
+            )
+        elif args.command == "fineweb":
+            if args.train_shards < 0:
+                raise ValueError("--train-shards must be >= 0")
+            fetch_fineweb(
+                args.out,
+                variant=args.variant,
+                train_shards=args.train_shards,
+                repo_id=args.repo_id,
+                remote_root=args.remote_root,
+            )
+        else:
+            paths = sorted(Path(args.out).rglob("fineweb_*.bin"))
+            if not paths:
+                raise FileNotFoundError(f"no shards under {args.out}")
+            for path in paths:
+                print(f"{path}: {read_header(path)} tokens")
+    except (ValueError, OSError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
