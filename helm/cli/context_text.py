@@ -1,0 +1,60 @@
+"""`helm context` as text: what a coding agent reads before its next experiment.
+
+Written for a language model as much as for a person: short sections, the most important
+first (directives to obey, then the base, then what is winning), exact numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CAP = 16_000_000
+
+
+def _run_line(r: dict[str, Any]) -> str:
+    bpb = f"{r['val_bpb']:.4f}" if r.get("val_bpb") is not None else "-"
+    size = f"{r['bytes_total']:,} B" if r.get("bytes_total") else "size ?"
+    return f"run {r['id']} by {r.get('agent') or '-'}: val_bpb {bpb}, {size} — {r['description']}"
+
+
+def render_context(ctx: dict[str, Any]) -> str:
+    out: list[str] = []
+    me = ctx.get("agent")
+    if me:
+        best = me["best"]
+        best_s = f"{best['val_bpb']:.4f} (run {best['id']})" if best else "none yet"
+        out.append(
+            f"You are agent {me['name']} (driver {me['driver']}, branch {me['branch']}). "
+            f"Runs: {me['runs']}, keeps: {me['keeps']}, your best: {best_s}."
+        )
+    out.append("")
+    out.append("## Directives from the operator (obey, then `helm directive ack ID`)")
+    if ctx["directives"]:
+        out += [f"- #{d['id']}: {d['text']}" for d in ctx["directives"]]
+    else:
+        out.append("- none pending")
+    out.append("")
+    out.append("## Base")
+    base = ctx.get("base")
+    if base:
+        out.append(f"- {base['kind']} {base['ref']} (commit {(base['commit'] or '?')[:10]})")
+    else:
+        out.append("- no base pinned yet")
+    out.append("")
+    out.append("## Leaderboard (val_bpb, lower is better; artifact cap 16,000,000 bytes)")
+    out += [f"{r['rank']}. {_run_line(r)}" for r in ctx["leaderboard"]] or ["- no scored runs yet"]
+    out.append("")
+    out.append("## Recent feed")
+    out += [f"- [{p['kind']}] {p['agent'] or 'helm'}: {p['text']}" for p in ctx["feed"]] or [
+        "- empty"
+    ]
+    if ctx["claims"]:
+        out.append("")
+        out.append("## Claimed by others (avoid duplicating)")
+        out += [f"- {c['agent']}: {c['text']}" for c in ctx["claims"]]
+    flagged = [a for a in ctx.get("audits", []) if a["verdict"] not in ("real",)]
+    if flagged:
+        out.append("")
+        out.append("## Community PRs that failed audit (do not build on them)")
+        out += [f"- {a['ref']}: {a['verdict']}" for a in flagged]
+    return "\n".join(out)

@@ -1,0 +1,1 @@
+"""The store: SQLModel tables, engine setup and queries (see ``engine`` for why WAL)."""

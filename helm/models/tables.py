@@ -1,0 +1,247 @@
+"""SQLModel tables: the one shared state of a campaign.
+
+Everything the operator, the agents and the daemon say to each other goes through these rows,
+so that any process can die and the next one picks up exactly where it stopped. Times are
+UTC floats (``time.time()``): cheap to compare in SQL and free of timezone surprises across
+boxes. Free-form structures (environment, GPU lists, tags) are JSON text columns so that the
+schema stays portable between SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlmodel import Field, SQLModel, UniqueConstraint
+
+from helm.models.version import CLAIM_TTL_S  # noqa: F401  (re-exported)
+
+
+def now() -> float:
+    """Seconds since the epoch; the one clock every row uses."""
+    return time.time()
+
+
+class Meta(SQLModel, table=True):
+    """Key/value facts about the store itself, chiefly ``schema_version``."""
+
+    __tablename__ = "helm_meta"
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class Host(SQLModel, table=True):
+    """A box that runs jobs: this machine (``local``) or one reached over SSH."""
+
+    __tablename__ = "host"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    kind: str = "ssh"  # ssh | local
+    ssh_user: str | None = None
+    ssh_host: str | None = None
+    ssh_port: int = 22
+    identity: str | None = None
+    gpus: int = 8
+    workdir: str = "~/helm-jobs"
+    data_dir: str | None = None
+    python: str | None = None
+    launcher: str | None = None
+    env_json: str = "{}"
+    enabled: bool = True
+    created_at: float = Field(default_factory=now)
+    checked_at: float | None = None
+    reachable: bool | None = None
+    check_json: str = "{}"  # last `host check`: gpus, versions, disk, data presence, error
+
+
+class Agent(SQLModel, table=True):
+    """A supervised research agent with its own worktree and branch."""
+
+    __tablename__ = "agent"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    driver: str = "sweep"
+    state: str = "starting"  # starting | thinking | training | waiting | stalled | stopped
+    desired: str = "up"  # up | down: what the operator asked for; the supervisor converges
+    worktree: str | None = None
+    branch: str | None = None
+    pid: int | None = None
+    base_pin_id: int | None = None
+    current_run_id: int | None = None
+    restarts: int = 0
+    created_at: float = Field(default_factory=now)
+    last_seen_at: float | None = None
+    last_output_at: float | None = None
+    note: str | None = None
+
+
+class Run(SQLModel, table=True):
+    """One experiment: a commit plus an environment, and what it scored.
+
+    Lower val_bpb is better; the leaderboard ranks finished runs that carry a score.
+    """
+
+    __tablename__ = "run"
+    id: int | None = Field(default=None, primary_key=True)
+    agent: str | None = Field(default=None, index=True)
+    parent_id: int | None = Field(default=None, index=True)
+    branch: str | None = None
+    commit: str | None = None
+    code_hash: str | None = Field(default=None, index=True)
+    description: str = ""
+    status: str = Field(default="queued", index=True)
+    # queued | running | keep | discard | crash | cancelled | done (finished, no verdict asked)
+    env_json: str = "{}"
+    seed: int | None = None
+    gpus: int = 1
+    val_bpb: float | None = None
+    val_loss: float | None = None
+    score_line: str | None = None
+    bytes_total: int | None = None
+    bytes_code: int | None = None
+    bytes_model: int | None = None
+    train_time_ms: float | None = None
+    steps: int | None = None
+    step_avg_ms: float | None = None
+    host: str | None = None
+    gpu_type: str | None = None
+    job_id: int | None = Field(default=None, index=True)
+    tail: str | None = None  # last log lines, kept for crashes
+    created_at: float = Field(default_factory=now)
+    finished_at: float | None = None
+
+
+class Job(SQLModel, table=True):
+    """A unit of GPU work: a code snapshot, an environment and a GPU count, placed on a host.
+
+    queued -> staging -> running -> succeeded | failed | cancelled | lost; ``lost`` jobs are
+    requeued up to ``max_attempts``. Live progress parsed from the streamed log sits here so
+    that the TUI can read it without touching the network.
+    """
+
+    __tablename__ = "job"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = Field(default=None, index=True)
+    agent: str | None = Field(default=None, index=True)
+    state: str = Field(default="queued", index=True)
+    code_dir: str = ""  # snapshot of the files to run, inside the workspace
+    entry: str = "train_gpt.py"
+    env_json: str = "{}"
+    gpus: int = 1
+    seed: int | None = None
+    time_limit_s: float = 1800.0
+    priority: int = 0
+    host: str | None = Field(default=None, index=True)
+    gpu_ids_json: str = "[]"
+    remote_dir: str | None = None
+    pid: int | None = None
+    attempts: int = 0
+    max_attempts: int = 3
+    cancel_requested: bool = False
+    exit_code: int | None = None
+    error: str | None = None
+    log_offset: int = 0
+    step: int | None = None
+    total_steps: int | None = None
+    train_loss: float | None = None
+    val_bpb: float | None = None
+    eta_s: float | None = None
+    queued_at: float = Field(default_factory=now)
+    staged_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    heartbeat_at: float | None = None
+
+
+class FeedPost(SQLModel, table=True):
+    """The insight feed: agents' findings, automatic run results, acks, audit verdicts."""
+
+    __tablename__ = "feed_post"
+    id: int | None = Field(default=None, primary_key=True)
+    agent: str | None = Field(default=None, index=True)
+    kind: str = "insight"  # insight | result | ack | verification | system
+    text: str
+    run_id: int | None = None
+    tags_json: str = "[]"
+    created_at: float = Field(default_factory=now, index=True)
+
+
+class Directive(SQLModel, table=True):
+    """An instruction from the operator to some or all agents."""
+
+    __tablename__ = "directive"
+    id: int | None = Field(default=None, primary_key=True)
+    text: str
+    sender: str = "operator"
+    targets_json: str = "null"  # null: every agent, at send time and any started later
+    created_at: float = Field(default_factory=now)
+
+
+class DirectiveDelivery(SQLModel, table=True):
+    """Per-agent delivery and acknowledgement of one directive."""
+
+    __tablename__ = "directive_delivery"
+    __table_args__ = (UniqueConstraint("directive_id", "agent"),)
+    id: int | None = Field(default=None, primary_key=True)
+    directive_id: int = Field(index=True, foreign_key="directive.id")
+    agent: str = Field(index=True)
+    delivered_at: float | None = None
+    acked_at: float | None = None
+
+
+class Pin(SQLModel, table=True):
+    """One entry in the history of the base that every agent builds on."""
+
+    __tablename__ = "pin"
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # init | pr | run | file
+    ref: str
+    commit: str | None = None
+    pinned_by: str = "operator"
+    note: str | None = None
+    created_at: float = Field(default_factory=now)
+
+
+class Claim(SQLModel, table=True):
+    """ "I am trying X": lets agents avoid duplicating each other; expires after its TTL."""
+
+    __tablename__ = "claim"
+    id: int | None = Field(default=None, primary_key=True)
+    agent: str = Field(index=True)
+    text: str
+    created_at: float = Field(default_factory=now)
+    expires_at: float = Field(index=True)
+
+
+class Submission(SQLModel, table=True):
+    """A records folder written by ``helm promote``."""
+
+    __tablename__ = "submission"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(index=True)
+    name: str
+    track: str = "record"
+    path: str
+    seeds_json: str = "[]"
+    val_bpb: float | None = None
+    val_bpb_std: float | None = None
+    status: str = "written"  # written | failed
+    report_json: str = "{}"
+    created_at: float = Field(default_factory=now)
+
+
+class Audit(SQLModel, table=True):
+    """The verdict on a community pull request (or a folder), with its evidence."""
+
+    __tablename__ = "audit"
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(index=True)  # "owner/name#N" or a folder path
+    claimed_bpb: float | None = None
+    reproduced_bpb: float | None = None
+    verdict: str = "pending"  # real | not_reproduced | copy | invalid | unverified
+    evidence_json: str = "{}"
+    created_at: float = Field(default_factory=now)
+
+
+TERMINAL_JOB_STATES = frozenset({"succeeded", "failed", "cancelled"})
+ACTIVE_JOB_STATES = frozenset({"staging", "running"})
+FINISHED_RUN_STATES = frozenset({"keep", "discard", "done"})
