@@ -1,0 +1,635 @@
+"""Parser for every known Parameter Golf training-log format, whole-file or streaming.
+
+The leaderboard, the live progress bars and the promotion gate all read scores through this
+module, so it is strict about what counts as a score and lenient about everything else: an
+unknown, garbled or truncated line is ignored, never fatal, and a score is only ever taken
+from a complete line of the score family.
+
+Rules (shared with ``../shared/golf_fixtures/expected.json``'s ``semantics``):
+
+- every line may carry a unix-timestamp prefix (``1776142348.135 ...``), which is dropped;
+- the score is the LAST line whose first token starts with ``final_``, ``legal_ttt`` or
+  ``quantized`` and that has a ``val_bpb`` (``final_eval_mode`` and lines containing ``{``,
+  i.e. echoed source code, are not scores); values may be written ``key:v`` or ``key=v``;
+- the artifact is the LAST labeled ``Total submission size <label>: N bytes`` or
+  ``budget:N/16000000`` line; unlabeled totals are raw (unquantized) sizes, not the artifact;
+- code bytes come from ``Code size (compressed): N bytes``, else ``Code size: N bytes``;
+- model bytes come from the LAST labeled ``Serialized model <label>: N bytes``;
+- stop step and train time come from ``stopping_early: wallclock_cap train_time:Nms step:S/N``
+  (a run that finishes its iterations uses its last step once training has ended);
+- eval time is ``total_eval_time:Xs`` when logged, else the sum of ``eval_time`` over the
+  score-family lines of the current run (the whole post-training evaluation phase).
+
+Why two speeds: helm streams many logs at once, and most of a log is step lines of which only
+the newest matters. Lines before training starts (the header, where the hyperparameters live)
+are read one by one; once steps flow, each chunk is scanned with C-speed substring searches for
+the few keywords that can start an interesting line, plus a backward search for the last step
+line. A new run header inside the same file (logs that concatenate several runs) switches
+back to line-by-line reading and resets the progress fields.
+
+    python -m golf_task.logs FILE... [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "BUDGET_LABEL",
+    "LogParser",
+    "LogSummary",
+    "parse_file",
+    "parse_text",
+]
+
+# A ``budget:N/16000000`` line carries no label of its own; this is the name the fixtures'
+# reference parser gives such totals (the ternary record's base-3 packing).
+BUDGET_LABEL = "budget/legendre"
+
+_MAX_LINE = 256 * 1024  # longer "lines" are garbage (binary noise); they are dropped
+_HEADER_LINE_LIMIT = 5000  # a header longer than this is not a header; scan in bulk
+_CHUNK = 1 << 20
+
+_NUM = r"[-+]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][-+]?\d{1,4})?|[-+]?(?:nan|inf)"
+_INT = r"\d{1,15}"
+_TS_RE = re.compile(r"\d{9,12}(?:\.\d{1,9})?[ \t]+")
+_STEP_TRAIN_RE = re.compile(
+    rf"(?:step:[ \t]*)?({_INT})/({_INT})[ \t]+(?:train_)?loss[:=][ \t]*({_NUM})(.*)"
+)
+_STEP_VAL_RE = re.compile(
+    rf"(?:step:[ \t]*)?({_INT})/({_INT})[ \t]+val_loss[:=][ \t]*({_NUM})[ \t]+"
+    rf"val_bpb[:=][ \t]*({_NUM})(.*)"
+)
+_TRAIN_TIME_RE = re.compile(rf"(?<![\w/])(?:train_time|t)[:=][ \t]*({_NUM})[ \t]*(ms|s|m)(?!\w)")
+_STEP_AVG_RE = re.compile(rf"(?<![\w/])(?:step_avg|avg)[:=][ \t]*({_NUM})[ \t]*ms")
+_SCORE_HEAD_RE = re.compile(r"(?:final_|legal_ttt|quantized)[\w.+\-]*")
+_VAL_BPB_RE = re.compile(rf"(?<!\w)val_bpb[:=][ \t]*({_NUM})")
+_VAL_LOSS_RE = re.compile(rf"(?<!\w)val_loss[:=][ \t]*({_NUM})")
+_EVAL_TIME_RE = re.compile(rf"(?<!\w)eval_time[:=][ \t]*({_NUM})[ \t]*(ms|s)(?!\w)")
+_STOP_RE = re.compile(
+    rf"stopping_early:[ \t]*wallclock_cap[ \t]+train_time:[ \t]*({_NUM})ms[ \t]+"
+    rf"step:[ \t]*({_INT})/({_INT})"
+)
+_SERIALIZED_RE = re.compile(rf"Serialized model ([^\s:][^:]*?):[ \t]*({_INT}) bytes")
+_CODE_RE = re.compile(rf"Code size(?: \((compressed|uncompressed)\))?:[ \t]*({_INT}) bytes")
+_TOTAL_RE = re.compile(rf"Total submission size(?: ([^\s:][^:]*?))?:[ \t]*({_INT}) bytes")
+_BUDGET_RE = re.compile(rf"budget:[ \t]*({_INT})/({_INT})")
+_TOTAL_EVAL_RE = re.compile(rf"total_eval_time:[ \t]*({_NUM})[ \t]*(ms|s)")
+_PEAK_RE = re.compile(rf"peak memory allocated:[ \t]*({_NUM}) MiB")
+_PARAMS_RE = re.compile(rf"(?:model_)?params:[ \t]*({_INT})\b")
+_HP_HEAD_RE = re.compile(r"(?:-+[ \t]*)?Hyperparameters\b")
+_HP_BLOCK_RE = re.compile(r"[ \t]*([A-Za-z_][\w.]*):[ \t]*(.*)$")
+_KV_LINE_RE = re.compile(r"(?:[A-Za-z_][\w.]*[:=] ?\S+[ \t]*)+$")
+_KV_RE = re.compile(r"([A-Za-z_][\w.]*)[:=] ?(\S+)")
+_SEPARATOR_RE = re.compile(r"={20,}[ \t]*$")
+_PY_START_RE = re.compile(r"(?:\"\"\"|'''|#!|from\s+[\w.]+\s+import\b|import\s+\w)")
+
+# Substrings that every interesting non-step line contains (bulk scanning looks only at lines
+# holding one of these), and the substrings that may open a new run's header.
+_EVENT_KEYWORDS = ["val_bpb", "bytes", "budget:", "stopping_early", "total_eval_time", "peak"]
+_RUN_MARKERS = ("Hyperparameters", "params:")
+_TRAIN_KEYWORDS = ("train_loss", " loss:")
+_TIME_UNIT_MS = {"ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+_INIT, _ECHO, _HEADER, _BULK = range(4)
+
+
+@dataclass
+class LogSummary:
+    """What a log says right now; every field is None until the log has said it."""
+
+    step: int | None = None
+    total_steps: int | None = None
+    train_loss: float | None = None
+    last_val_loss: float | None = None
+    last_val_bpb: float | None = None
+    train_time_ms: float | None = None
+    step_avg_ms: float | None = None
+    eta_s: float | None = None
+    wallclock_stopped: bool = False
+    score_line: str | None = None
+    val_loss: float | None = None
+    val_bpb: float | None = None
+    bytes_total: int | None = None
+    total_label: str | None = None
+    bytes_code: int | None = None
+    bytes_model: int | None = None
+    stop_step: int | None = None
+    eval_time_ms: float | None = None
+    peak_memory_mib: float | None = None
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+    # Extras the validator uses: the uncompressed code size when a log prints both, and the
+    # model's own label (e.g. ``int8+zlib``).
+    bytes_code_raw: int | None = None
+    model_label: str | None = None
+
+    @property
+    def seed(self) -> int | None:
+        """The run's seed from its hyperparameters, if the log printed one."""
+        for key in ("seed", "s"):
+            value = self.hyperparameters.get(key)
+            if value is not None and value.isdigit():
+                return int(value)
+        return None
+
+    @property
+    def has_score(self) -> bool:
+        return self.val_bpb is not None
+
+    def to_json(self) -> dict:
+        """Fields named as in ``expected.json`` first, then the progress fields; absent = None."""
+        out: dict = {}
+        for key in _JSON_ORDER:
+            value = getattr(self, key)
+            if value is None or (isinstance(value, float) and not math.isfinite(value)):
+                continue
+            out[key] = value
+        out["wallclock_stopped"] = self.wallclock_stopped
+        if self.hyperparameters:
+            out["hyperparameters"] = dict(self.hyperparameters)
+        return out
+
+
+_JSON_ORDER = [
+    "val_bpb",
+    "val_loss",
+    "score_line",
+    "bytes_total",
+    "total_label",
+    "bytes_code",
+    "bytes_model",
+    "stop_step",
+    "train_time_ms",
+    "eval_time_ms",
+    "peak_memory_mib",
+    "bytes_code_raw",
+    "model_label",
+    "step",
+    "total_steps",
+    "train_loss",
+    "last_val_loss",
+    "last_val_bpb",
+    "step_avg_ms",
+    "eta_s",
+]
+
+
+def _num(text: str) -> float | int:
+    """A logged number as int when it is written as one (so ``600038ms`` stays ``600038``)."""
+    if text.isdigit():
+        return int(text)
+    return float(text)
+
+
+def _ms(value: str, unit: str) -> float | int:
+    """A duration in ms; whole milliseconds stay ints, other units are rounded to the µs."""
+    if unit == "ms":
+        return _num(value)
+    return round(float(value) * _TIME_UNIT_MS[unit], 3)
+
+
+def _strip_ts(line: str) -> str:
+    if line[:1].isdigit():
+        m = _TS_RE.match(line)
+        if m is not None:
+            return line[m.end() :]
+    return line
+
+
+class LogParser:
+    """Incremental parser: feed it bytes or text as they arrive; it never raises on any input.
+
+    ``summary`` reflects complete lines only, so a line cut mid-number can never be read as a
+    score; ``finish`` treats the trailing partial line as complete (the stream has ended).
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._tail = ""
+        self._discard_partial = False
+        self._mode = _INIT
+        self._header_lines = 0
+        self._in_hp_block = False
+        self.hyperparameters: dict[str, str] = {}
+        # artifact/score fields: last one in the file wins, across runs
+        self._score_line: str | None = None
+        self._val_loss: float | None = None
+        self._val_bpb: float | None = None
+        self._bytes_total: int | None = None
+        self._total_label: str | None = None
+        self._code_plain: int | None = None
+        self._code_compressed: int | None = None
+        self._code_raw: int | None = None
+        self._bytes_model: int | None = None
+        self._model_label: str | None = None
+        self._reset_run()
+
+    def _reset_run(self) -> None:
+        """Progress belongs to one run; a new run header in the same file starts it afresh."""
+        self._step: int | None = None
+        self._total: int | None = None
+        self._train_loss: float | None = None
+        self._last_val_loss: float | None = None
+        self._last_val_bpb: float | None = None
+        self._train_time_ms: float | None = None
+        self._step_avg_ms: float | None = None
+        self._avg_logged = False
+        self._stopped = False
+        self._stop_step: int | None = None
+        self._stop_time_ms: float | None = None
+        self._training_done = False
+        self._eval_sum_ms: float = 0
+        self._eval_seen = False
+        self._total_eval_ms: float | None = None
+        self._peak_mib: float | None = None
+
+    # ------------------------------------------------------------------ input
+
+    def feed(self, data: bytes | str) -> None:
+        """Consume a chunk (any size, cut anywhere, even inside a UTF-8 sequence)."""
+        try:
+            if isinstance(data, str):
+                text = self._decoder.decode(b"", final=True) + data
+                self._decoder.reset()
+            else:
+                text = self._decoder.decode(bytes(data))
+            self._consume(text)
+        except Exception:  # pragma: no cover - a parser bug must not take helm down
+            self._tail = ""
+
+    def finish(self) -> LogSummary:
+        """End of stream: the trailing partial line counts as a line. Returns the summary."""
+        try:
+            text = self._decoder.decode(b"", final=True)
+            self._decoder.reset()
+            self._consume(text + "\n" if (text or self._tail) else "")
+        except Exception:  # pragma: no cover
+            self._tail = ""
+        return self.summary
+
+    def _consume(self, text: str) -> None:
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if self._discard_partial:
+            nl = text.find("\n")
+            if nl == -1:
+                return
+            text = text[nl + 1 :]
+            self._discard_partial = False
+        if self._tail:
+            text = self._tail + text
+        cut = text.rfind("\n") + 1
+        self._tail = text[cut:]
+        if len(self._tail) > _MAX_LINE:
+            self._tail = ""
+            self._discard_partial = True
+        if cut:
+            self._process(text, 0, cut)
+
+    def _process(self, text: str, pos: int, end: int) -> None:
+        """Read complete lines text[pos:end] (end is just past a newline) in the current mode."""
+        while pos < end:
+            if self._mode == _BULK:
+                pos = self._bulk(text, pos, end)
+            elif self._mode == _ECHO:
+                pos = self._skip_echo(text, pos, end)
+            else:
+                pos = self._lines(text, pos, end)
+
+    def _lines(self, text: str, pos: int, end: int) -> int:
+        """Line-by-line reading (stream start and run headers) until training steps appear."""
+        while pos < end and self._mode in (_INIT, _HEADER):
+            nl = text.find("\n", pos, end)
+            line = text[pos:nl]
+            pos = nl + 1
+            if self._mode == _INIT:
+                if not line.strip():
+                    continue
+                if _PY_START_RE.match(line):
+                    self._mode = _ECHO
+                    return pos
+                self._mode = _HEADER
+            self._header_lines += 1
+            if self._line(line, header=True) or self._header_lines > _HEADER_LINE_LIMIT:
+                self._mode = _BULK
+                self._in_hp_block = False
+        return pos
+
+    def _skip_echo(self, text: str, pos: int, end: int) -> int:
+        """Skip the script's echoed source until its ``=====`` separator line."""
+        while True:
+            p = text.find("=" * 20, pos, end)
+            if p == -1:
+                return end
+            ls = max(pos, text.rfind("\n", pos, p) + 1)
+            nl = text.find("\n", p, end)
+            if _SEPARATOR_RE.match(_strip_ts(text[ls:nl])):
+                self._mode = _HEADER
+                return nl + 1
+            pos = nl + 1
+
+    def _bulk(self, text: str, pos: int, end: int) -> int:
+        """Fast path: only lines holding an event keyword, plus the last step line, are read."""
+        stop = end
+        for kw in _RUN_MARKERS:
+            p = text.find(kw, pos, stop)
+            while p != -1:
+                ls = max(pos, text.rfind("\n", pos, p) + 1)
+                head = _strip_ts(text[ls : text.find("\n", p, end)])
+                if _HP_HEAD_RE.match(head) or _PARAMS_RE.match(head):
+                    stop = ls
+                    break
+                p = text.find(kw, text.find("\n", p, end) + 1, stop)
+        starts: set[int] = set()
+        for kw in _EVENT_KEYWORDS:
+            p = text.find(kw, pos, stop)
+            while p != -1:
+                starts.add(max(pos, text.rfind("\n", pos, p) + 1))
+                p = text.find(kw, text.find("\n", p, stop) + 1, stop)
+        last_train = self._last_train_line(text, pos, stop)
+        if last_train is not None:
+            starts.add(last_train)
+        for ls in sorted(starts):
+            self._line(text[ls : text.find("\n", ls, stop)], header=False)
+        if stop < end:  # a new run's header: read it line by line from a clean slate
+            self._reset_run()
+            self.hyperparameters = {}
+            self._mode = _HEADER
+            self._header_lines = 0
+        return stop
+
+    def _last_train_line(self, text: str, pos: int, end: int) -> int | None:
+        best: int | None = None
+        for kw in _TRAIN_KEYWORDS:
+            hi = end
+            for _ in range(32):
+                p = text.rfind(kw, pos, hi)
+                if p == -1:
+                    break
+                ls = max(pos, text.rfind("\n", pos, p) + 1)
+                if _STEP_TRAIN_RE.match(_strip_ts(text[ls : text.find("\n", p, end)])):
+                    best = ls if best is None else max(best, ls)
+                    break
+                hi = ls
+        return best
+
+    # ------------------------------------------------------------------ one line
+
+    def _line(self, line: str, *, header: bool) -> bool:
+        """Apply one complete line; returns True when it is a training step line."""
+        line = _strip_ts(line.rstrip())
+        if not line:
+            self._in_hp_block = False
+            return False
+        first = line[0]
+        if (first.isdigit() or line.startswith("step:")) and self._step_line(line):
+            return True
+        if first in "flq" and line.startswith(("final_", "legal_ttt", "quantized")):
+            self._score(line)
+        elif first == "s" and line.startswith("stopping_early"):
+            self._stopping(line)
+        elif first == "S" and line.startswith("Serialized model"):
+            m = _SERIALIZED_RE.match(line)
+            if m is not None:
+                self._model_label, self._bytes_model = m.group(1), int(m.group(2))
+                self._training_done = True
+        elif first == "C" and line.startswith("Code size"):
+            m = _CODE_RE.match(line)
+            if m is not None:
+                kind, n = m.group(1), int(m.group(2))
+                if kind == "compressed":
+                    self._code_compressed = n
+                elif kind == "uncompressed":
+                    self._code_raw = n
+                else:
+                    self._code_plain = n
+                self._training_done = True
+        elif first == "T" and line.startswith("Total submission size"):
+            m = _TOTAL_RE.match(line)
+            if m is not None:
+                self._training_done = True
+                if m.group(1):  # unlabeled totals are raw sizes, not the artifact
+                    self._total_label, self._bytes_total = m.group(1), int(m.group(2))
+        elif first == "b" and line.startswith("budget:"):
+            m = _BUDGET_RE.match(line)
+            if m is not None:
+                self._training_done = True
+                self._total_label, self._bytes_total = BUDGET_LABEL, int(m.group(1))
+        elif first == "t" and line.startswith("total_eval_time"):
+            m = _TOTAL_EVAL_RE.match(line)
+            if m is not None:
+                self._total_eval_ms = _ms(m.group(1), m.group(2))
+        elif first == "p" and line.startswith("peak memory"):
+            m = _PEAK_RE.match(line)
+            if m is not None:
+                self._peak_mib = _num(m.group(1))
+        elif header:
+            self._header_line(line)
+        return False
+
+    def _step_line(self, line: str) -> bool:
+        m = _STEP_TRAIN_RE.match(line)
+        if m is not None:
+            self._train_loss = float(m.group(3))
+            rest = m.group(4)
+        else:
+            m = _STEP_VAL_RE.match(line)
+            if m is None:
+                return False
+            self._last_val_loss = float(m.group(3))
+            self._last_val_bpb = float(m.group(4))
+            rest = m.group(5)
+        self._step, self._total = int(m.group(1)), int(m.group(2))
+        t = _TRAIN_TIME_RE.search(rest)
+        if t is not None:
+            self._train_time_ms = _ms(t.group(1), t.group(2))
+        a = _STEP_AVG_RE.search(rest)
+        if a is not None:
+            self._step_avg_ms = float(a.group(1))
+            self._avg_logged = True
+        elif t is not None and self._step > 0 and self._train_time_ms:
+            self._step_avg_ms = self._train_time_ms / self._step
+        return True
+
+    def _score(self, line: str) -> None:
+        head = _SCORE_HEAD_RE.match(line)
+        if head is None or "{" in line:
+            return
+        name = head.group(0)
+        if name.startswith("final_eval_mode"):
+            return
+        bpb = _VAL_BPB_RE.search(line, head.end())
+        if bpb is None or not math.isfinite(val_bpb := float(bpb.group(1))):
+            return
+        loss = _VAL_LOSS_RE.search(line, head.end())
+        val_loss = float(loss.group(1)) if loss is not None else None
+        if val_loss is not None and not math.isfinite(val_loss):
+            val_loss = None
+        self._score_line, self._val_bpb, self._val_loss = name, val_bpb, val_loss
+        self._training_done = True
+        ev = _EVAL_TIME_RE.search(line, head.end())
+        if ev is not None:
+            self._eval_sum_ms += _ms(ev.group(1), ev.group(2))
+            self._eval_seen = True
+
+    def _stopping(self, line: str) -> None:
+        self._stopped = True
+        self._training_done = True
+        m = _STOP_RE.match(line)
+        if m is not None:
+            self._stop_time_ms = _num(m.group(1))
+            self._stop_step, self._total = int(m.group(2)), int(m.group(3))
+            self._step = self._stop_step
+            self._train_time_ms = self._stop_time_ms
+            if not self._avg_logged and self._stop_step > 0:
+                # coarse logs (train_time in minutes) get a precise average from the stop line
+                self._step_avg_ms = self._stop_time_ms / self._stop_step
+
+    def _header_line(self, line: str) -> None:
+        """Best-effort hyperparameters from the three header styles seen in the records."""
+        if self._in_hp_block:
+            m = _HP_BLOCK_RE.match(line)
+            if m is not None:
+                self.hyperparameters[m.group(1)] = m.group(2).strip()
+                return
+            self._in_hp_block = False
+        if _HP_HEAD_RE.match(line):
+            self._in_hp_block = line.rstrip().endswith(":")
+            return
+        if _KV_LINE_RE.match(line):
+            for key, value in _KV_RE.findall(line):
+                if not key.endswith("step"):
+                    self.hyperparameters[key] = value
+
+    # ------------------------------------------------------------------ output
+
+    @property
+    def summary(self) -> LogSummary:
+        """The state as of the last complete line (a partial line is not looked at)."""
+        hp = self.hyperparameters
+        step, total = self._step, self._total
+        if total is None and hp.get("iterations", "").isdigit():
+            total = int(hp["iterations"])
+        train_time = self._stop_time_ms if self._stop_time_ms is not None else self._train_time_ms
+        stop_step = self._stop_step
+        if stop_step is None and self._training_done:
+            stop_step = step
+        done = self._stopped or self._training_done
+        eta: float | None = None
+        if done or (step is not None and total is not None and step >= total):
+            eta = 0.0
+        elif step is not None and total is not None and self._step_avg_ms:
+            eta = (total - step) * self._step_avg_ms / 1000.0
+            cap = _float_or_none(hp.get("max_wallclock_seconds"))
+            if cap and cap > 0 and self._train_time_ms is not None:
+                eta = min(eta, max(0.0, cap - self._train_time_ms / 1000.0))
+        if self._total_eval_ms is not None:
+            eval_ms: float | None = self._total_eval_ms
+        else:
+            eval_ms = self._eval_sum_ms if self._eval_seen else None
+        code = self._code_compressed if self._code_compressed is not None else self._code_plain
+        return LogSummary(
+            step=step,
+            total_steps=total,
+            train_loss=self._train_loss,
+            last_val_loss=self._last_val_loss,
+            last_val_bpb=self._last_val_bpb,
+            train_time_ms=train_time,
+            step_avg_ms=self._step_avg_ms,
+            eta_s=eta,
+            wallclock_stopped=self._stopped,
+            score_line=self._score_line,
+            val_loss=self._val_loss,
+            val_bpb=self._val_bpb,
+            bytes_total=self._bytes_total,
+            total_label=self._total_label,
+            bytes_code=code,
+            bytes_model=self._bytes_model,
+            stop_step=stop_step,
+            eval_time_ms=eval_ms,
+            peak_memory_mib=self._peak_mib,
+            hyperparameters=dict(hp),
+            bytes_code_raw=self._code_raw,
+            model_label=self._model_label,
+        )
+
+
+def _float_or_none(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def parse_text(text: str | bytes) -> LogSummary:
+    """Parse a whole log held in memory."""
+    parser = LogParser()
+    parser.feed(text)
+    return parser.finish()
+
+
+def parse_file(path: str | Path) -> LogSummary:
+    """Parse a log file, streaming it in 1 MiB chunks so memory stays flat for any size."""
+    parser = LogParser()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            parser.feed(chunk)
+    return parser.finish()
+
+
+def _describe(summary: LogSummary) -> str:
+    def fmt(value: object, unit: str = "") -> str:
+        return "-" if value is None else f"{value}{unit}"
+
+    total = fmt(summary.bytes_total)
+    if summary.total_label:
+        total += f" ({summary.total_label})"
+    parts = [
+        f"  score       {fmt(summary.score_line)}  val_bpb={fmt(summary.val_bpb)}"
+        f"  val_loss={fmt(summary.val_loss)}",
+        f"  artifact    {total}  code={fmt(summary.bytes_code)}  model={fmt(summary.bytes_model)}",
+        f"  training    step={fmt(summary.step)}/{fmt(summary.total_steps)}"
+        f"  stop_step={fmt(summary.stop_step)}  train_time={fmt(summary.train_time_ms, 'ms')}"
+        f"  wallclock_stopped={summary.wallclock_stopped}",
+        f"  evaluation  eval_time={fmt(summary.eval_time_ms, 'ms')}"
+        f"  last_val_bpb={fmt(summary.last_val_bpb)}",
+    ]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m golf_task.logs", description="Summarize Parameter Golf training logs."
+    )
+    ap.add_argument("files", nargs="+", metavar="FILE")
+    ap.add_argument("--json", action="store_true", help="print {path: fields} as JSON")
+    args = ap.parse_args(argv)
+    results: dict[str, dict] = {}
+    status = 0
+    for name in args.files:
+        try:
+            summary = parse_file(name)
+        except OSError as exc:
+            print(f"{name}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            status = 2
+            continue
+        if args.json:
+            results[name] = summary.to_json()
+        else:
+            print(name)
+            print(_describe(summary))
+    if args.json:
+        json.dump(results, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
