@@ -72,6 +72,10 @@ class Agent(SQLModel, table=True):
     last_seen_at: float | None = None
     last_output_at: float | None = None
     note: str | None = None
+    # Added by helm/agents: the agent's fixed environment, beneath the worktree's run.env
+    # (the demo puts the tiny CPU preset here), and when its process was last started.
+    env_json: str = "{}"
+    started_at: float | None = None
 
 
 class Run(SQLModel, table=True):
@@ -108,6 +112,12 @@ class Run(SQLModel, table=True):
     tail: str | None = None  # last log lines, kept for crashes
     created_at: float = Field(default_factory=now)
     finished_at: float | None = None
+    # Added by helm/agents: the base the run was made on, whether it is a reference run (the
+    # first on a base, or after a `set` directive: kept unless it crashes, and the point the
+    # branch's best is measured from), and why the verdict was what it was.
+    base_pin_id: int | None = None
+    baseline: bool = False
+    verdict_note: str | None = None
 
 
 class Job(SQLModel, table=True):
