@@ -162,6 +162,22 @@ class Job(SQLModel, table=True):
     heartbeat_at: float | None = None
 
 
+class JobEvent(SQLModel, table=True):
+    """One transition or incident in a job's life (placed, launched, lost, requeued ...).
+
+    The Job row holds only the latest state; this history is what tells the operator why a job
+    ran three times, and what tests and the TUI read to show retries.
+    """
+
+    __tablename__ = "job_event"
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(index=True)
+    state: str
+    host: str | None = None
+    message: str = ""
+    created_at: float = Field(default_factory=now)
+
+
 class FeedPost(SQLModel, table=True):
     """The insight feed: agents' findings, automatic run results, acks, audit verdicts."""
 

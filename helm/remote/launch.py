@@ -1,0 +1,140 @@
+"""The shell side of a job: its environment, its command line and the scripts that start,
+watch and stop it on the box.
+
+A job must outlive the SSH session that started it and the daemon that watches it, and still
+tell how it ended. So the launch starts ``helm-run.sh`` under ``setsid`` (a new session and
+process group, no controlling terminal, its output in ``train.log``); that wrapper records its
+own pid (= the process group id) in ``helm.pid``, runs the training command in the foreground
+and, when it ends, writes the exit code to ``helm.exit`` and a marker into ``<workdir>/done/``
+(one cheap folder listing per host tells the daemon which jobs just finished). A job killed
+with its wrapper leaves no exit code: that is how a vanished process is told from a finished
+one. The wrapper catches TERM (``trap :``), so a cancelled job still records its code.
+
+Every value that reaches a shell goes through ``shlex.quote``; environment keys must be
+shell identifiers. A job's environment therefore can never inject a command.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+
+RUN_SCRIPT = "helm-run.sh"
+PID_FILE = "helm.pid"
+EXIT_FILE = "helm.exit"
+LOG_FILE = "train.log"
+DONE_DIR = "done"
+JOBS_DIR = "jobs"
+DATASET_SUBDIR = "datasets/fineweb10B_sp1024"
+TOKENIZER_SUBPATH = "tokenizers/fineweb_1024_bpe.model"
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_env_keys(env: Mapping[str, str]) -> None:
+    """Refuse keys that are not shell identifiers (they would be parsed as code)."""
+    for key in env:
+        if not _IDENT.match(key):
+            raise ValueError(f"environment key {key!r} is not a valid variable name")
+
+
+def job_environment(
+    job_env: Mapping[str, str],
+    host_env: Mapping[str, str],
+    *,
+    job_id: int,
+    seed: int | None,
+    data_dir: str | None,
+    gpu_ids: Sequence[int],
+) -> dict[str, str]:
+    """The variables a job sees: host env, then job env, then helm's own defaults."""
+    env = {**host_env, **job_env}
+    env.setdefault("RUN_ID", str(job_id))
+    if seed is not None:
+        env["SEED"] = str(seed)
+    if data_dir:
+        base = data_dir.rstrip("/")
+        env.setdefault("DATA_PATH", f"{base}/{DATASET_SUBDIR}")
+        env.setdefault("TOKENIZER_PATH", f"{base}/{TOKENIZER_SUBPATH}")
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)
+    env["HELM_JOB_ID"] = str(job_id)
+    check_env_keys(env)
+    return env
+
+
+def launch_argv(python: str, launcher: str | None, nproc: int, entry: str) -> list[str]:
+    """``python entry`` for one process, else the host's launcher or ``torch.distributed.run``.
+
+    A configured launcher is a command template whose ``{nproc}`` is the process count,
+    e.g. ``torchrun --standalone --nproc_per_node={nproc}``.
+    """
+    if nproc <= 1:
+        return [python, entry]
+    if launcher:
+        return [w.replace("{nproc}", str(nproc)) for w in shlex.split(launcher)] + [entry]
+    return [
+        python,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        entry,
+    ]
+
+
+def run_script(env: Mapping[str, str], argv: Sequence[str], *, done_marker: str) -> str:
+    """The wrapper that runs detached on the box (see the module docstring)."""
+    check_env_keys(env)
+    lines = [
+        "#!/bin/sh",
+        "# Written by helm. Runs detached (setsid); records pid, exit code and a done marker.",
+        f"echo $$ > {PID_FILE}.tmp && mv -f {PID_FILE}.tmp {PID_FILE}",
+        "trap : TERM INT HUP",
+    ]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    lines += [
+        f"{shlex.join(argv)} > {LOG_FILE} 2>&1 < /dev/null",
+        "rc=$?",
+        f'echo "$rc" > {EXIT_FILE}.tmp && mv -f {EXIT_FILE}.tmp {EXIT_FILE}',
+        f'echo "$rc" > {shlex.quote(done_marker)}',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def launch_command(remote_dir: str, *, wait_s: float = 10.0) -> str:
+    """Start the wrapper detached (at most once per folder) and print its pid.
+
+    ``mkdir`` is atomic: if a launch was cut off after starting the job but before the daemon
+    heard the pid, the retry finds ``helm.launched`` and only reads the pid file.
+    """
+    d = shlex.quote(remote_dir)
+    tries = max(1, int(wait_s / 0.02))
+    return (
+        f"cd {d} || exit 97\n"
+        "if mkdir helm.launched 2>/dev/null; then\n"
+        f"  setsid sh {RUN_SCRIPT} < /dev/null > /dev/null 2>&1 &\n"
+        "fi\n"
+        "i=0\n"
+        f'while [ ! -s {PID_FILE} ] && [ "$i" -lt {tries} ]; do sleep 0.02; i=$((i+1)); done\n'
+        f"cat {PID_FILE}\n"
+    )
+
+
+def kill_command(pgid: int, signal: str) -> str:
+    """Signal a job's whole process group (and its leader, should the group be gone)."""
+    if signal not in ("TERM", "KILL", "INT"):
+        raise ValueError(f"unexpected signal {signal}")
+    pgid = int(pgid)
+    return f"kill -s {signal} -- -{pgid} 2>/dev/null; kill -s {signal} {pgid} 2>/dev/null; exit 0\n"
+
+
+def remote_job_dir(workdir: str, job_id: int, attempt: int) -> str:
+    """``<workdir>/jobs/<id>``; a retry gets its own folder so a stray first try can't clash."""
+    name = str(job_id) if attempt <= 1 else f"{job_id}.{attempt}"
+    return f"{workdir.rstrip('/')}/{JOBS_DIR}/{name}"
+
+
+def done_marker(workdir: str, remote_dir: str) -> str:
+    return f"{workdir.rstrip('/')}/{DONE_DIR}/{remote_dir.rstrip('/').rsplit('/', 1)[-1]}"

@@ -1,0 +1,284 @@
+"""Every store write the dispatcher makes, one short transaction each.
+
+The daemon's network code never holds a transaction open: it calls these functions (from one
+worker thread, see ``service.DbGate``) with what it learned, and each re-reads the row
+first, so an operator's cancel or a concurrent edit is never overwritten with stale state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlmodel import col, select
+
+from golf_task.logs import LogSummary
+from helm.models.engine import Store
+from helm.models.tables import ACTIVE_JOB_STATES, Host, Job, JobEvent, Run
+from helm.remote.scheduler import Placement
+from helm.workspace import Workspace
+
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "lost"})
+
+
+@dataclass
+class Snapshot:
+    hosts: list[Host]
+    active: list[Job]
+    queued: list[Job]
+    cancel_ids: set[int] = field(default_factory=set)
+
+
+def snapshot(store: Store) -> Snapshot:
+    with store.read() as s:
+        hosts = list(s.exec(select(Host).where(col(Host.enabled).is_(True))))
+        active = list(s.exec(select(Job).where(col(Job.state).in_(ACTIVE_JOB_STATES))))
+        queued = list(s.exec(select(Job).where(Job.state == "queued")))
+    cancel = {j.id for j in active + queued if j.cancel_requested and j.id is not None}
+    return Snapshot(hosts, active, queued, cancel)
+
+
+def event(s, job_id: int, state: str, host: str | None, message: str = "") -> None:  # noqa: ANN001
+    s.add(JobEvent(job_id=job_id, state=state, host=host, message=message))
+
+
+def claim(store: Store, placements: Sequence[Placement]) -> list[Job]:
+    """Move placed jobs from queued to staging (skipping any that changed meanwhile)."""
+    claimed: list[Job] = []
+    with store.write() as s:
+        for p in placements:
+            job = s.get(Job, p.job_id)
+            if job is None or job.state != "queued" or job.cancel_requested:
+                continue
+            job.state = "staging"
+            job.host = p.host
+            job.gpu_ids_json = json.dumps(list(p.gpu_ids))
+            job.attempts += 1
+            job.staged_at = time.time()
+            job.started_at = None
+            job.remote_dir = None
+            job.pid = None
+            job.error = None
+            s.add(job)
+            event(s, p.job_id, "staging", p.host, f"gpus {list(p.gpu_ids)}, try {job.attempts}")
+            claimed.append(job)
+    return claimed
+
+
+def note_waiting(store: Store, reasons: dict[int, str]) -> None:
+    """Say on a queued job why it cannot be placed (shown by ``helm job ls``)."""
+    with store.write() as s:
+        for job_id, why in reasons.items():
+            job = s.get(Job, job_id)
+            if job is not None and job.state == "queued" and job.error != why:
+                job.error = why
+                s.add(job)
+
+
+def set_remote_dir(store: Store, job_id: int, remote_dir: str) -> None:
+    with store.write() as s:
+        job = s.get(Job, job_id)
+        if job is not None:
+            job.remote_dir = remote_dir
+            s.add(job)
+
+
+def mark_running(store: Store, job_id: int, pid: int, host: str) -> Job | None:
+    with store.write() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            return None
+        job.state = "running"
+        job.pid = pid
+        job.started_at = job.started_at or time.time()
+        job.heartbeat_at = time.time()
+        s.add(job)
+        event(s, job_id, "running", host, f"pid {pid}")
+        if job.run_id is not None:
+            run = s.get(Run, job.run_id)
+            if run is not None and run.status in ("queued", "running"):
+                run.status = "running"
+                run.host = host
+                run.job_id = job_id
+                s.add(run)
+        return job
+
+
+def save_progress(store: Store, job_id: int, offset: int, summary: LogSummary | None) -> None:
+    with store.write() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            return
+        job.log_offset = offset
+        job.heartbeat_at = time.time()
+        if summary is not None:
+            job.step = summary.step
+            job.total_steps = summary.total_steps
+            job.train_loss = summary.train_loss
+            job.val_bpb = summary.val_bpb if summary.val_bpb is not None else summary.last_val_bpb
+            job.eta_s = summary.eta_s
+        s.add(job)
+
+
+def heartbeat(store: Store, job_ids: Sequence[int]) -> None:
+    with store.write() as s:
+        for job_id in job_ids:
+            job = s.get(Job, job_id)
+            if job is not None:
+                job.heartbeat_at = time.time()
+                s.add(job)
+
+
+def gpu_type(host: Host | None) -> str | None:
+    """The host's GPU model from its last check; "cpu" when it has none."""
+    if host is None:
+        return None
+    try:
+        check = json.loads(host.check_json or "{}")
+    except ValueError:
+        check = {}
+    gpus = check.get("gpus")
+    if gpus:
+        return str(gpus[0].get("name"))
+    if gpus == [] or host.kind == "local":
+        return "cpu"
+    return None
+
+
+def finish(
+    store: Store,
+    job_id: int,
+    state: str,
+    *,
+    exit_code: int | None,
+    error: str | None,
+    summary: LogSummary | None,
+    offset: int,
+    tail: str | None,
+) -> Job | None:
+    """Record how a job ended, and its result on its run."""
+    with store.write() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            return None
+        job.state = state
+        job.exit_code = exit_code
+        job.error = error
+        job.finished_at = time.time()
+        job.log_offset = offset
+        if summary is not None:
+            job.step = summary.step
+            job.total_steps = summary.total_steps
+            job.train_loss = summary.train_loss
+            job.val_bpb = summary.val_bpb if summary.val_bpb is not None else summary.last_val_bpb
+            job.eta_s = summary.eta_s if state == "succeeded" else None
+        s.add(job)
+        event(s, job_id, state, job.host, error or (f"exit {exit_code}" if exit_code else ""))
+        if job.run_id is not None:
+            host = s.exec(select(Host).where(Host.name == job.host)).first() if job.host else None
+            _record_run(s, job, state, summary, tail, host)
+        return job
+
+
+def _record_run(s, job: Job, state: str, summary, tail, host) -> None:  # noqa: ANN001
+    run = s.get(Run, job.run_id)
+    if run is None:
+        return
+    run.job_id = job.id
+    run.host = job.host
+    run.gpu_type = gpu_type(host)
+    if summary is not None:
+        run.val_bpb = summary.val_bpb
+        run.val_loss = summary.val_loss
+        run.score_line = summary.score_line
+        run.bytes_total = summary.bytes_total
+        run.bytes_code = summary.bytes_code
+        run.bytes_model = summary.bytes_model
+        run.train_time_ms = summary.train_time_ms
+        run.steps = summary.stop_step if summary.stop_step is not None else summary.step
+        run.step_avg_ms = summary.step_avg_ms
+    run.finished_at = time.time()
+    scored = summary is not None and summary.val_bpb is not None
+    if state != "succeeded" or not scored:
+        run.tail = tail
+    if run.status in ("queued", "running"):
+        if state == "cancelled":
+            run.status = "cancelled"
+        elif state == "succeeded" and scored:
+            run.status = "done"
+        else:
+            run.status = "crash"
+    s.add(run)
+
+
+def lost(store: Store, ws: Workspace, job_id: int, reason: str) -> Job | None:
+    """A job whose box or process vanished: requeue it, or give up after its last try."""
+    with store.write() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.state in FINAL_STATES:
+            return job
+        event(s, job_id, "lost", job.host, reason)
+        if job.cancel_requested:
+            job.state = "cancelled"
+            job.error = f"cancelled ({reason})"
+            job.finished_at = time.time()
+            if job.run_id is not None:
+                _record_run(s, job, "cancelled", None, None, None)
+        elif job.attempts < job.max_attempts:
+            _rotate_log(ws, job)
+            job.state = "queued"
+            job.error = f"requeued after: {reason}"
+            job.host = None
+            job.gpu_ids_json = "[]"
+            job.pid = None
+            job.remote_dir = None
+            job.queued_at = time.time()
+            for name in ("step", "total_steps", "train_loss", "val_bpb", "eta_s"):
+                setattr(job, name, None)
+            event(s, job_id, "queued", None, f"retry {job.attempts + 1} of {job.max_attempts}")
+        else:
+            job.state = "lost"
+            job.error = f"lost after {job.attempts} tries: {reason}"
+            job.finished_at = time.time()
+            if job.run_id is not None:
+                from helm.remote.logstream import read_tail
+
+                tail = read_tail(ws.job_dir(job_id) / "train.log")
+                _record_run(s, job, "lost", None, tail, None)
+        s.add(job)
+        return job
+
+
+def _rotate_log(ws: Workspace, job: Job) -> None:
+    """Keep a failed try's log as ``train.try<N>.log``; the next try streams from zero."""
+    log = ws.job_dir(job.id) / "train.log"
+    if log.exists():
+        os.replace(log, log.with_name(f"train.try{job.attempts}.log"))
+    job.log_offset = 0
+
+
+def cancel_queued(store: Store, job_ids: Sequence[int]) -> None:
+    with store.write() as s:
+        for job_id in job_ids:
+            job = s.get(Job, job_id)
+            if job is None or job.state != "queued":
+                continue
+            job.state = "cancelled"
+            job.finished_at = time.time()
+            s.add(job)
+            event(s, job_id, "cancelled", None, "cancelled while queued")
+            if job.run_id is not None:
+                _record_run(s, job, "cancelled", None, None, None)
+
+
+def save_check(store: Store, host_name: str, reachable: bool, check: dict) -> None:
+    with store.write() as s:
+        host = s.exec(select(Host).where(Host.name == host_name)).first()
+        if host is not None:
+            host.reachable = reachable
+            host.checked_at = time.time()
+            host.check_json = json.dumps(check)
+            s.add(host)

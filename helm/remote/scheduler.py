@@ -1,0 +1,128 @@
+"""Placement: which queued job goes on which GPUs, decided from a snapshot, with no I/O.
+
+Rules, in the order they apply:
+
+- Order: priority (higher first), then age (older first), then id.
+- Fit: a job needs ``gpus`` free GPUs on one host (a pinned job only on its host). Among the
+  hosts that fit, best fit wins (fewest GPUs left over), so small jobs pack together and
+  whole boxes stay free for 8-GPU jobs. Within a host, an aligned block (0-3, 4-7 for a
+  4-GPU job) is preferred: on NVLink boxes those pairs and quads are the well-connected ones.
+- No starvation: a job that fits nowhere *reserves* the host closest to fitting it (most
+  free GPUs); later, smaller jobs may not take GPUs there, so the box drains and the big job
+  starts. Each blocked job reserves at most one host.
+- Fair share: an agent above its GPU limit waits while any other job it would compete with
+  is waiting; when nobody else wants the GPUs it may use them (idle GPUs earn nothing).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HostSlots:
+    name: str
+    gpus: int
+    used: frozenset[int] = frozenset()
+    usable: bool = True  # enabled and reachable right now
+
+
+@dataclass(frozen=True)
+class Pending:
+    id: int
+    gpus: int
+    priority: int = 0
+    queued_at: float = 0.0
+    agent: str | None = None
+    host: str | None = None  # pinned to this host
+
+
+@dataclass(frozen=True)
+class Placement:
+    job_id: int
+    host: str
+    gpu_ids: tuple[int, ...]
+
+
+@dataclass
+class Plan:
+    placements: list[Placement]
+    impossible: dict[int, str]  # job id -> why no host can ever run it
+
+
+def agent_limit(total_gpus: int, share: float) -> int | None:
+    """GPUs one agent may hold while others wait; None when the share does not limit."""
+    if share >= 1.0 or total_gpus <= 0:
+        return None
+    return max(1, math.ceil(total_gpus * share))
+
+
+def _pick_ids(free: Sequence[int], n: int) -> tuple[int, ...]:
+    free_set = set(free)
+    top = max(free) + 1 if free else 0
+    for start in range(0, top, n):  # aligned block first
+        block = range(start, start + n)
+        if all(i in free_set for i in block):
+            return tuple(block)
+    return tuple(sorted(free)[:n])
+
+
+def place(
+    pending: Iterable[Pending],
+    hosts: Sequence[HostSlots],
+    *,
+    agent_usage: dict[str, int] | None = None,
+    limit: int | None = None,
+) -> Plan:
+    """Decide placements for one scheduling pass."""
+    free = {h.name: sorted(set(range(h.gpus)) - set(h.used)) for h in hosts if h.usable}
+    by_name = {h.name: h for h in hosts}
+    usage = dict(agent_usage or {})
+    reserved: set[str] = set()
+    plan = Plan([], {})
+    blocked_agents: set[str | None] = set()
+    deferred: list[Pending] = []
+
+    def try_place(job: Pending) -> bool:
+        candidates = [
+            h for h in hosts if (job.host is None or h.name == job.host) and h.gpus >= job.gpus
+        ]
+        if not candidates:
+            if job.host is not None and job.host not in by_name:
+                plan.impossible[job.id] = f"host {job.host!r} does not exist or is disabled"
+            else:
+                biggest = max((h.gpus for h in hosts), default=0)
+                plan.impossible[job.id] = (
+                    f"needs {job.gpus} GPUs on one host; the largest host has {biggest}"
+                )
+            return False
+        open_ = [h for h in candidates if h.name in free and h.name not in reserved]
+        fits = [h for h in open_ if len(free[h.name]) >= job.gpus]
+        if fits:
+            best = min(fits, key=lambda h: (len(free[h.name]) - job.gpus, h.name))
+            ids = _pick_ids(free[best.name], job.gpus)
+            free[best.name] = [i for i in free[best.name] if i not in ids]
+            plan.placements.append(Placement(job.id, best.name, ids))
+            if job.agent is not None:
+                usage[job.agent] = usage.get(job.agent, 0) + job.gpus
+            return True
+        if open_:  # drain the host closest to fitting this job
+            target = max(open_, key=lambda h: (len(free[h.name]), -len(h.used), h.name))
+            reserved.add(target.name)
+        return False
+
+    order = sorted(pending, key=lambda j: (-j.priority, j.queued_at, j.id))
+    for job in order:
+        over = limit is not None and usage.get(job.agent or "", 0) + job.gpus > limit
+        if over and job.agent is not None:
+            deferred.append(job)
+            continue
+        if not try_place(job) and job.id not in plan.impossible:
+            blocked_agents.add(job.agent)
+    for job in deferred:
+        others_waiting = any(a != job.agent for a in blocked_agents)
+        if not others_waiting:
+            try_place(job)
+    return plan

@@ -1,0 +1,271 @@
+"""The dispatcher inside ``helm daemon``: place queued jobs, watch running ones, reattach.
+
+Each tick reads one snapshot of the store (hosts, active and queued jobs, cancel requests),
+makes sure every staging or running job has a watcher (this is also the whole reattach
+logic: after a restart, the first tick finds them all), and places queued jobs with
+``scheduler.place`` on hosts that are connected. Store writes go through one worker thread
+(``DbGate``) so the event loop never waits on SQLite's lock, and the network never waits on
+a transaction.
+
+One box (one SSH connection) per host is kept in ``self.boxes`` and shared by all its jobs;
+a separate loop lists each busy host's ``done/`` folder a few times a second so a finished job
+frees its GPUs within a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from helm.models.tables import Host, Job
+from helm.remote import records
+from helm.remote.backend import Box, BoxError
+from helm.remote.check import check_box
+from helm.remote.hosts import box_key, make_box, python_for
+from helm.remote.launch import DONE_DIR, JOBS_DIR
+from helm.remote.scheduler import HostSlots, Pending, agent_limit, place
+from helm.remote.secrets import SecretStore
+from helm.remote.settings import RemoteSettings
+from helm.remote.watcher import JobWatcher
+from helm.workspace import Workspace
+
+T = TypeVar("T")
+
+
+class DbGate:
+    """Runs store calls on one worker thread: serialised, and off the event loop."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="helm-remote-db")
+
+    async def __call__(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class DispatchService:
+    name = "dispatch"
+
+    def __init__(
+        self,
+        ws: Workspace,
+        log: logging.Logger | None = None,
+        settings: RemoteSettings | None = None,
+    ) -> None:
+        self.ws = ws
+        self.store = ws.store
+        self.log = log or logging.getLogger("helm.remote")
+        self.settings = settings or RemoteSettings.load(ws)
+        self.interval_s = self.settings.tick_s
+        self.gate = DbGate()
+        self.boxes: dict[str, tuple[tuple, Box]] = {}
+        self.watchers: dict[int, tuple[asyncio.Task, JobWatcher]] = {}
+        self.cancel_ids: set[int] = set()
+        self._connecting: dict[str, asyncio.Task] = {}
+        self._checks: dict[str, asyncio.Task] = {}
+        self._checked_at: dict[str, float] = {}
+        self._monitor: asyncio.Task | None = None
+        self._last_heartbeat = 0.0
+        self.placed = 0  # jobs placed since start (bench, tests)
+
+    # Life cycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._monitor = asyncio.create_task(self._watch_done_markers(), name="helm-done-markers")
+        await self.tick()
+
+    async def stop(self) -> None:
+        """Stop watching; jobs keep running on their boxes and are reattached next start."""
+        tasks = [t for t, _ in self.watchers.values()]
+        tasks += list(self._checks.values()) + list(self._connecting.values())
+        if self._monitor is not None:
+            tasks.append(self._monitor)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.watchers.clear()
+        for _, box in self.boxes.values():
+            with contextlib.suppress(Exception):
+                await box.close()
+        self.boxes.clear()
+        self.gate.close()
+
+    # One pass -------------------------------------------------------------------------------
+    async def tick(self) -> None:
+        snap = await self.gate(records.snapshot, self.store)
+        hosts = {h.name: h for h in snap.hosts}
+        self.cancel_ids = snap.cancel_ids
+        self._reap_watchers()
+        cancel_queued = [j.id for j in snap.queued if j.cancel_requested and j.id is not None]
+        if cancel_queued:
+            await self.gate(records.cancel_queued, self.store, cancel_queued)
+        for job in snap.active:
+            if job.id not in self.watchers:
+                self._attach(job, hosts.get(job.host or ""))
+        self._schedule_checks(hosts)
+        queued = [j for j in snap.queued if not j.cancel_requested]
+        if queued:
+            await self._place(queued, snap.active, hosts)
+        await self._heartbeat()
+
+    def _box(self, host: Host) -> Box:
+        key = box_key(host)
+        entry = self.boxes.get(host.name)
+        if entry is None or entry[0] != key:
+            entry = (key, make_box(self.ws, host))
+            self.boxes[host.name] = entry
+        return entry[1]
+
+    def _attach(self, job: Job, host: Host | None) -> None:
+        assert job.id is not None
+        if host is None:  # its host row was removed under it: nothing to reconnect to
+            task = asyncio.create_task(
+                self.gate(records.lost, self.store, self.ws, job.id, f"host {job.host} removed")
+            )
+            self.watchers[job.id] = (task, None)  # type: ignore[assignment]
+            return
+        watcher = JobWatcher(self, job, host, self._box(host))
+        task = asyncio.create_task(watcher.run(), name=f"helm-job-{job.id}")
+        self.watchers[job.id] = (task, watcher)
+
+    def _reap_watchers(self) -> None:
+        for job_id, (task, _) in list(self.watchers.items()):
+            if task.done():
+                del self.watchers[job_id]
+                if not task.cancelled() and task.exception() is not None:
+                    self.log.error("job %s watcher died: %r", job_id, task.exception())
+
+    # Placement ------------------------------------------------------------------------------
+    def _usable(self, host: Host) -> bool:
+        if not host.enabled:
+            return False
+        box = self._box(host)
+        if getattr(box, "connected", True):
+            return True
+        task = self._connecting.get(host.name)
+        if task is None or task.done():
+            self._connecting[host.name] = asyncio.create_task(self._connect(box))
+        return False
+
+    async def _connect(self, box: Box) -> None:
+        try:
+            await box.ensure()
+        except BoxError as exc:
+            self.log.warning("%s", exc)
+
+    async def _place(self, queued: list[Job], active: list[Job], hosts: dict[str, Host]) -> None:
+        import json
+
+        used: dict[str, set[int]] = defaultdict(set)
+        usage: dict[str, int] = defaultdict(int)
+        for j in active:
+            if j.host:
+                used[j.host].update(json.loads(j.gpu_ids_json or "[]"))
+            if j.agent:
+                usage[j.agent] += j.gpus
+        enabled = [h for h in hosts.values() if h.enabled]
+        slots = [
+            HostSlots(h.name, h.gpus, frozenset(used[h.name]), self._usable(h)) for h in enabled
+        ]
+        pending = [
+            Pending(j.id, j.gpus, j.priority, j.queued_at, j.agent, j.host)
+            for j in queued
+            if j.id is not None
+        ]
+        limit = agent_limit(sum(h.gpus for h in enabled), self.settings.agent_gpu_share)
+        plan = place(pending, slots, agent_usage=dict(usage), limit=limit)
+        if plan.impossible and enabled:
+            await self.gate(records.note_waiting, self.store, plan.impossible)
+        if not plan.placements:
+            return
+        claimed = await self.gate(records.claim, self.store, plan.placements)
+        self.placed += len(claimed)
+        for job in claimed:
+            self._attach(job, hosts[job.host or ""])
+
+    # Done markers, heartbeats, checks -----------------------------------------------------------
+    async def _watch_done_markers(self) -> None:
+        """List each busy host's done/ folder; wake the watchers whose job just ended."""
+        while True:
+            by_host: dict[str, list[JobWatcher]] = defaultdict(list)
+            for _, w in self.watchers.values():
+                if w is not None and w.remote_dir:
+                    by_host[w.host.name].append(w)
+            await asyncio.gather(*(self._list_done(ws_) for ws_ in by_host.values()))
+            await asyncio.sleep(self.settings.done_poll_s)
+
+    async def _list_done(self, watchers: list[JobWatcher]) -> None:
+        box = watchers[0].box
+        if not getattr(box, "connected", True):
+            return
+        workdir = (watchers[0].remote_dir or "").rsplit(f"/{JOBS_DIR}/", 1)[0]
+        try:
+            names = set(await box.listdir(f"{workdir}/{DONE_DIR}"))
+        except Exception:  # the watchers notice connection trouble themselves
+            return
+        for w in watchers:
+            if w.remote_dir and w.remote_dir.rstrip("/").rsplit("/", 1)[-1] in names:
+                w.done.set()
+
+    async def _heartbeat(self) -> None:
+        now = time.time()
+        if now - self._last_heartbeat < self.settings.heartbeat_s:
+            return
+        self._last_heartbeat = now
+        seen = [
+            jid
+            for jid, (_, w) in self.watchers.items()
+            if w is not None and w.last_seen and now - w.last_seen < self.settings.heartbeat_s
+        ]
+        if seen:
+            await self.gate(records.heartbeat, self.store, seen)
+
+    def _schedule_checks(self, hosts: dict[str, Host]) -> None:
+        every = self.settings.check_every_s
+        if every <= 0:
+            return
+        now = time.monotonic()
+        for name, host in hosts.items():
+            if not host.enabled or (name in self._checks and not self._checks[name].done()):
+                continue
+            if now - self._checked_at.get(name, -1e18) < every:
+                continue
+            self._checked_at[name] = now
+            self._checks[name] = asyncio.create_task(self.check_host(host))
+
+    async def check_host(self, host: Host) -> dict:
+        """Run ``host check`` now and store the result (also used by the CLI)."""
+        box = self._box(host)
+        try:
+            await box.ensure()
+            workdir = await box.realpath(host.workdir)
+            check = await check_box(
+                box, python=python_for(host), workdir=workdir, data_dir=host.data_dir
+            )
+        except BoxError as exc:
+            check = {"reachable": False, "error": str(exc), "checked_at": time.time()}
+        await self.gate(records.save_check, self.store, host.name, check["reachable"], check)
+        return check
+
+    def forget_secrets_if_final(self, job_id: int) -> None:
+        """A job's secrets are kept for its retries, then removed from secrets.json."""
+        from helm.models.queries import get_job
+
+        with self.store.read() as s:
+            state = get_job(s, job_id).state
+        if state != "queued":
+            SecretStore(self.ws.root).drop(f"job:{job_id}")
+
+
+def make_service(ws: Workspace, logger: logging.Logger) -> DispatchService:
+    """The daemon's entry point (see ``helm.daemon.SERVICE_FACTORIES``)."""
+    return DispatchService(ws, logger.getChild("remote") if logger else None)
