@@ -1,0 +1,308 @@
+"""The helm TUI: what the operator looks at and steers the swarm from.
+
+The app owns the refresh loop (dolphie's poll → render → reschedule): a thread worker reads a
+``Snapshot`` from the store, the UI thread renders it with keyed, batched table updates, then
+the next read is scheduled ``refresh_rate`` seconds later (never overlapping, paused on
+demand). Every blocking operation (store writes, ``helm`` subprocesses, git) runs in a worker
+too, and every worker failure lands in ``report_error``, one notification, never a crash
+(harlequin's single error path). Keys come from the command registry (``commands.py``), with
+the user's ``[keys]`` from ``<home>/config.toml`` applied as Textual's keymap.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+from textual import work
+from textual.app import App
+from textual.screen import ModalScreen, Screen
+from textual.worker import Worker, WorkerState
+
+from helm.tui import commands as cmds
+from helm.tui import ops
+from helm.tui.data import Snapshot, load_snapshot
+from helm.tui.fmt import Palette
+from helm.tui.screens.base import HelmScreen
+from helm.tui.screens.detail import RunDetailScreen
+from helm.tui.screens.dialogs import (
+    BroadcastRequest,
+    BroadcastScreen,
+    ConfirmScreen,
+    PinScreen,
+    SwarmRequest,
+    SwarmScreen,
+)
+from helm.tui.screens.main import MainScreen
+from helm.tui.screens.views import DiffScreen, HelpScreen, PlotScreen
+from helm.workspace import Workspace
+
+log = logging.getLogger("helm.tui")
+
+RATES = (0.5, 1.0, 2.0, 5.0, 10.0)
+_BLOCKED_IN_DIALOGS = {"broadcast", "plot", "cycle_rate", "toggle_pause", "help", "back"}
+
+
+class HelmApp(App[None]):
+    CSS_PATH = "helm.tcss"
+    TITLE = "helm"
+    BINDINGS = cmds.bindings_for(cmds.APP)
+    COMMANDS = App.COMMANDS | {cmds.HelmCommands}
+
+    def __init__(
+        self,
+        ws: Workspace,
+        *,
+        start_daemon: bool = True,
+        clock: Callable[[], float] = time.time,
+        refresh_rate: float = 1.0,
+        keymap: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.ws = ws
+        self.start_daemon = start_daemon
+        self.clock = clock
+        self.refresh_rate = refresh_rate
+        self.paused = False
+        self.snapshot: Snapshot | None = None
+        self.marked_run: int | None = None
+        self.refresh_count = 0
+        self.last_load_s = 0.0  # read time of the last snapshot (worker thread)
+        self.last_render_s = 0.0  # render time of the last snapshot (UI thread)
+        self._keymap_error: str | None = None
+        if keymap is None:
+            try:
+                keymap = cmds.load_keymap(ws.config_path)
+            except cmds.KeymapError as exc:
+                keymap, self._keymap_error = {}, str(exc)
+        self.keymap = keymap
+        self._palette: tuple[str, Palette] | None = None
+        self._timer: Any = None
+        self.main = MainScreen()
+
+    # Set-up ---------------------------------------------------------------------------------
+    def get_default_screen(self) -> Screen[Any]:
+        return self.main
+
+    def on_mount(self) -> None:
+        if self.keymap:
+            self.set_keymap(self.keymap)
+        if self._keymap_error:
+            self.notify(self._keymap_error, title="keymap ignored", severity="warning")
+        if self.start_daemon:
+            self._ensure_daemon()
+        self.request_refresh()
+
+    @work(thread=True, group="daemon", exit_on_error=False)
+    def _ensure_daemon(self) -> None:
+        from helm.daemon import start_detached
+
+        pid, started = start_detached(self.ws)
+        if started:
+            self.call_from_thread(self.notify, f"daemon started (pid {pid})")
+
+    @property
+    def palette(self) -> Palette:
+        """Status colours from the current theme (recomputed when the theme changes)."""
+        if self._palette is None or self._palette[0] != self.theme:
+            self._palette = (self.theme, Palette.from_variables(self.get_css_variables()))
+        return self._palette[1]
+
+    # Errors ---------------------------------------------------------------------------------
+    def report_error(self, error: BaseException) -> None:
+        """The one place failures surface: a notification, and the traceback in the log."""
+        if isinstance(error, ops.OpError):
+            message = str(error)
+        else:
+            log.error("worker failed", exc_info=error)
+            message = f"{type(error).__name__}: {error}"
+        self.notify(message, title="helm", severity="error", timeout=8)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if event.state == WorkerState.ERROR and worker.error is not None:
+            self.report_error(worker.error)
+        if worker.group == "snapshot" and event.state in (WorkerState.SUCCESS, WorkerState.ERROR):
+            try:
+                if event.state == WorkerState.SUCCESS and worker.result is not None:
+                    self._apply(worker.result)
+            except Exception as exc:  # a rendering bug must not take the cockpit down
+                self.report_error(exc)
+            finally:
+                self._schedule()
+
+    # The refresh loop -------------------------------------------------------------------------
+    def request_refresh(self) -> None:
+        """Read a fresh snapshot now (the timer restarts after it lands)."""
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._load_snapshot(self.main.filter_text)
+
+    @work(thread=True, exclusive=True, group="snapshot", exit_on_error=False)
+    def _load_snapshot(self, flt: str) -> Snapshot:
+        t0 = perf_counter()
+        snap = load_snapshot(self.ws, clock=self.clock, flt=flt)
+        self.last_load_s = perf_counter() - t0
+        return snap
+
+    def _apply(self, snap: Snapshot) -> None:
+        t0 = perf_counter()
+        self.snapshot = snap
+        self.main.show(snap)
+        top = self.screen
+        if isinstance(top, HelmScreen) and top is not self.main:
+            top.snapshot_updated()
+        self.refresh_count += 1
+        self.last_render_s = perf_counter() - t0
+
+    def _schedule(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = (
+            None if self.paused else self.set_timer(self.refresh_rate, self.request_refresh)
+        )
+
+    def _update_header(self) -> None:
+        self.main.query_one("#header").update(self.main.header(self.snapshot))  # type: ignore[attr-defined]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (isinstance(self.screen, ModalScreen) and action in _BLOCKED_IN_DIALOGS)
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        if self.paused and self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        elif not self.paused:
+            self.request_refresh()
+        self._update_header()
+
+    def action_cycle_rate(self) -> None:
+        nxt = [r for r in RATES if r > self.refresh_rate]
+        self.refresh_rate = nxt[0] if nxt else RATES[0]
+        self.notify(f"refresh every {self.refresh_rate:g}s", timeout=2)
+        if not self.paused:
+            self._schedule()
+        self._update_header()
+
+    # Navigation -------------------------------------------------------------------------------
+    def action_back(self) -> None:
+        if self.screen is self.main:
+            if not self.main.clear_filter() and self.main.maximized is not None:
+                self.main.minimize()
+        elif len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.keymap))
+
+    def action_plot(self) -> None:
+        self.push_screen(PlotScreen())
+
+    def open_detail(self, run_id: int | None, job_id: int | None = None) -> None:
+        if run_id is None and job_id is None:
+            self.notify("no run or job selected", severity="warning")
+            return
+        self.push_screen(RunDetailScreen(run_id, job_id))
+
+    # Steering ---------------------------------------------------------------------------------
+    @work(thread=True, group="ops", exit_on_error=False)
+    def run_op(self, fn: Callable[..., Any], *args: Any, done: Callable[[Any], str]) -> None:
+        """Run a blocking operation off the UI thread; report its outcome, then refresh."""
+        result = fn(*args)
+        self.call_from_thread(self._op_done, done(result))
+
+    def _op_done(self, message: str) -> None:
+        self.notify(message, timeout=4)
+        self.request_refresh()
+
+    def action_broadcast(self) -> None:
+        snap = self.snapshot
+        agents = [a.name for a in snap.agents] if snap else []
+        saved = list(dict.fromkeys(d.text for d in snap.directives)) if snap else []
+        self.push_screen(BroadcastScreen(agents, saved), self._broadcast)
+
+    def _broadcast(self, req: BroadcastRequest | None) -> None:
+        if req is None:
+            return
+
+        def done(d: dict[str, Any]) -> str:
+            return f"directive #{d['id']} sent to {len(d['deliveries'])} agent(s)"
+
+        self.run_op(ops.broadcast, self.ws, req.text, req.targets, done=done)
+
+    def pin_flow(self, run_id: int | None) -> None:
+        def chosen(req: ops.PinRequest | None) -> None:
+            if req is not None:
+                self.run_op(ops.pin, self.ws, req, done=lambda out: out.splitlines()[-1])
+
+        self.push_screen(PinScreen(run_id), chosen)
+
+    def diff_flow(self, run_id: int | None) -> None:
+        if run_id is None:
+            self.notify("no run selected", severity="warning")
+            return
+        other = self.marked_run if self.marked_run not in (None, run_id) else None
+        self.push_screen(DiffScreen(run_id, other))
+
+    def mark(self, run_id: int | None) -> None:
+        if run_id is None:
+            self.notify("no run selected", severity="warning")
+            return
+        self.marked_run = None if self.marked_run == run_id else run_id
+        what = f"run #{run_id} marked: d diffs against it" if self.marked_run else "mark cleared"
+        self.notify(what, timeout=3)
+        if self.snapshot is not None:
+            self.main.show(self.snapshot)
+
+    def cancel_flow(self, job_id: int | None) -> None:
+        if job_id is None:
+            self.notify("no job selected", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_op(
+                    ops.cancel_job, self.ws, job_id, done=lambda _: f"cancelling job #{job_id}"
+                )
+
+        self.push_screen(ConfirmScreen(f"Cancel job #{job_id}?", yes="Cancel job"), answered)
+
+    def swarm_flow(self, agent: str | None) -> None:
+        snap = self.snapshot
+        running = snap.agents_running if snap else 0
+        self.push_screen(SwarmScreen(agent, running), self._swarm)
+
+    def _swarm(self, req: SwarmRequest | None) -> None:
+        if req is None:
+            return
+        if req.action == "add":
+            self.run_op(
+                ops.add_agents, self.ws, req.count, req.driver, done=lambda out: out or "ok"
+            )
+            return
+        names = [req.agent] if req.action == "stop" and req.agent else []
+        if req.action == "stop_all" and self.snapshot is not None:
+            names = [a.name for a in self.snapshot.agents if a.desired != "down"]
+        if not names:
+            self.notify("no agents to stop", severity="warning")
+            return
+        question = f"Stop {names[0]}?" if len(names) == 1 else f"Stop all {len(names)} agents?"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_op(
+                    ops.stop_agents, self.ws, names, done=lambda n: f"stopping {n} agent(s)"
+                )
+
+        self.push_screen(ConfirmScreen(question, yes="Stop"), answered)
+
+
+def run_app(ws: Workspace) -> int:
+    """``helm`` with no command: the TUI, starting the daemon if none runs."""
+    HelmApp(ws).run()
+    return 0

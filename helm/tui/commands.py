@@ -1,0 +1,167 @@
+"""The one command registry: every key, help line, footer entry and palette hit comes from here.
+
+A command has a stable id (what a user's keymap names), a default key, a description, the
+action it runs (a Textual action string resolved on the screen that binds it) and the
+contexts (screens) where it applies. Screens build their ``BINDINGS`` from the registry,
+the help screen lists it, the footer shows the bindings it produced and the palette provider
+searches it, so a command added here is everywhere at once and nowhere else needs editing.
+
+The user keymap (``[keys]`` in ``<home>/config.toml``: ``broadcast = "B"``) goes through
+Textual's own keymap by binding id, so a remap changes the key everywhere, footer included.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+APP = "app"
+MAIN = "main"
+DETAIL = "detail"
+PLOT = "plot"
+VIEW = "view"  # read-only screens opened from main (diff, plot): they only go back
+
+
+@dataclass(frozen=True)
+class Command:
+    """One operator command; ``contexts`` are the screens whose bindings include it."""
+
+    id: str
+    key: str
+    description: str
+    action: str
+    contexts: tuple[str, ...]
+    show: bool = True  # in the footer (the help screen and palette list every command)
+    priority: bool = False  # wins over a focused widget's own binding of the same key
+    palette: bool = True
+
+    def binding(self) -> Binding:
+        return Binding(
+            self.key,
+            self.action,
+            self.description,
+            show=self.show,
+            priority=self.priority,
+            id=self.id,
+        )
+
+
+REGISTRY: tuple[Command, ...] = (
+    Command("pane_agents", "1", "agents & jobs", "focus_pane('agents')", (MAIN,), show=False),
+    Command("pane_leaderboard", "2", "leaderboard", "focus_pane('leaderboard')", (MAIN,), False),
+    Command("pane_feed", "3", "feed", "focus_pane('feed')", (MAIN,), show=False),
+    Command("pane_fleet", "4", "fleet", "focus_pane('fleet')", (MAIN,), show=False),
+    Command("next_pane", "tab", "next pane", "app.focus_next", (MAIN,), show=False, palette=False),
+    Command("open", "enter", "run detail", "open_detail", (MAIN,), show=False),
+    Command("broadcast", "b", "broadcast", "app.broadcast", (APP,)),
+    Command("pin", "p", "pin base", "pin", (MAIN, DETAIL)),
+    Command("diff", "d", "diff", "diff", (MAIN, DETAIL)),
+    Command("mark", "m", "mark for diff", "mark", (MAIN, DETAIL), show=False),
+    Command("cancel", "c", "cancel job", "cancel", (MAIN, DETAIL)),
+    Command("swarm", "s", "swarm", "swarm", (MAIN,)),
+    Command("filter", "slash", "filter", "filter", (MAIN,)),
+    Command("plot", "g", "progress plot", "app.plot", (APP,), show=False),
+    Command("zoom", "z", "zoom pane", "zoom", (MAIN,), show=False),
+    Command("refresh_rate", "r", "refresh rate", "app.cycle_rate", (APP,), show=False),
+    Command("pause", "space", "pause / resume", "app.toggle_pause", (APP,), show=False),
+    Command(
+        "back", "escape", "back / clear", "app.back", (MAIN, DETAIL, VIEW), False, False, False
+    ),
+    Command("help", "question_mark", "help", "app.help", (APP,)),
+    Command("palette", "ctrl+p", "command palette", "app.command_palette", (APP,), False, True),
+    Command("quit", "q", "quit", "app.quit", (APP,)),
+)
+"""Every command, in the order the help screen shows them."""
+
+BY_ID: dict[str, Command] = {c.id: c for c in REGISTRY}
+
+
+def commands_for(context: str) -> list[Command]:
+    return [c for c in REGISTRY if context in c.contexts]
+
+
+def bindings_for(context: str) -> list[Binding]:
+    """The ``BINDINGS`` of the screen (or app) that owns ``context``."""
+    return [c.binding() for c in commands_for(context)]
+
+
+# Keymap ---------------------------------------------------------------------------------
+class KeymapError(ValueError):
+    """The ``[keys]`` table of config.toml is unreadable or names an unknown command."""
+
+
+def load_keymap(config_path: Path) -> dict[str, str]:
+    """The ``[keys]`` table: command id -> key(s); missing file means no overrides."""
+    try:
+        data = tomllib.loads(config_path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise KeymapError(f"{config_path}: {exc}") from exc
+    keys = data.get("keys", {})
+    if not isinstance(keys, dict):
+        raise KeymapError(f"{config_path}: [keys] must be a table of command id = key")
+    unknown = sorted(k for k in keys if k not in BY_ID)
+    if unknown:
+        raise KeymapError(f"{config_path}: unknown command id(s) in [keys]: {', '.join(unknown)}")
+    bad = sorted(k for k, v in keys.items() if not isinstance(v, str) or not v.strip())
+    if bad:
+        raise KeymapError(f"{config_path}: [keys] values must be key names: {', '.join(bad)}")
+    return {k: v.strip() for k, v in keys.items()}
+
+
+def key_of(command: Command, keymap: dict[str, str]) -> str:
+    """The key the user actually presses for ``command`` (keymap first)."""
+    return keymap.get(command.id, command.key)
+
+
+def display_key(key: str) -> str:
+    """A key as the help screen shows it (``question_mark`` -> ``?``)."""
+    names = {"question_mark": "?", "slash": "/", "space": "space", "escape": "esc"}
+    return ",".join(names.get(k.strip(), k.strip()) for k in key.split(","))
+
+
+# Palette ----------------------------------------------------------------------------------
+def context_of(screen: Screen[object]) -> str:
+    return getattr(screen, "CONTEXT", MAIN)
+
+
+def palette_commands(screen: Screen[object]) -> Iterable[Command]:
+    """Commands that make sense on ``screen``: its own context plus the app-wide ones."""
+    ctx = context_of(screen)
+    return [c for c in REGISTRY if c.palette and (ctx in c.contexts or APP in c.contexts)]
+
+
+class HelmCommands(Provider):
+    """The command palette over the registry, limited to what applies on the current screen."""
+
+    def _run(self, command: Command) -> None:
+        self.app.call_later(self.app.run_action, command.action, self.screen)
+
+    def _label(self, command: Command) -> str:
+        keymap: dict[str, str] = getattr(self.app, "keymap", {})
+        return f"{command.description} ({display_key(key_of(command, keymap))})"
+
+    async def discover(self) -> Hits:
+        for command in palette_commands(self.screen):
+            yield DiscoveryHit(self._label(command), partial(self._run, command), help=command.id)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for command in palette_commands(self.screen):
+            label = self._label(command)
+            score = max(matcher.match(label), matcher.match(command.id))
+            if score > 0:
+                yield Hit(
+                    score, matcher.highlight(label), partial(self._run, command), help=command.id
+                )

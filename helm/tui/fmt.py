@@ -1,0 +1,151 @@
+"""Cell formatting: numbers, ages, progress bars, and status colours from the theme.
+
+Table cells are Rich ``Text``; their colours come from the running theme's variables
+(``$success``, ``$error``, ``$warning`` ...) through ``Palette``, so a theme switch recolours
+everything and no colour is spelled out in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.color import Color
+
+from helm.tui.data import BYTES_CAP
+
+_STATUS_ROLE = {
+    # runs
+    "keep": "success",
+    "done": "text",
+    "discard": "muted",
+    "crash": "error",
+    "cancelled": "muted",
+    "running": "accent",
+    "queued": "muted",
+    # jobs
+    "staging": "warning",
+    "succeeded": "success",
+    "failed": "error",
+    "lost": "error",
+    # agents
+    "thinking": "primary",
+    "training": "success",
+    "waiting": "muted",
+    "stalled": "warning",
+    "stopped": "error",
+    "starting": "muted",
+    # feed kinds
+    "insight": "text",
+    "result": "success",
+    "ack": "primary",
+    "verification": "warning",
+    "system": "muted",
+}
+
+
+@dataclass(frozen=True)
+class Palette:
+    """Rich colours for the roles the TUI uses, resolved from the app's theme variables."""
+
+    text: str
+    muted: str
+    primary: str
+    accent: str
+    success: str
+    warning: str
+    error: str
+
+    @classmethod
+    def from_variables(cls, v: dict[str, str]) -> Palette:
+        fg = Color.parse(v.get("foreground", "#e0e0e0"))
+        bg = Color.parse(v.get("background", "#121212"))
+
+        def pick(name: str, default: str) -> str:
+            try:
+                return Color.parse(v.get(name, default)).hex6
+            except Exception:  # a theme variable that is not a plain colour
+                return Color.parse(default).hex6
+
+        return cls(
+            text=fg.hex6,
+            muted=fg.blend(bg, 0.45).hex6,
+            primary=pick("primary", "#0178d4"),
+            accent=pick("accent", "#fea62b"),
+            success=pick("success", "#4ebf71"),
+            warning=pick("warning", "#fea62b"),
+            error=pick("error", "#b93c5b"),
+        )
+
+    def role(self, name: str) -> str:
+        return getattr(self, name, self.text)
+
+    def status(self, status: str | None, text: str | None = None) -> Text:
+        """``text`` (default: the status itself) coloured by what the status means."""
+        label = text if text is not None else (status or "-")
+        return Text(label, style=self.role(_STATUS_ROLE.get(status or "", "text")))
+
+    def muted_text(self, text: str) -> Text:
+        return Text(text, style=self.muted)
+
+
+def age(seconds: float | None) -> str:
+    """``42s``, ``7m``, ``3h``, ``2d``: ages and ETAs at a glance, never wider than 4."""
+    if seconds is None:
+        return "-"
+    s = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{int(s // size)}{unit}"
+    return f"{int(s)}s"
+
+
+def bpb(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def delta(value: float | None, base: float | None, pal: Palette) -> Text:
+    """Δ vs the base: negative (better) green, positive red."""
+    if value is None or base is None:
+        return pal.muted_text("-")
+    d = value - base
+    style = pal.success if d < 0 else pal.error if d > 0 else pal.muted
+    return Text(f"{d:+.4f}", style=style)
+
+
+def size(n: int | None, pal: Palette) -> Text:
+    """Artifact bytes with the headroom under the 16,000,000 cap (red when over)."""
+    if n is None:
+        return pal.muted_text("-")
+    room = BYTES_CAP - n
+    if room < 0:
+        return Text(f"{n / 1e6:.2f}M over", style=pal.error)
+    style = pal.warning if room < 100_000 else pal.text
+    return Text(f"{n / 1e6:.2f}M +{room / 1e3:.0f}k", style=style)
+
+
+def progress(step: int | None, total: int | None, pal: Palette, width: int = 10) -> Text:
+    """A block progress bar with the step count: ``███▌      42%``."""
+    if step is None or not total:
+        return pal.muted_text("-".ljust(width + 5))
+    frac = max(0.0, min(1.0, step / total))
+    eighths = round(frac * width * 8)
+    full, part = divmod(eighths, 8)
+    bar = "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
+    text = Text(bar.ljust(width), style=pal.success)
+    text.append(f" {frac * 100:3.0f}%", style=pal.text)
+    return text
+
+
+def loss(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def spark(values: list[float | None], busy: list[bool], pal: Palette) -> Text:
+    """One cell per GPU: height is utilisation, colour is busy (a job holds it) or free."""
+    blocks = " ▁▂▃▄▅▆▇█"
+    out = Text()
+    for v, b in zip(values, busy, strict=True):
+        ch = "·" if v is None else blocks[max(1, min(8, round(v / 100 * 8)))]
+        out.append(ch, style=pal.success if b else pal.muted)
+    return out

@@ -1,0 +1,189 @@
+"""The operator's writes: intents into the store, or a ``helm`` command in a subprocess.
+
+Every function here blocks (database lock, subprocess, git) and is only ever called from a
+worker thread. Pin and swarm growth go through the ``helm`` command line, the same contract
+the agents and scripts use, so the TUI never depends on another package's Python internals;
+cancel and stop are plain intents in the store that the daemon acts on.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from helm.models import hot
+from helm.workspace import Workspace
+
+CLI_TIMEOUT_S = 120.0
+
+
+class OpError(Exception):
+    """An operation failed; the message is the one line to show the operator."""
+
+
+def helm_argv(ws: Workspace, *args: str) -> list[str]:
+    """``helm ARGS --home ROOT`` with this interpreter (no dependence on PATH)."""
+    boot = "import sys; from helm.cli import main; sys.exit(main())"
+    return [sys.executable, "-c", boot, *args, "--home", str(ws.root)]
+
+
+def run_helm(ws: Workspace, *args: str, timeout_s: float = CLI_TIMEOUT_S) -> str:
+    """Run a ``helm`` command; its stdout on success, else ``OpError`` with its error line."""
+    try:
+        proc = subprocess.run(
+            helm_argv(ws, *args),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise OpError(f"helm {' '.join(args)}: no answer after {timeout_s:.0f}s") from exc
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        reason = lines[-1] if lines else f"exit code {proc.returncode}"
+        raise OpError(reason.removeprefix("helm: "))
+    return proc.stdout.strip()
+
+
+# Directives ----------------------------------------------------------------------------------
+def broadcast(ws: Workspace, text: str, targets: Sequence[str] | None) -> dict[str, Any]:
+    try:
+        with ws.db(write=True) as db:
+            return hot.send_directive(db, text, targets=list(targets) if targets else None)
+    except (ValueError, hot.NotFound) as exc:
+        raise OpError(str(exc)) from exc
+
+
+def saved_directives(ws: Workspace, limit: int = 30) -> list[str]:
+    """Distinct texts of recent directives, newest first: the re-send list of the composer."""
+    with ws.db(write=False) as db:
+        rows = hot.list_directives(db, limit=200)
+    seen: list[str] = []
+    for d in rows:
+        if d["text"] not in seen:
+            seen.append(d["text"])
+        if len(seen) >= limit:
+            break
+    return seen
+
+
+# Pin ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PinRequest:
+    """What ``p`` will pin, parsed from the one input line (see ``parse_pin``)."""
+
+    kind: str  # pr | run | file
+    ref: str
+    repo: str | None = None
+
+    def argv(self) -> list[str]:
+        args = ["pin", self.kind, self.ref]
+        if self.repo:
+            args += ["--repo", self.repo]
+        return args
+
+    def describe(self) -> str:
+        if self.kind == "pr":
+            return f"PR #{self.ref}" + (f" of {self.repo}" if self.repo else "")
+        if self.kind == "run":
+            return f"run #{self.ref}"
+        return f"file {self.ref}"
+
+
+_PR = re.compile(r"^(?:pr\s*)?(?:(?P<repo>[\w.-]+/[\w.-]+))?#?(?P<n>\d+)$", re.IGNORECASE)
+_RUN = re.compile(r"^(?:run\s*|r)#?(?P<n>\d+)$", re.IGNORECASE)
+
+
+def parse_pin(text: str, selected_run: int | None) -> PinRequest | None:
+    """``374``/``#374``/``owner/repo#374`` → PR; ``run 12``/``r12`` → run; empty → the
+    selected run; anything else → a file path. None when there is nothing to pin."""
+    text = text.strip()
+    if not text:
+        return PinRequest("run", str(selected_run)) if selected_run is not None else None
+    if m := _RUN.match(text):
+        return PinRequest("run", m.group("n"))
+    if m := _PR.match(text):
+        return PinRequest("pr", m.group("n"), m.group("repo"))
+    return PinRequest("file", text)
+
+
+def pin(ws: Workspace, request: PinRequest) -> str:
+    return run_helm(ws, *request.argv()) or f"pinned {request.describe()}"
+
+
+# Jobs and agents --------------------------------------------------------------------------------
+def cancel_job(ws: Workspace, job_id: int) -> None:
+    """Ask the daemon to cancel a job (the remote package's call when it is built in)."""
+    try:
+        from helm.remote.jobs import request_cancel  # type: ignore[import-not-found]
+    except ImportError:
+        request_cancel = None
+    if request_cancel is not None:
+        request_cancel(ws, job_id)
+        return
+    with ws.db(write=True) as db:
+        rows = db.rows("SELECT state FROM job WHERE id = :id", {"id": job_id})
+        if not rows:
+            raise OpError(f"no job {job_id}")
+        if rows[0]["state"] in ("succeeded", "failed", "cancelled"):
+            raise OpError(f"job {job_id} already {rows[0]['state']}")
+        db.execute("UPDATE job SET cancel_requested = 1 WHERE id = :id", {"id": job_id})
+
+
+def stop_agents(ws: Workspace, names: Sequence[str]) -> int:
+    """Ask the supervisor to stop agents (``desired = down``); returns how many changed."""
+    with ws.db(write=True) as db:
+        n = 0
+        for name in names:
+            if db.rows("SELECT id FROM agent WHERE name = :n AND desired != 'down'", {"n": name}):
+                db.execute("UPDATE agent SET desired = 'down' WHERE name = :n", {"n": name})
+                n += 1
+    return n
+
+
+def add_agents(ws: Workspace, count: int, driver: str) -> str:
+    if count < 1:
+        raise OpError("add at least one agent")
+    return run_helm(ws, "swarm", "up", "-n", str(count), "--driver", driver) or "swarm up"
+
+
+# Diff -------------------------------------------------------------------------------------------
+def run_commits(ws: Workspace, a: int, b: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two runs to diff: ``a`` against ``b`` or, when ``b`` is None, against its parent."""
+    with ws.db(write=False) as db:
+        ra = db.rows("SELECT id, commit, parent_id FROM run WHERE id = :id", {"id": a})
+        if not ra:
+            raise OpError(f"no run {a}")
+        other = b if b is not None else ra[0]["parent_id"]
+        if other is None:
+            raise OpError(f"run {a} has no parent: mark another run with m to diff against")
+        rb = db.rows("SELECT id, commit, parent_id FROM run WHERE id = :id", {"id": other})
+        if not rb:
+            raise OpError(f"no run {other}")
+    return rb[0], ra[0]
+
+
+def git_diff(ws: Workspace, old: str | None, new: str | None) -> str:
+    """``git diff old new`` in the task repository, or a line saying why there is none."""
+    if not old or not new:
+        return "no diff available: a run has no recorded commit"
+    if not (ws.task_dir / ".git").exists():
+        return "no diff available: the workspace has no task repository"
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(ws.task_dir), "diff", "--stat", "--patch", old, new],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"no diff available: {exc}"
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip().splitlines() or ["git failed"])[-1]
+        return f"no diff available: {reason}"
+    return proc.stdout or "no differences"
