@@ -15,7 +15,12 @@ from collections.abc import Sequence
 from helm.cli.common import CommandError, UsageError
 
 # Modules that add command groups, in help order.
-GROUP_MODULES = ("helm.cli.store_cmds", "helm.cli.daemon_cmds")
+GROUP_MODULES = (
+    "helm.cli.store_cmds",
+    "helm.cli.daemon_cmds",
+    "helm.cli.host_cmds",
+    "helm.cli.job_cmds",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,253 @@
+"""``helm host add|ls|check|rm|trust``: the boxes jobs run on.
+
+Handlers import the remote package only when they run (asyncssh is slow to import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from helm.cli.common import (
+    CommandError,
+    UsageError,
+    add_leaf,
+    fmt_age,
+    parse_env,
+    print_json,
+    print_table,
+    workspace,
+)
+
+
+def host_dict(host) -> dict:  # noqa: ANN001  (a helm.models.tables.Host)
+    """The JSON shape of a host (environment values are stored already masked)."""
+    check = json.loads(host.check_json or "{}")
+    target = None
+    if host.kind == "ssh":
+        user = f"{host.ssh_user}@" if host.ssh_user else ""
+        port = f":{host.ssh_port}" if host.ssh_port and host.ssh_port != 22 else ""
+        target = f"{user}{host.ssh_host}{port}"
+    return {
+        "name": host.name,
+        "kind": host.kind,
+        "target": target,
+        "identity": host.identity,
+        "gpus": host.gpus,
+        "workdir": host.workdir,
+        "data_dir": host.data_dir,
+        "python": host.python,
+        "launcher": host.launcher,
+        "env": json.loads(host.env_json or "{}"),
+        "enabled": host.enabled,
+        "reachable": host.reachable,
+        "checked_at": host.checked_at,
+        "check": check,
+    }
+
+
+def _add(args: argparse.Namespace) -> None:
+    from helm.remote.hosts import add_host
+
+    env = parse_env(args.env)
+    ws = workspace(args)
+    try:
+        with ws.store.write() as s:
+            host = add_host(
+                ws,
+                s,
+                args.name,
+                ssh=args.ssh,
+                local=args.local,
+                identity=args.identity,
+                gpus=args.gpus,
+                workdir=args.workdir,
+                data=args.data,
+                python=args.python,
+                launcher=args.launcher,
+                env=env,
+            )
+            out = host_dict(host)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.json:
+        print_json(out)
+    else:
+        where = out["target"] or "this machine"
+        print(f"added host {args.name} ({where}, {out['gpus']} GPUs)")
+        if host.kind == "ssh":
+            print(
+                f"next: helm host check {args.name}  (helm host trust {args.name} if its key is new)"
+            )
+
+
+def _gpu_summary(check: dict) -> str:
+    gpus = check.get("gpus")
+    if not gpus:
+        return "cpu" if check.get("reachable") else "-"
+    return f"{len(gpus)}x {gpus[0].get('name')}"
+
+
+def _ls(args: argparse.Namespace) -> None:
+    from sqlmodel import select
+
+    from helm.models.tables import Host
+
+    ws = workspace(args)
+    with ws.store.read() as s:
+        hosts = [host_dict(h) for h in s.exec(select(Host).order_by(Host.name))]
+    if args.json:
+        print_json(hosts)
+        return
+    print_table(
+        ["NAME", "KIND", "TARGET", "GPUS", "DETECTED", "REACHABLE", "CHECKED", "PROBLEMS"],
+        [
+            (
+                h["name"],
+                h["kind"],
+                h["target"] or "local",
+                h["gpus"],
+                _gpu_summary(h["check"]),
+                {True: "yes", False: "no", None: "?"}[h["reachable"]],
+                fmt_age(h["checked_at"]),
+                "; ".join(h["check"].get("problems", [])) or h["check"].get("error") or "-",
+            )
+            for h in hosts
+        ],
+    )
+
+
+def _check(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from helm.remote.backend import BoxError
+    from helm.remote.check import check_box
+    from helm.remote.hosts import get_host, make_box, python_for
+    from helm.remote.records import save_check
+
+    ws = workspace(args)
+    with ws.store.read() as s:
+        host = get_host(s, args.name)
+
+    async def go() -> dict:
+        box = make_box(ws, host)
+        try:
+            await box.ensure()
+            workdir = await box.realpath(host.workdir)
+            return await check_box(
+                box, python=python_for(host), workdir=workdir, data_dir=host.data_dir
+            )
+        finally:
+            await box.close()
+
+    try:
+        check = asyncio.run(go())
+    except BoxError as exc:
+        import time
+
+        check = {"reachable": False, "error": str(exc), "checked_at": time.time()}
+    save_check(ws.store, host.name, check["reachable"], check)
+    if args.json:
+        print_json(check)
+    elif check["reachable"]:
+        data = check.get("data")
+        print(f"{host.name}: reachable")
+        print(f"  gpus:   {_gpu_summary(check)}")
+        for g in check.get("gpus", []):
+            print(
+                f"    [{g['index']}] {g['name']}  mem {g['memory_used_mib']}/"
+                f"{g['memory_total_mib']} MiB  util {g['utilization_pct']}%  "
+                f"{g['temperature_c']}C"
+            )
+        print(
+            f"  python: {check.get('python')}  torch: {check.get('torch')}  cuda: {check.get('cuda')}"
+        )
+        print(f"  disk:   {check.get('disk_free_gb')} GB free")
+        if data is not None:
+            print(
+                f"  data:   {data['train_shards']} train / {data['val_shards']} val shards, "
+                f"tokenizer {'present' if data['tokenizer'] else 'MISSING'}"
+            )
+        for p in check.get("problems", []):
+            print(f"  problem: {p}")
+    if not check["reachable"]:
+        raise CommandError(check["error"])
+    return 1 if check.get("problems") else 0
+
+
+def _rm(args: argparse.Namespace) -> None:
+    from helm.remote.hosts import remove_host
+
+    ws = workspace(args)
+    try:
+        with ws.store.write() as s:
+            remove_host(ws, s, args.name)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"removed host {args.name}")
+
+
+def _trust(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from helm.remote import hostkeys
+    from helm.remote.hosts import get_host
+
+    ws = workspace(args)
+    with ws.store.read() as s:
+        host = get_host(s, args.name)
+    if host.kind != "ssh":
+        raise CommandError(f"host {host.name} is local: there is no host key to trust")
+    target = hostkeys.resolve(host.ssh_host or host.name, host.ssh_port)
+    try:
+        key = asyncio.run(hostkeys.fetch_key(target))
+    except Exception as exc:
+        raise CommandError(
+            f"cannot read the host key of {target.host}:{target.port}: {exc}"
+        ) from exc
+    fp = hostkeys.fingerprint(key)
+    known = hostkeys.known_keys(hostkeys.known_hosts_blob(ws.known_hosts_path), target)
+    if any(k.public_data == key.public_data for k in known):
+        print(f"{host.name}: key {fp} is already trusted")
+        return
+    if known:
+        print(f"WARNING: {host.name} presents a DIFFERENT key than the one trusted before.")
+    print(f"{host.name} ({target.host}:{target.port}) presents {fp}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError("not a terminal: pass --yes to trust this key without asking")
+        answer = input("trust this key? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            raise CommandError("not trusted")
+    hostkeys.record_trust(ws.known_hosts_path, target, key)
+    print(f"trusted; recorded in {ws.known_hosts_path}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    h = sub.add_parser("host", help="the boxes jobs run on (SSH or this machine)")
+    hs = h.add_subparsers(dest="host_cmd", required=True, metavar="{add,ls,check,rm,trust}")
+    p = add_leaf(hs, "add", _add, "register a box", listing=True)
+    p.add_argument("name")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--ssh", metavar="USER@HOST[:PORT]", help="reach it over SSH")
+    where.add_argument("--local", action="store_true", help="this machine (GPUs = job slots)")
+    p.add_argument("--identity", metavar="KEY", help="SSH private key (default: ssh's own)")
+    p.add_argument("--gpus", type=int, help="GPUs to schedule on it (default 8; local 1)")
+    p.add_argument("--workdir", help="where jobs live on the box (default ~/helm-jobs)")
+    p.add_argument("--data", metavar="DIR", help="dataset root on the box (sets DATA_PATH ...)")
+    p.add_argument("--python", metavar="PATH", help="interpreter on the box (default python3)")
+    p.add_argument(
+        "--launcher",
+        metavar="TEMPLATE",
+        help='multi-process launcher, e.g. "torchrun --standalone --nproc_per_node={nproc}"',
+    )
+    p.add_argument("--env", action="append", metavar="K=V", help="environment for every job")
+    add_leaf(hs, "ls", _ls, "list hosts with their last check", listing=True)
+    p = add_leaf(hs, "check", _check, "probe a host: GPUs, python, torch, data, disk", listing=True)
+    p.add_argument("name")
+    p = add_leaf(hs, "rm", _rm, "forget a host (not while it runs jobs)")
+    p.add_argument("name")
+    p = add_leaf(hs, "trust", _trust, "show a host's key fingerprint and trust it")
+    p.add_argument("name")
+    p.add_argument("--yes", action="store_true", help="trust without asking")

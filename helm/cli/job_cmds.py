@@ -1,0 +1,298 @@
+"""``helm job run|ls|show|logs|cancel``: one script on the fleet, the way a person runs it.
+
+``job run`` queues a folder as a job (and a run, so the result shows in ``helm runs``); the
+daemon does the rest. Handlers import the remote package only when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from helm.cli.common import (
+    CommandError,
+    UsageError,
+    add_leaf,
+    agent_name,
+    fmt_age,
+    fmt_num,
+    parse_duration,
+    parse_env,
+    print_json,
+    print_table,
+    workspace,
+)
+
+
+def job_dict(job, ws=None) -> dict:  # noqa: ANN001  (a Job, a Workspace)
+    """The JSON shape of a job (its environment is stored with secrets already masked)."""
+    import json
+
+    out = {
+        k: getattr(job, k)
+        for k in (
+            "id",
+            "state",
+            "agent",
+            "run_id",
+            "host",
+            "gpus",
+            "seed",
+            "priority",
+            "attempts",
+            "max_attempts",
+            "cancel_requested",
+            "step",
+            "total_steps",
+            "train_loss",
+            "val_bpb",
+            "eta_s",
+            "exit_code",
+            "error",
+            "pid",
+            "remote_dir",
+            "time_limit_s",
+            "queued_at",
+            "staged_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+        )
+    }
+    out["gpu_ids"] = json.loads(job.gpu_ids_json or "[]")
+    out["env"] = json.loads(job.env_json or "{}")
+    if ws is not None:
+        out["log"] = str(ws.job_dir(job.id) / "train.log")
+    return out
+
+
+def _ensure_daemon(ws) -> None:  # noqa: ANN001
+    from helm.daemon import DaemonError, start_detached
+
+    try:
+        start_detached(ws)
+    except DaemonError as exc:
+        raise CommandError(f"job queued, but the daemon did not start: {exc}") from exc
+
+
+def _progress_line(job) -> str:  # noqa: ANN001
+    parts = [f"job {job.id} {job.state}"]
+    if job.host:
+        parts.append(f"on {job.host}")
+    if job.step is not None:
+        parts.append(f"step {job.step}/{job.total_steps or '?'}")
+    if job.train_loss is not None:
+        parts.append(f"loss {job.train_loss:.4f}")
+    if job.eta_s:
+        parts.append(f"eta {job.eta_s:.0f}s")
+    return " ".join(parts)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from helm.models.tables import Run
+    from helm.remote.jobs import submit_job, wait_for_job
+    from helm.remote.secrets import mask_env
+
+    src = Path(args.dir)
+    if not src.is_dir():
+        raise UsageError(f"{args.dir} is not a folder")
+    env = parse_env(args.env)
+    agent = agent_name(args, required=False)
+    ws = workspace(args)
+    limit = parse_duration(args.time_limit)
+    try:
+        with ws.store.write() as s:
+            run = Run(
+                agent=agent,
+                description=args.m or f"job {args.dir}",
+                env_json=json.dumps(mask_env(env)),
+                seed=args.seed,
+                gpus=args.gpus,
+            )
+            s.add(run)
+            s.flush()
+            job = submit_job(
+                ws,
+                s,
+                src,
+                env=env,
+                gpus=args.gpus,
+                seed=args.seed,
+                agent=agent,
+                run_id=run.id,
+                time_limit_s=limit,
+                priority=args.priority,
+                host=args.host,
+            )
+            out = job_dict(job, ws)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if not args.no_daemon:
+        _ensure_daemon(ws)
+    if not args.wait:
+        if args.json:
+            print_json(out)
+        else:
+            print(f"queued job {out['id']} (run {out['run_id']})")
+        return 0
+    if not args.json:
+        print(f"queued job {out['id']} (run {out['run_id']}); waiting")
+
+    def show(j) -> None:  # noqa: ANN001
+        if not args.json:
+            print(_progress_line(j), flush=True)
+
+    final = wait_for_job(ws, out["id"], on_progress=show, poll_s=0.5)
+    if args.json:
+        print_json(job_dict(final, ws))
+    if final.state != "succeeded":
+        raise CommandError(f"job {final.id} {final.state}: {final.error or 'no reason recorded'}")
+    if not args.json:
+        print(
+            f"job {final.id} succeeded"
+            + (f": val_bpb {final.val_bpb:.4f}" if final.val_bpb else "")
+        )
+    return 0
+
+
+def _ls(args: argparse.Namespace) -> None:
+    from sqlmodel import col, select
+
+    from helm.models.tables import Job
+
+    ws = workspace(args)
+    with ws.store.read() as s:
+        q = select(Job).order_by(col(Job.id).desc()).limit(args.limit)
+        if args.state:
+            q = q.where(Job.state == args.state)
+        elif not args.all:
+            q = q.where(col(Job.state).in_(("queued", "staging", "running")))
+        jobs = list(s.exec(q))
+    if args.json:
+        print_json([job_dict(j, ws) for j in jobs])
+        return
+    print_table(
+        ["JOB", "STATE", "AGENT", "RUN", "HOST", "GPUS", "STEP", "LOSS", "ETA", "AGE", "NOTE"],
+        [
+            (
+                j.id,
+                j.state,
+                j.agent,
+                j.run_id,
+                j.host,
+                j.gpus,
+                f"{j.step}/{j.total_steps or '?'}" if j.step is not None else "-",
+                fmt_num(j.train_loss, ".4f"),
+                fmt_num(j.eta_s, ".0f"),
+                fmt_age(j.queued_at),
+                (j.error or "")[:60] or "-",
+            )
+            for j in jobs
+        ],
+    )
+
+
+def _show(args: argparse.Namespace) -> None:
+    from sqlmodel import col, select
+
+    from helm.models.queries import get_job
+    from helm.models.tables import JobEvent
+
+    ws = workspace(args)
+    with ws.store.read() as s:
+        job = get_job(s, args.id)
+        events = list(
+            s.exec(select(JobEvent).where(JobEvent.job_id == args.id).order_by(col(JobEvent.id)))
+        )
+    out = job_dict(job, ws)
+    out["events"] = [
+        {"state": e.state, "host": e.host, "message": e.message, "at": e.created_at} for e in events
+    ]
+    if args.json:
+        print_json(out)
+        return
+    for key in ("id", "state", "host", "gpu_ids", "agent", "run_id", "attempts", "error", "log"):
+        print(f"{key:10} {out[key]}")
+    print(f"{'env':10} {out['env']}")
+    for e in out["events"]:
+        print(f"  {fmt_age(e['at']):>4} ago  {e['state']:10} {e['host'] or '-':12} {e['message']}")
+
+
+def _logs(args: argparse.Namespace) -> None:
+    from helm.models.queries import get_job
+    from helm.remote.jobs import DONE_STATES
+
+    ws = workspace(args)
+    with ws.store.read() as s:
+        job = get_job(s, args.id)
+    path = ws.job_dir(args.id) / "train.log"
+    offset = 0
+    out = sys.stdout.buffer
+    while True:
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except FileNotFoundError:
+            data = b""
+        if data:
+            out.write(data)
+            out.flush()
+            offset += len(data)
+        if not args.follow or job.state in DONE_STATES:
+            return
+        time.sleep(0.5)
+        with ws.store.read() as s:
+            job = get_job(s, args.id)
+
+
+def _cancel(args: argparse.Namespace) -> None:
+    from helm.remote.jobs import request_cancel
+
+    job = request_cancel(workspace(args), args.id)
+    if job.state == "cancelled":
+        print(f"job {job.id} cancelled")
+    elif job.state in ("succeeded", "failed", "lost"):
+        print(f"job {job.id} already {job.state}")
+    else:
+        print(f"job {job.id}: cancel requested (the daemon stops it: TERM, then KILL)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    j = sub.add_parser("job", help="training jobs on the fleet")
+    js = j.add_subparsers(dest="job_cmd", required=True, metavar="{run,ls,show,logs,cancel}")
+    p = add_leaf(
+        js,
+        "run",
+        _run,
+        "queue the files of DIR as a job (entry train_gpt.py)",
+        listing=True,
+        agent=True,
+    )
+    p.add_argument("dir")
+    p.add_argument("--gpus", type=int, default=1, choices=(1, 2, 4, 8))
+    p.add_argument("--seed", type=int)
+    p.add_argument("--env", action="append", metavar="K=V")
+    p.add_argument("--host", help="run only on this host")
+    p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    p.add_argument("--time-limit", default="30m", help="kill and fail after this (default 30m)")
+    p.add_argument("-m", metavar="DESC", help="description of the run")
+    p.add_argument(
+        "--wait", action="store_true", help="wait and show progress; exit 1 unless it succeeds"
+    )
+    p.add_argument("--no-daemon", action="store_true", help="do not start the daemon")
+    p = add_leaf(js, "ls", _ls, "queued and running jobs (--all: every job)", listing=True)
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--state")
+    p.add_argument("--limit", type=int, default=50)
+    p = add_leaf(js, "show", _show, "one job with its history", listing=True)
+    p.add_argument("id", type=int)
+    p = add_leaf(js, "logs", _logs, "print a job's streamed log")
+    p.add_argument("id", type=int)
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    p = add_leaf(js, "cancel", _cancel, "stop a job (TERM to its process group, then KILL)")
+    p.add_argument("id", type=int)
