@@ -51,3 +51,80 @@ def helm(home: Path, capsys: pytest.CaptureFixture[str]):  # noqa: ANN201
         return Result(code, cap.out, cap.err)
 
     return run
+
+
+# A real PostgreSQL server for the HELM_DB_URL path ----------------------------------------------
+def _pg_bin(name: str) -> str:
+    import glob
+
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        raise RuntimeError(
+            f"PostgreSQL's {name} not found: install Debian's postgresql (.ci/run does)"
+        )
+    return found[-1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():  # noqa: ANN201
+    """A throwaway PostgreSQL cluster on 127.0.0.1, run as the ``postgres`` system user.
+
+    Its folder lives outside pytest's private (0700) tmp tree so that user can reach it.
+    """
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    root = Path(tempfile.mkdtemp(prefix="helm-pg-"))
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    for p in (root, sock):
+        shutil.chown(p, "postgres", "postgres")
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run(
+        [*as_pg, _pg_bin("initdb"), "-D", str(data), "--auth=trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [*as_pg, _pg_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(sock),
+         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    import psycopg
+
+    base = f"postgresql://postgres@127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            psycopg.connect(f"{base}/postgres", connect_timeout=2).close()
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.terminate()
+                raise
+            time.sleep(0.2)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=30)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the session's server, as a SQLAlchemy URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"helm_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return postgres_server.replace("postgresql://", "postgresql+psycopg://") + f"/{name}"

@@ -1,7 +1,7 @@
 """The agent-facing commands: behaviour, --json shapes and bad-input errors.
 
-Each test runs twice: on the default SQLite fast path (stdlib sqlite3) and through
-SQLAlchemy (``HELM_DB_URL`` set to a SQLite URL forces the path PostgreSQL would take).
+Each test runs three times: on the default SQLite fast path (stdlib sqlite3), through
+SQLAlchemy on SQLite (``HELM_DB_URL`` set to a SQLite URL), and on a real PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ RUN_KEYS = {
 FEED_KEYS = {"id", "agent", "kind", "text", "run_id", "tags", "created_at"}
 
 
-@pytest.fixture(params=["fast", "sqlalchemy"])
+@pytest.fixture(params=["fast", "sqlalchemy", "postgres"])
 def path_kind(request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "sqlalchemy":
         home.mkdir(parents=True, exist_ok=True)
         monkeypatch.setenv("HELM_DB_URL", f"sqlite:///{home / 'other.db'}")
+    elif request.param == "postgres":  # a real PostgreSQL server, as a team would use
+        monkeypatch.setenv("HELM_DB_URL", request.getfixturevalue("postgres_url"))
     return request.param
 
 
