@@ -59,7 +59,7 @@ _CHUNK = 1 << 20
 
 _NUM = r"[-+]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][-+]?\d{1,4})?|[-+]?(?:nan|inf)"
 _INT = r"\d{1,15}"
-_TS_RE = re.compile(r"\d{9,12}(?:\.\d{1,9})?[ \t]+")
+_TS_RE = re.compile(r"\d{9,12}(?:\.\d{1,9})?[ \t]")  # one separator: keep indentation
 _STEP_TRAIN_RE = re.compile(
     rf"(?:step:[ \t]*)?({_INT})/({_INT})[ \t]+(?:train_)?loss[:=][ \t]*({_NUM})(.*)"
 )
@@ -70,8 +70,10 @@ _STEP_VAL_RE = re.compile(
 _TRAIN_TIME_RE = re.compile(rf"(?<![\w/])(?:train_time|t)[:=][ \t]*({_NUM})[ \t]*(ms|s|m)(?!\w)")
 _STEP_AVG_RE = re.compile(rf"(?<![\w/])(?:step_avg|avg)[:=][ \t]*({_NUM})[ \t]*ms")
 _SCORE_HEAD_RE = re.compile(r"(?:final_|legal_ttt|quantized)[\w.+\-]*")
-_VAL_BPB_RE = re.compile(rf"(?<!\w)val_bpb[:=][ \t]*({_NUM})")
-_VAL_LOSS_RE = re.compile(rf"(?<!\w)val_loss[:=][ \t]*({_NUM})")
+# score values must end at a word boundary: "val_bpb:1.22step:5/..." is two writers' lines
+# run together, not a score of 1.22
+_VAL_BPB_RE = re.compile(rf"(?<!\w)val_bpb[:=][ \t]*({_NUM})(?![\w.])")
+_VAL_LOSS_RE = re.compile(rf"(?<!\w)val_loss[:=][ \t]*({_NUM})(?![\w.])")
 _EVAL_TIME_RE = re.compile(rf"(?<!\w)eval_time[:=][ \t]*({_NUM})[ \t]*(ms|s)(?!\w)")
 _STOP_RE = re.compile(
     rf"stopping_early:[ \t]*wallclock_cap[ \t]+train_time:[ \t]*({_NUM})ms[ \t]+"
@@ -96,6 +98,15 @@ _PY_START_RE = re.compile(r"(?:\"\"\"|'''|#!|from\s+[\w.]+\s+import\b|import\s+\
 _EVENT_KEYWORDS = ["val_bpb", "bytes", "budget:", "stopping_early", "total_eval_time", "peak"]
 _RUN_MARKERS = ("Hyperparameters", "params:")
 _TRAIN_KEYWORDS = ("train_loss", " loss:")
+_NEEDS_NEWLINE = (
+    "final_",
+    "legal_ttt",
+    "quantized",
+    "Serialized model",
+    "Code size",
+    "Total submission size",
+    "budget:",
+)
 _TIME_UNIT_MS = {"ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 _INIT, _ECHO, _HEADER, _BULK = range(4)
@@ -265,11 +276,20 @@ class LogParser:
             self._tail = ""
 
     def finish(self) -> LogSummary:
-        """End of stream: the trailing partial line counts as a line. Returns the summary."""
+        """End of stream: the trailing partial line counts as a line. Returns the summary.
+
+        Except for score and size lines: every logger ends its lines with a newline, so an
+        unterminated one was cut mid-write, and ``val_bpb:1.22436570`` cut to ``val_bpb:1.2``
+        would be a fake improvement. Progress lines are taken as they are.
+        """
         try:
             text = self._decoder.decode(b"", final=True)
             self._decoder.reset()
-            self._consume(text + "\n" if (text or self._tail) else "")
+            self._consume(text)
+            tail, self._tail = self._tail, ""
+            if tail and not self._discard_partial and self._mode != _ECHO:
+                self._line(tail, header=self._mode != _BULK, partial=True)
+            self._discard_partial = False
         except Exception:  # pragma: no cover
             self._tail = ""
         return self.summary
@@ -382,18 +402,21 @@ class LogParser:
 
     # ------------------------------------------------------------------ one line
 
-    def _line(self, line: str, *, header: bool) -> bool:
+    def _line(self, line: str, *, header: bool, partial: bool = False) -> bool:
         """Apply one complete line; returns True when it is a training step line."""
         line = _strip_ts(line.rstrip())
         if not line:
             self._in_hp_block = False
             return False
         first = line[0]
+        if partial and line.startswith(_NEEDS_NEWLINE):
+            return False
         if (first.isdigit() or line.startswith("step:")) and self._step_line(line):
             return True
-        if first in "flq" and line.startswith(("final_", "legal_ttt", "quantized")):
-            self._score(line)
-        elif first == "s" and line.startswith("stopping_early"):
+        scored = first in "flq" and line.startswith(("final_", "legal_ttt", "quantized"))
+        if scored and self._score(line):
+            return False
+        if first == "s" and line.startswith("stopping_early"):
             self._stopping(line)
         elif first == "S" and line.startswith("Serialized model"):
             m = _SERIALIZED_RE.match(line)
@@ -458,16 +481,16 @@ class LogParser:
             self._step_avg_ms = self._train_time_ms / self._step
         return True
 
-    def _score(self, line: str) -> None:
+    def _score(self, line: str) -> bool:
         head = _SCORE_HEAD_RE.match(line)
         if head is None or "{" in line:
-            return
+            return False
         name = head.group(0)
         if name.startswith("final_eval_mode"):
-            return
+            return False
         bpb = _VAL_BPB_RE.search(line, head.end())
         if bpb is None or not math.isfinite(val_bpb := float(bpb.group(1))):
-            return
+            return False
         loss = _VAL_LOSS_RE.search(line, head.end())
         val_loss = float(loss.group(1)) if loss is not None else None
         if val_loss is not None and not math.isfinite(val_loss):
@@ -478,6 +501,7 @@ class LogParser:
         if ev is not None:
             self._eval_sum_ms += _ms(ev.group(1), ev.group(2))
             self._eval_seen = True
+        return True
 
     def _stopping(self, line: str) -> None:
         self._stopped = True
