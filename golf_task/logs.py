@@ -458,27 +458,32 @@ class LogParser:
         return False
 
     def _step_line(self, line: str) -> bool:
-        m = _STEP_TRAIN_RE.match(line)
-        if m is not None:
+        """A train line sets every progress field (None when it lacks one): bulk reading
+        skips all but a chunk's last train line, so no field may leak from the skipped ones.
+        A periodic validation line only updates what it carries."""
+        train = _STEP_TRAIN_RE.match(line)
+        m = train if train is not None else _STEP_VAL_RE.match(line)
+        if m is None:
+            return False
+        if train is not None:
             self._train_loss = float(m.group(3))
             rest = m.group(4)
         else:
-            m = _STEP_VAL_RE.match(line)
-            if m is None:
-                return False
-            self._last_val_loss = float(m.group(3))
-            self._last_val_bpb = float(m.group(4))
+            self._last_val_loss, self._last_val_bpb = float(m.group(3)), float(m.group(4))
             rest = m.group(5)
-        self._step, self._total = int(m.group(1)), int(m.group(2))
+        step = self._step = int(m.group(1))
+        self._total = int(m.group(2))
         t = _TRAIN_TIME_RE.search(rest)
-        if t is not None:
-            self._train_time_ms = _ms(t.group(1), t.group(2))
         a = _STEP_AVG_RE.search(rest)
+        time_ms = _ms(t.group(1), t.group(2)) if t is not None else None
         if a is not None:
-            self._step_avg_ms = float(a.group(1))
-            self._avg_logged = True
-        elif t is not None and self._step > 0 and self._train_time_ms:
-            self._step_avg_ms = self._train_time_ms / self._step
+            avg: float | None = float(a.group(1))
+        else:
+            avg = time_ms / step if time_ms and step > 0 else None
+        if train is not None or time_ms is not None:
+            self._train_time_ms = time_ms
+        if train is not None or avg is not None:
+            self._step_avg_ms, self._avg_logged = avg, a is not None
         return True
 
     def _score(self, line: str) -> bool:
