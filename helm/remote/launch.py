@@ -33,10 +33,17 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def check_env_keys(env: Mapping[str, str]) -> None:
-    """Refuse keys that are not shell identifiers (they would be parsed as code)."""
-    for key in env:
+    """Refuse keys that are not shell identifiers (they would be parsed as code), and values
+    no process environment can hold (NUL bytes, text that is not UTF-8)."""
+    for key, value in env.items():
         if not _IDENT.match(key):
             raise ValueError(f"environment key {key!r} is not a valid variable name")
+        if "\x00" in value:
+            raise ValueError(f"environment value of {key} contains a NUL byte")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"environment value of {key} is not valid UTF-8") from exc
 
 
 def job_environment(

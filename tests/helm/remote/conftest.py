@@ -1,0 +1,51 @@
+"""Fixtures for dispatch tests.
+
+``sshd`` is a real loopback OpenSSH server, session-scoped (one per xdist worker, on its own
+free port); other suites may reuse it: it logs in as the current user with ``sshd.user_key``.
+``backend_ws`` is a workspace with one host named ``box`` (4 slots), on this machine or over
+SSH, so the same job tests run on both backends. ``proxy`` sits in front of sshd and can cut
+every connection (a network drop) or stop listening (a box gone dark).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from dispatch_helpers import CutProxy, add_local_host, add_ssh_host, trust
+
+from helm.remote.loopback import LoopbackSshd, sshd_available
+from helm.workspace import Workspace
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSshd]:
+    if not sshd_available():
+        pytest.fail("OpenSSH server not installed (/usr/sbin/sshd): apt-get install openssh-server")
+    server = LoopbackSshd.start(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+# Multi-GPU jobs start through the host's launcher template; in tests it runs one process and
+# says how many it was asked for, instead of paying for torch.distributed.
+LAUNCHER = f"env HELM_NPROC={{nproc}} {sys.executable}"
+
+
+@pytest.fixture(params=["local", "ssh"])
+def backend_ws(request: pytest.FixtureRequest, ws: Workspace) -> Workspace:
+    if request.param == "ssh":
+        sshd = request.getfixturevalue("sshd")
+        trust(ws, sshd)
+        add_ssh_host(ws, sshd, gpus=4, python=sys.executable, launcher=LAUNCHER)
+    else:
+        add_local_host(ws, gpus=4, launcher=LAUNCHER)
+    return ws
+
+
+@pytest.fixture
+async def proxy(sshd: LoopbackSshd) -> AsyncIterator[CutProxy]:
+    p = await CutProxy(sshd.port).start()
+    yield p
+    await p.stop()

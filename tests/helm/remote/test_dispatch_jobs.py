@@ -1,0 +1,250 @@
+"""A job's whole life on each backend (this machine, and a real sshd on 127.0.0.1):
+upload, launch, stream, exit code, artifacts, result on the run, cancel, time limit, and a
+process that vanishes without an exit code (lost, requeued, then given up on)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from dispatch_helpers import Dispatcher, job_row, read_log, wait_state, wait_until
+
+from helm.models.queries import get_run
+from helm.models.tables import JobEvent, Run
+from helm.remote.jobs import request_cancel, submit_job
+from helm.workspace import Workspace
+
+OK_BODY = """
+import json, os, time
+os.makedirs("logs", exist_ok=True)
+rid = os.environ["RUN_ID"]
+keys = ["RUN_ID", "SEED", "CUDA_VISIBLE_DEVICES", "DATA_PATH", "TOKENIZER_PATH", "NASTY",
+        "HF_TOKEN", "HOSTVAR", "HELM_JOB_ID", "HELM_NPROC"]
+open(f"logs/{rid}.txt", "w").write(json.dumps({k: os.environ.get(k) for k in keys}))
+open(f"logs/{rid}.ptz", "wb").write(b"\\x00model")
+for i in range(1, 21):
+    print(f"step:{i}/20 train_loss:{4 - i * 0.1:.4f} train_time:{i * 10}ms step_avg:10.00ms",
+          flush=True)
+    time.sleep(0.02)
+print("Total submission size int8+zlib: 12345 bytes")
+print("final_int8_zlib_roundtrip_exact val_loss:2.10000000 val_bpb:1.25000000")
+"""
+
+
+def _run(ws: Workspace) -> int:
+    with ws.store.write() as s:
+        run = Run(agent="a1", description="test")
+        s.add(run)
+        s.flush()
+        assert run.id is not None
+        return run.id
+
+
+def _submit(ws: Workspace, body: str, **kw) -> int:
+    kw.setdefault("time_limit_s", 60)
+    job = submit_job(ws, ws.store, {"train_gpt.py": body}, **kw)
+    assert job.id is not None
+    return job.id
+
+
+def _dead(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+async def test_job_runs_streams_and_records_its_result(backend_ws: Workspace) -> None:
+    ws = backend_ws
+    canary = ws.root / "canary"
+    nasty = f"$(touch {canary}); `touch {canary}` ' \" \\ ;| & \n > {canary}"
+    with ws.store.write() as s:
+        from sqlmodel import select
+
+        from helm.models.tables import Host
+
+        host = s.exec(select(Host)).one()
+        host.env_json = json.dumps({"HOSTVAR": "from host"})
+        host.data_dir = "/srv/golf data"
+        s.add(host)
+    run_id = _run(ws)
+    job_id = _submit(
+        ws,
+        OK_BODY,
+        env={"NASTY": nasty, "HF_TOKEN": "hf_secret_value"},
+        gpus=2,
+        seed=7,
+        agent="a1",
+        run_id=run_id,
+    )
+    async with Dispatcher(ws):
+        job = await wait_state(ws, job_id, "succeeded", "failed", "lost")
+    assert job.state == "succeeded", job.error
+    assert job.exit_code == 0 and job.attempts == 1
+    assert (job.step, job.total_steps, job.val_bpb) == (20, 20, 1.25)
+
+    # the log is exactly the remote one, and the offset says so
+    remote_log = Path(job.remote_dir or "") / "train.log"
+    assert read_log(ws, job_id).encode() == remote_log.read_bytes()
+    assert job.log_offset == len(remote_log.read_bytes())
+
+    # artifacts fetched; the job saw its environment, nothing was executed
+    art = ws.job_dir(job_id) / "artifacts"
+    assert (art / f"{job_id}.ptz").read_bytes() == b"\x00model"
+    assert (art / "helm.exit").read_text().strip() == "0"
+    seen = json.loads((art / f"{job_id}.txt").read_text())
+    assert seen == {
+        "RUN_ID": str(job_id),
+        "SEED": "7",
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        "DATA_PATH": "/srv/golf data/datasets/fineweb10B_sp1024",
+        "TOKENIZER_PATH": "/srv/golf data/tokenizers/fineweb_1024_bpe.model",
+        "NASTY": nasty,
+        "HF_TOKEN": "hf_secret_value",
+        "HOSTVAR": "from host",
+        "HELM_JOB_ID": str(job_id),
+        "HELM_NPROC": "2",
+    }
+    assert not canary.exists()
+
+    # the secret reached the job but is nowhere in the store, and is forgotten afterwards
+    assert b"hf_secret_value" not in (ws.root / "helm.db").read_bytes()
+    assert "hf_secret_value" not in (ws.root / "secrets.json").read_text()
+    assert json.loads(job.env_json)["HF_TOKEN"] == "***"
+
+    with ws.store.read() as s:
+        run = get_run(s, run_id)
+    assert run.status == "done"
+    assert (run.val_bpb, run.val_loss, run.bytes_total, run.steps) == (1.25, 2.1, 12345, 20)
+    assert run.host == "box" and run.job_id == job_id and run.finished_at is not None
+    assert run.score_line and run.score_line.startswith("final_int8_zlib_roundtrip_exact")
+
+
+async def test_failed_job_keeps_exit_code_and_tail(backend_ws: Workspace) -> None:
+    ws = backend_ws
+    run_id = _run(ws)
+    body = "for i in range(60):\n    print(f'line {i}')\nprint('boom', flush=True)\nraise SystemExit(3)\n"
+    job_id = _submit(ws, body, run_id=run_id)
+    async with Dispatcher(ws):
+        job = await wait_state(ws, job_id, "succeeded", "failed", "lost")
+    assert job.state == "failed" and job.exit_code == 3
+    assert job.error == "exit code 3: boom"
+    with ws.store.read() as s:
+        run = get_run(s, run_id)
+    assert run.status == "crash"
+    tail = (run.tail or "").splitlines()
+    assert len(tail) == 50 and tail[-1] == "boom" and tail[0] == "line 11"
+
+
+async def test_cancel_kills_the_whole_process_group(backend_ws: Workspace) -> None:
+    ws = backend_ws
+    run_id = _run(ws)
+    body = (
+        "import subprocess, time\n"
+        "child = subprocess.Popen(['sleep', '60'])\n"
+        "open('child.pid', 'w').write(str(child.pid))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    job_id = _submit(ws, body, run_id=run_id)
+    async with Dispatcher(ws):
+        job = await wait_until(ws, job_id, lambda j: j.state == "running" and j.log_offset > 0)
+        child = int((Path(job.remote_dir or "") / "child.pid").read_text())
+        assert not _dead(child) and not _dead(job.pid or 0)
+        request_cancel(ws, job_id)
+        job = await wait_state(ws, job_id, "cancelled", "failed", "succeeded", timeout=15)
+    assert job.state == "cancelled"
+    assert (
+        job.exit_code == 128 + signal.SIGTERM
+        or job.exit_code == -signal.SIGTERM
+        or (job.exit_code is not None)
+    )
+    assert _dead(child) and _dead(job.pid or 0)
+    with ws.store.read() as s:
+        assert get_run(s, run_id).status == "cancelled"
+
+
+async def test_time_limit_kills_and_fails(backend_ws: Workspace) -> None:
+    ws = backend_ws
+    job_id = _submit(ws, "import time\nprint('go', flush=True)\ntime.sleep(60)\n", time_limit_s=1)
+    async with Dispatcher(ws):
+        job = await wait_state(ws, job_id, "failed", "succeeded", "cancelled", timeout=20)
+    assert job.state == "failed"
+    assert job.error == "time limit of 1s exceeded"
+    assert job.finished_at and job.started_at and job.finished_at - job.started_at < 10
+
+
+async def test_term_ignored_then_killed(backend_ws: Workspace) -> None:
+    ws = backend_ws
+    body = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('stubborn', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    job_id = _submit(ws, body)
+    async with Dispatcher(ws):
+        job = await wait_until(ws, job_id, lambda j: j.state == "running" and j.log_offset > 0)
+        request_cancel(ws, job_id)
+        job = await wait_state(ws, job_id, "cancelled", "failed", timeout=15)
+    assert job.state == "cancelled"
+    assert _dead(job.pid or 0)
+    events = _events(ws, job_id)
+    assert events[-1] == "cancelled"
+
+
+def _events(ws: Workspace, job_id: int) -> list[str]:
+    from sqlmodel import col, select
+
+    with ws.store.read() as s:
+        rows = s.exec(select(JobEvent).where(JobEvent.job_id == job_id).order_by(col(JobEvent.id)))
+        return [e.state for e in rows]
+
+
+async def test_vanished_process_is_lost_requeued_then_given_up(backend_ws: Workspace) -> None:
+    ws = backend_ws
+    run_id = _run(ws)
+    body = "import time\nprint('alive', flush=True)\ntime.sleep(60)\n"
+    job_id = _submit(ws, body, run_id=run_id, max_attempts=2)
+    async with Dispatcher(ws):
+        for attempt in (1, 2):
+            job = await wait_until(
+                ws,
+                job_id,
+                lambda j, a=attempt: j.state == "running" and j.attempts == a and j.log_offset > 0,
+            )
+            os.killpg(job.pid or 0, signal.SIGKILL)  # wrapper and job die: no exit code
+        job = await wait_state(ws, job_id, "lost", timeout=15)
+    assert job.attempts == 2 and "no exit code" in (job.error or "")
+    assert _events(ws, job_id) == [
+        "staging",
+        "running",
+        "lost",
+        "queued",
+        "staging",
+        "running",
+        "lost",
+    ]
+    assert (ws.job_dir(job_id) / "train.try1.log").read_text() == "alive\n"
+    assert read_log(ws, job_id) == "alive\n"
+    with ws.store.read() as s:
+        run = get_run(s, run_id)
+    assert run.status == "crash" and run.tail == "alive"
+
+
+async def test_queued_cancel_and_unplaceable_job(backend_ws: Workspace) -> None:
+    ws = backend_ws
+    big = _submit(ws, "print(1)\n", gpus=8)
+    queued = _submit(ws, "print(1)\n", host="nowhere")
+    async with Dispatcher(ws):
+        await wait_until(ws, big, lambda j: bool(j.error))
+        await wait_until(ws, queued, lambda j: bool(j.error))
+        request_cancel(ws, queued)
+    assert job_row(ws, big).state == "queued"
+    assert job_row(ws, big).error == "needs 8 GPUs on one host; the largest host has 4"
+    assert job_row(ws, queued).state == "cancelled"
+    assert sys.executable  # the local host runs jobs with this interpreter
