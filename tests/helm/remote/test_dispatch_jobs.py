@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 
 from dispatch_helpers import Dispatcher, job_row, read_log, wait_state, wait_until
@@ -158,11 +157,7 @@ async def test_cancel_kills_the_whole_process_group(backend_ws: Workspace) -> No
         request_cancel(ws, job_id)
         job = await wait_state(ws, job_id, "cancelled", "failed", "succeeded", timeout=15)
     assert job.state == "cancelled"
-    assert (
-        job.exit_code == 128 + signal.SIGTERM
-        or job.exit_code == -signal.SIGTERM
-        or (job.exit_code is not None)
-    )
+    assert job.exit_code == 128 + signal.SIGTERM  # the wrapper outlived TERM and said so
     assert _dead(child) and _dead(job.pid or 0)
     with ws.store.read() as s:
         assert get_run(s, run_id).status == "cancelled"
@@ -247,4 +242,3 @@ async def test_queued_cancel_and_unplaceable_job(backend_ws: Workspace) -> None:
     assert job_row(ws, big).state == "queued"
     assert job_row(ws, big).error == "needs 8 GPUs on one host; the largest host has 4"
     assert job_row(ws, queued).state == "cancelled"
-    assert sys.executable  # the local host runs jobs with this interpreter
