@@ -20,6 +20,11 @@ GROUP_MODULES = (
     "helm.cli.daemon_cmds",
     "helm.cli.host_cmds",
     "helm.cli.job_cmds",
+    "helm.cli.promote_cmds",
+    "helm.cli.swarm_cmds",
+    "helm.cli.exp_cmds",
+    "helm.cli.pin_cmds",
+    "helm.cli.demo_cmd",
 )
 
 

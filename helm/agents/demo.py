@@ -1,0 +1,178 @@
+"""``helm demo``: the whole product on one CPU box, offline, in a few minutes.
+
+It builds the tiny dataset into ``<home>/data`` (golf_task.data), registers this machine as
+a local host with one slot per agent, starts the daemon, brings up N sweep agents whose
+fixed environment is the tiny CPU preset (golf_task.presets.TINY_CPU_ENV), then either opens
+the TUI or, headless, lets the swarm work for S seconds. At the end it stops what it started:
+its agents (each cancels its job in flight), any job of theirs still queued, and the daemon
+if it was not running before, and it summarises the runs made during the demo.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from helm.workspace import Workspace
+
+Log = Callable[[str], None]
+LOCAL_HOST = "local"
+
+
+@dataclass
+class DemoHandle:
+    agents: list[str]
+    started_agents: list[str]
+    daemon_started: bool
+    since: float
+
+
+def ensure_local_host(ws: Workspace, slots: int) -> str:
+    """A local host with at least ``slots`` parallel slots and the tiny data configured."""
+    from sqlmodel import select
+
+    from helm.models.tables import Host
+    from helm.remote.hosts import add_host
+
+    with ws.store.write() as s:
+        host = s.exec(select(Host).where(Host.kind == "local")).first()
+        if host is None:
+            host = add_host(ws, s, LOCAL_HOST, local=True, gpus=slots, data=str(ws.data_dir))
+        else:
+            host.gpus = max(host.gpus, slots)
+            host.data_dir = host.data_dir or str(ws.data_dir)
+            host.enabled = True
+            s.add(host)
+        return host.name
+
+
+def start(ws: Workspace, n_agents: int, log: Log) -> DemoHandle:
+    from golf_task.data import make_tiny
+    from golf_task.presets import TINY_CPU_ENV
+    from helm.agents import procs, swarm
+    from helm.agents import taskrepo as tr
+    from helm.daemon import start_detached
+
+    since = time.time()
+    ws.ensure()
+    log(f"workspace {ws.root}")
+    log("building the tiny offline dataset (first time: under a minute)")
+    make_tiny(ws.data_dir, log=log)
+    tr.ensure_task_repo(ws)
+    host = ensure_local_host(ws, n_agents)
+    log(f"local host {host!r}: {n_agents} CPU slot(s), data in {ws.data_dir}")
+    pid, new = start_detached(ws)
+    log(f"daemon {'started' if new else 'already running'} (pid {pid})")
+    with ws.db(write=False) as db:
+        existing = {r["name"] for r in db.rows("SELECT name FROM agent WHERE driver = 'sweep'")}
+    names = swarm.up(ws, n_agents, driver="sweep", env=dict(TINY_CPU_ENV))
+    started = [n for n in names if n not in existing or procs.alive_pid(ws, n) is None]
+    log(f"sweep agents up: {', '.join(names)}")
+    return DemoHandle(names, started, new, since)
+
+
+def stop(ws: Workspace, h: DemoHandle, log: Log, *, timeout_s: float = 60.0) -> None:
+    from helm.agents import swarm
+    from helm.daemon import stop as stop_daemon
+    from helm.remote.jobs import request_cancel
+
+    if h.started_agents:
+        log(f"stopping agents {', '.join(h.started_agents)} (jobs in flight are cancelled)")
+        swarm.down(ws, h.started_agents, timeout_s=timeout_s)
+    with ws.db(write=False) as db:
+        names = ",".join(f"'{n}'" for n in h.agents) or "''"
+        open_jobs = db.rows(
+            f"SELECT id FROM job WHERE agent IN ({names}) AND state NOT IN "
+            "('succeeded', 'failed', 'cancelled', 'lost')"
+        )
+    for j in open_jobs:
+        request_cancel(ws, j["id"])
+    deadline = time.monotonic() + timeout_s
+    while open_jobs and time.monotonic() < deadline:
+        with ws.db(write=False) as db:
+            ids = ",".join(str(j["id"]) for j in open_jobs)
+            left = db.rows(
+                f"SELECT id FROM job WHERE id IN ({ids}) AND state NOT IN "
+                "('succeeded', 'failed', 'cancelled', 'lost')"
+            )
+        if not left:
+            break
+        time.sleep(0.5)
+    if h.daemon_started:
+        log("stopping the daemon")
+        stop_daemon(ws, timeout_s=timeout_s)
+
+
+def summary(ws: Workspace, h: DemoHandle) -> dict[str, Any]:
+    """What the demo achieved: counts, the best score, and the insights posted."""
+    with ws.db(write=False) as db:
+        names = ",".join(f"'{n}'" for n in h.agents) or "''"
+        runs = db.rows(
+            f"SELECT id, agent, status, val_bpb, description FROM run WHERE agent IN ({names}) "
+            "AND created_at >= :t ORDER BY id",
+            {"t": h.since},
+        )
+        insights = db.rows(
+            "SELECT agent, text FROM feed_post WHERE kind = 'insight' AND created_at >= :t "
+            "ORDER BY id",
+            {"t": h.since},
+        )
+    by = {s: [r for r in runs if r["status"] == s] for s in ("keep", "discard", "crash", "done")}
+    cancelled = [r for r in runs if r["status"] == "cancelled"]
+    scored = [
+        r
+        for r in runs
+        if r["status"] in ("keep", "discard", "done")
+        and r["val_bpb"] is not None
+        and math.isfinite(r["val_bpb"])
+    ]
+    best = min(scored, key=lambda r: r["val_bpb"]) if scored else None
+    return {
+        "home": str(ws.root),
+        "agents": h.agents,
+        "runs": sum(len(v) for v in by.values()),
+        "scored_runs": len(scored),
+        "keeps": len(by["keep"]),
+        "discards": len(by["discard"]),
+        "crashes": len(by["crash"]),
+        "cancelled": len(cancelled),
+        "best_val_bpb": best["val_bpb"] if best else None,
+        "best_run": best["id"] if best else None,
+        "best_description": best["description"] if best else None,
+        "insights": len(insights),
+        "insight_texts": [f"{i['agent']}: {i['text']}" for i in insights],
+        "seconds": round(time.time() - h.since, 1),
+    }
+
+
+def watch(ws: Workspace, h: DemoHandle, duration_s: float, log: Log, every_s: float = 15.0) -> None:
+    """Headless: let the swarm work, with a progress line now and then."""
+    end = time.monotonic() + duration_s
+    next_line = time.monotonic() + every_s
+    while time.monotonic() < end:
+        time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+        if time.monotonic() >= next_line:
+            next_line += every_s
+            s = summary(ws, h)
+            best = "-" if s["best_val_bpb"] is None else f"{s['best_val_bpb']:.4f}"
+            left = max(0, int(end - time.monotonic()))
+            log(f"{s['runs']} runs, {s['keeps']} keeps, {s['crashes']} crashes, best {best}; "
+                f"{left}s left")  # fmt: skip
+
+
+def render(s: dict[str, Any]) -> str:
+    best = "none" if s["best_val_bpb"] is None else f"{s['best_val_bpb']:.4f} (run {s['best_run']})"
+    lines = [
+        f"demo summary ({s['seconds']:.0f}s, agents {', '.join(s['agents'])}):",
+        f"  runs {s['runs']} (scored {s['scored_runs']}), keeps {s['keeps']}, "
+        f"discards {s['discards']}, crashes {s['crashes']}, cancelled at the end "
+        f"{s['cancelled']}",
+        f"  best val_bpb {best}",
+        f"  insights {s['insights']}",
+    ]
+    lines += [f"    - {t}" for t in s["insight_texts"][-8:]]
+    lines.append(f"  everything is kept in {s['home']}: try `helm --home {s['home']} runs`")
+    return "\n".join(lines)

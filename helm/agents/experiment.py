@@ -1,0 +1,402 @@
+"""The experiment protocol every driver follows: commit, record, dedupe, queue, wait, judge.
+
+``run_experiment`` is ``helm exp run``: the coding agents reach it through the CLI, the sweep
+agent calls it in-process. One protocol for both means one set of guarantees: every run is a
+commit (``refs/runs/<id>``) with its environment, duplicates are refused, the verdict is the
+noise-aware rule of ``keeprule``, a discard or crash puts the worktree back on the branch's
+best, and every result (crashes included) reaches the feed.
+
+Before each experiment the agent moves onto a newly pinned base: its branch is *reset* onto
+the base (not merged: the operator chose that code; the old work stays reachable through its
+run refs), carrying an uncommitted edit across with ``git stash`` when it applies cleanly.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from helm.agents import config as cfg
+from helm.agents import runs as q
+from helm.agents import taskrepo as tr
+from helm.agents.keeprule import decide
+from helm.agents.report import ExpResult, build_result, feed_text
+from helm.workspace import Workspace
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class ExperimentError(RuntimeError):
+    """The experiment could not be started (bad state, conflicting base move ...)."""
+
+
+class StopRequested(Exception):
+    """Raised inside a wait (from a signal handler) to cancel the experiment in flight."""
+
+
+class Backend(Protocol):
+    """How a run becomes a job; the default is helm/remote's queue."""
+
+    def submit(
+        self,
+        ws: Workspace,
+        code_dir: Path,
+        *,
+        env: dict[str, str],
+        gpus: int,
+        seed: int | None,
+        agent: str,
+        run_id: int,
+        time_limit_s: float,
+    ) -> int: ...
+
+    def cancel(self, ws: Workspace, job_id: int) -> None: ...
+
+
+class RemoteBackend:
+    """Jobs through ``helm.remote.jobs`` (placed and watched by the daemon)."""
+
+    def submit(self, ws, code_dir, *, env, gpus, seed, agent, run_id, time_limit_s) -> int:  # type: ignore[no-untyped-def]
+        from helm.remote.jobs import submit_job
+
+        job = submit_job(
+            ws,
+            ws.store,
+            code_dir,
+            env=env,
+            gpus=gpus,
+            seed=seed,
+            agent=agent,
+            run_id=run_id,
+            time_limit_s=time_limit_s,
+            priority=0,
+        )
+        return int(job.id)
+
+    def cancel(self, ws: Workspace, job_id: int) -> None:
+        from helm.remote.jobs import request_cancel
+
+        request_cancel(ws, job_id)
+
+
+@dataclass
+class ExpRequest:
+    agent: str
+    description: str = ""
+    gpus: int | None = None
+    seed: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    force: bool = False
+    baseline: bool = False
+    wait: bool = True
+
+
+@contextmanager
+def agent_lock(ws: Workspace, agent: str) -> Iterator[None]:
+    """One experiment at a time per agent (its worktree is the experiment's state)."""
+    folder = ws.agents_dir / agent
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "exp.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise ExperimentError(f"agent {agent} already has an experiment running") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _agent_row(ws: Workspace, agent: str) -> dict[str, Any]:
+    from helm.models import hot
+
+    with ws.db(write=False) as db:
+        return hot.get_agent(db, agent)
+
+
+def worktree_of(ws: Workspace, row: dict[str, Any]) -> Path:
+    return Path(row["worktree"]) if row.get("worktree") else ws.worktrees_dir / row["name"]
+
+
+def move_onto_base(ws: Workspace, agent: str) -> bool:
+    """Reset the agent's branch onto the current pin if it is not on it; True if it moved."""
+    from git import Repo
+    from git.exc import GitCommandError
+
+    from helm.models import hot
+
+    row = _agent_row(ws, agent)
+    with ws.db(write=False) as db:
+        pin = hot.current_pin(db)
+    if pin is None or row["base_pin_id"] == pin["id"] or not pin["commit"]:
+        return False
+    wt = tr.ensure_worktree(ws, agent)
+    repo = Repo(wt)
+    dirty = repo.is_dirty(untracked_files=True)
+    if dirty:
+        repo.git.stash("push", "--include-untracked", "-m", f"helm: carry onto pin {pin['id']}")
+    tr.reset_to(wt, pin["commit"])
+    conflict = False
+    if dirty:
+        try:
+            repo.git.stash("pop")
+        except GitCommandError:
+            conflict = True
+            tr.reset_to(wt, pin["commit"])
+    with ws.db(write=True) as db:
+        q.update_agent(db, agent, base_pin_id=pin["id"])
+        note = f"moved onto base pin #{pin['id']} ({pin['kind']} {pin['ref']})"
+        if conflict:
+            note += "; its uncommitted edit did not apply there and is kept in `git stash list`"
+        hot.post_feed(db, note, agent=agent, kind="system")
+    return True
+
+
+def _describe(old_env: dict[str, str], new_env: dict[str, str], files: list[str]) -> str:
+    changed = [f"{k}={v}" for k, v in sorted(new_env.items()) if old_env.get(k) != v]
+    changed += [f"-{k}" for k in sorted(set(old_env) - set(new_env))]
+    parts = changed + [f"edit {f}" for f in files if f != tr.ENV_FILE]
+    return ", ".join(parts) if parts else "no change (reference)"
+
+
+def run_experiment(
+    ws: Workspace,
+    req: ExpRequest,
+    *,
+    backend: Backend | None = None,
+    on_progress: Progress | None = None,
+    poll_s: float = 1.0,
+    should_stop: Callable[[], bool] | None = None,
+) -> ExpResult:
+    """The whole protocol for one experiment; see the module docstring."""
+    from git import Repo
+
+    conf = cfg.load(ws.config_path)
+    backend = backend or RemoteBackend()
+    with agent_lock(ws, req.agent):
+        move_onto_base(ws, req.agent)
+        row = _agent_row(ws, req.agent)
+        wt = tr.ensure_worktree(ws, req.agent)
+        with ws.db(write=False) as db:
+            busy = q.in_flight(db, req.agent)
+        if busy and not req.force:
+            raise ExperimentError(
+                f"agent {req.agent} has run {busy[0]['id']} in flight; `helm exp wait "
+                f"{busy[0]['id']}` first (or --force)"
+            )
+        repo = Repo(wt)
+        prev_head = repo.head.commit.hexsha
+        old_env = tr.read_env(wt)
+        run_env = {**old_env, **req.env}
+        tr.write_env(wt, run_env)
+        tree = tr.stage_tree(wt)
+        changed = repo.git.diff("--cached", "--name-only").splitlines()
+        full_env = {**json.loads(row.get("env_json") or "{}"), **run_env}
+        env_s = q.env_json(full_env)
+        chash = tr.code_hash(wt, tree)
+        with ws.db(write=False) as db:
+            dup = None if req.force else q.duplicate(db, chash, env_s, req.seed)
+            best = q.branch_best(db, req.agent, row["base_pin_id"])
+        if dup is not None:
+            restore = best["commit"] if best else prev_head
+            tr.reset_to(wt, restore)
+            return _duplicate_result(ws, dup)
+        description = req.description.strip() or _describe(
+            tr.parse_env(tr.show_file(wt, prev_head, tr.ENV_FILE) or ""), run_env, changed
+        )
+        commit = tr.commit_staged(wt, description)
+        with ws.db(write=True) as db:
+            parent = q.run_at_commit(db, req.agent, prev_head)
+            baseline = req.baseline or q.reference(db, req.agent, row["base_pin_id"]) is None
+            run_id = db.insert(
+                'INSERT INTO run (agent, parent_id, branch, "commit", code_hash, description, '
+                "status, env_json, seed, gpus, created_at, base_pin_id, baseline) VALUES "
+                "(:agent, :parent, :branch, :commit, :hash, :desc, 'queued', :env, :seed, "
+                ":gpus, :t, :pin, :baseline)",
+                {
+                    "agent": req.agent,
+                    "parent": parent["id"] if parent else None,
+                    "branch": tr.branch_of(req.agent),
+                    "commit": commit,
+                    "hash": chash,
+                    "desc": description,
+                    "env": env_s,
+                    "seed": req.seed,
+                    "gpus": req.gpus or conf.gpus,
+                    "t": time.time(),
+                    "pin": row["base_pin_id"],
+                    "baseline": 1 if baseline else 0,
+                },
+            )
+        tr.keep_ref(wt, run_id, commit)
+        export = ws.agents_dir / req.agent / f"export-{run_id}"
+        try:
+            tr.export_commit(wt, commit, export)
+            job_id = backend.submit(
+                ws,
+                export,
+                env=full_env,
+                gpus=req.gpus or conf.gpus,
+                seed=req.seed,
+                agent=req.agent,
+                run_id=run_id,
+                time_limit_s=conf.time_limit_s,
+            )
+        except BaseException:
+            with ws.db(write=True) as db:
+                q.update_run(db, run_id, status="crash", tail="could not queue the job")
+            tr.reset_to(wt, best["commit"] if best else prev_head)
+            raise
+        finally:
+            shutil.rmtree(export, ignore_errors=True)
+        with ws.db(write=True) as db:
+            q.update_run(db, run_id, job_id=job_id)
+            q.update_agent(
+                db, req.agent, state="training", current_run_id=run_id, last_seen_at=time.time()
+            )
+        if not req.wait:
+            with ws.db(write=False) as db:
+                return build_result(db, q.get_run(db, run_id) or {}, verdict="queued")
+        try:
+            wait_run(ws, run_id, on_progress=on_progress, poll_s=poll_s, should_stop=should_stop)
+        except StopRequested:
+            backend.cancel(ws, job_id)
+            wait_run(ws, run_id, poll_s=poll_s, timeout_s=60.0, cancel_on_timeout=True)
+        return finalize(ws, run_id)
+
+
+def _duplicate_result(ws: Workspace, dup: dict[str, Any]) -> ExpResult:
+    with ws.db(write=False) as db:
+        res = build_result(db, dup, verdict="duplicate")
+    res.note = f"same code, environment and seed as run {dup['id']} ({dup['status']}); not rerun"
+    res.duplicate_of = dup["id"]
+    return res
+
+
+FINAL = ("done", "crash", "cancelled", "keep", "discard")
+
+
+def wait_run(
+    ws: Workspace,
+    run_id: int,
+    *,
+    on_progress: Progress | None = None,
+    poll_s: float = 1.0,
+    timeout_s: float | None = None,
+    cancel_on_timeout: bool = False,
+    grace_s: float = 30.0,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Poll the store until the run has a result; reports job progress when it changes.
+
+    The daemon writes the result on the run when its job ends; if a job is terminal but the
+    run still has no result after ``grace_s`` (say, a daemon killed at the wrong moment), the
+    job's own state decides: failed -> crash, cancelled -> cancelled.
+    """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    last: tuple[Any, ...] = ()
+    beat = 0.0
+    while True:
+        with ws.db(write=False) as db:
+            run = q.get_run(db, run_id) or {}
+            job = q.get_job(db, run["job_id"]) if run.get("job_id") else None
+        if run.get("status") in FINAL:
+            return run
+        if job is not None:
+            key = (job["state"], job["step"], job["val_bpb"], job["host"])
+            if on_progress and key != last:
+                on_progress(job)
+            last = key
+            over = job["state"] in ("succeeded", "failed", "cancelled", "lost")
+            if over and job["finished_at"] and time.time() - job["finished_at"] > grace_s:
+                # the daemon ended the job but wrote no result on the run: judge by the job
+                status = "cancelled" if job["state"] == "cancelled" else "crash"
+                with ws.db(write=True) as db:
+                    q.update_run(db, run_id, status=status, finished_at=time.time())
+                continue
+        if should_stop is not None and should_stop():
+            raise StopRequested
+        if time.monotonic() - beat > 10:
+            beat = time.monotonic()
+            with ws.db(write=True) as db:
+                q.update_agent(db, run.get("agent") or "", last_seen_at=time.time())
+        if deadline is not None and time.monotonic() > deadline:
+            if cancel_on_timeout:
+                with ws.db(write=True) as db:
+                    q.update_run(db, run_id, status="cancelled", finished_at=time.time())
+                continue
+            raise TimeoutError(f"run {run_id} has no result after {timeout_s:.0f}s")
+        time.sleep(poll_s)
+
+
+def _tail(ws: Workspace, run: dict[str, Any], lines: int = 50) -> str | None:
+    if run.get("tail"):
+        return run["tail"]
+    if not run.get("job_id"):
+        return None
+    log = ws.job_dir(run["job_id"]) / "train.log"
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return None
+
+
+def finalize(ws: Workspace, run_id: int) -> ExpResult:
+    """Judge a finished run, move the worktree accordingly, and post the result (idempotent)."""
+    from helm.models import hot
+
+    conf = cfg.load(ws.config_path)
+    with ws.db(write=False) as db:
+        run = q.get_run(db, run_id)
+        if run is None:
+            raise ExperimentError(f"no run {run_id}")
+        if run["status"] in ("keep", "discard") or (
+            run["status"] in ("crash", "cancelled") and run.get("verdict_note")
+        ):
+            return build_result(db, run, verdict=run["status"])
+        if run["status"] not in FINAL:
+            raise ExperimentError(f"run {run_id} is still {run['status']}")
+        agent = run["agent"]
+        best = q.branch_best(db, agent, run["base_pin_id"])
+        spread, _dof = q.seed_spread(db)
+        row = hot.get_agent(db, agent)
+        pin = q.pin_by_id(db, run["base_pin_id"])
+    if run["status"] == "cancelled":
+        verdict_status, note = "cancelled", "cancelled before it finished"
+    else:
+        v = decide(
+            run["val_bpb"] if run["status"] == "done" else None,
+            best["val_bpb"] if best else None,
+            conf.keep,
+            spread,
+            baseline=bool(run["baseline"]),
+        )
+        verdict_status, note = v.status, v.note
+    fields: dict[str, Any] = {"status": verdict_status, "verdict_note": note}
+    if run.get("finished_at") is None:
+        fields["finished_at"] = time.time()
+    if verdict_status == "crash":
+        fields["tail"] = _tail(ws, run)
+    with ws.db(write=True) as db:
+        q.update_run(db, run_id, **fields)
+        run = q.get_run(db, run_id) or run
+        res = build_result(db, run, verdict=verdict_status, best=best)
+        res.note = note
+        hot.post_feed(db, feed_text(res), agent=agent, kind="result", run_id=run_id)
+        q.update_agent(db, agent, state="thinking", current_run_id=None, last_seen_at=time.time())
+    wt = worktree_of(ws, row)
+    if wt.is_dir() and row["base_pin_id"] == run["base_pin_id"]:
+        if verdict_status == "keep":
+            tr.reset_to(wt, run["commit"])
+        else:
+            target = best["commit"] if best else (pin["commit"] if pin else None)
+            if target:
+                tr.reset_to(wt, target)
+    return res

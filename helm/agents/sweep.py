@@ -1,0 +1,303 @@
+"""The built-in sweep agent: no language model, just the experiment loop over env knobs.
+
+Each step: move onto a newly pinned base, read directives (the grammar of
+``helm.agents.directives``), pick the next change, and run it through the same protocol as
+every other driver. The order of business: a value fixed by a ``set`` directive (run as a new
+reference), the reference run of a fresh base, one re-seeded repeat to measure noise (only
+until the workspace has a measurement), values queued by ``sweep`` directives, then local and
+random search around the branch's best. Single-knob results become insights with effect
+sizes. Its memory (fixed values, focus, queue, effects) lives in ``agents/<name>/sweep.json``
+so a restarted agent resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from helm.agents import config as cfg
+from helm.agents import runs as q
+from helm.agents import taskrepo as tr
+from helm.agents.directives import GrammarError, deliver, parse_directive
+from helm.agents.experiment import Backend, ExpRequest, move_onto_base, run_experiment
+from helm.agents.knobs import Knob, discover
+from helm.agents.report import ExpResult, signed
+from helm.agents.search import Proposal, candidate_keys, propose
+from helm.workspace import Workspace
+
+
+@dataclass
+class SweepState:
+    fixed: dict[str, str] = field(default_factory=dict)
+    fixed_by: dict[str, int] = field(default_factory=dict)
+    focus: list[str] = field(default_factory=list)
+    queue: list[list[Any]] = field(default_factory=list)  # [key, value, directive_id]
+    noise_done: bool = False
+    effects: dict[str, list[float]] = field(default_factory=dict)
+    sweeps: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    exhausted_at: float | None = None
+
+
+class SweepAgent:
+    def __init__(
+        self,
+        ws: Workspace,
+        agent: str,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        backend: Backend | None = None,
+        poll_s: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        self.ws, self.agent = ws, agent
+        self.should_stop = should_stop
+        self.backend = backend
+        self.poll_s = poll_s
+        self.rng = random.Random(seed if seed is not None else hash(agent) & 0xFFFF)
+        self.path = ws.agents_dir / agent / "sweep.json"
+        self.state = self._load()
+        self.stopped_by_directive = False
+
+    # State ------------------------------------------------------------------------------------
+    def _load(self) -> SweepState:
+        try:
+            return SweepState(**json.loads(self.path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return SweepState()
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state.__dict__, indent=1, sort_keys=True))
+        tmp.replace(self.path)
+
+    def _post(self, text: str, kind: str = "insight", run_id: int | None = None) -> None:
+        from helm.models import hot
+
+        with self.ws.db(write=True) as db:
+            hot.post_feed(db, text, agent=self.agent, kind=kind, run_id=run_id)
+
+    # Loop ---------------------------------------------------------------------------------------
+    def run(self, max_steps: int | None = None) -> None:
+        steps, failures = 0, 0
+        while not self.should_stop() and (max_steps is None or steps < max_steps):
+            try:
+                self.step()
+                failures = 0
+            except Exception as exc:  # one bad step must not end the agent
+                import traceback
+
+                traceback.print_exc()
+                failures += 1
+                if failures == 1:
+                    self._post(f"sweep step failed: {exc}"[:300], kind="system")
+                self._idle(min(60.0, 2.0 * 2**failures))
+            steps += 1
+            if self.stopped_by_directive:
+                return
+
+    def step(self) -> ExpResult | None:
+        """One directive check and (usually) one experiment."""
+        move_onto_base(self.ws, self.agent)
+        wt = tr.ensure_worktree(self.ws, self.agent)
+        with self.ws.db(write=True) as db:
+            q.update_agent(db, self.agent, state="thinking", last_seen_at=time.time())
+        self._obey(deliver(self.ws, self.agent, wt, "sweep"))
+        if self.stopped_by_directive:
+            return None
+        proposal = self.next_proposal()
+        if proposal is None:
+            if self.state.exhausted_at is None:
+                self.state.exhausted_at = time.time()
+                self._save()
+                self._post(
+                    "sweep: every neighbour of my best has been run; waiting for a "
+                    "directive or a new base",
+                    kind="system",
+                )
+            self._idle(10.0)
+            return None
+        res = run_experiment(
+            self.ws,
+            ExpRequest(
+                self.agent,
+                proposal.description,
+                env=proposal.changes,
+                baseline=proposal.baseline,
+                seed=proposal.seed,
+            ),
+            backend=self.backend,
+            poll_s=self.poll_s,
+            should_stop=self.should_stop,
+        )
+        self.learn(proposal, res)
+        return res
+
+    def _idle(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not self.should_stop():
+            time.sleep(min(0.5, self.poll_s))
+
+    # Directives -----------------------------------------------------------------------------------
+    def _obey(self, pending: list[dict[str, Any]]) -> None:
+        from helm.models import hot
+
+        for d in sorted(pending, key=lambda d: d["id"]):
+            try:
+                commands = parse_directive(d["text"])
+            except GrammarError as exc:
+                self._post(
+                    f"directive #{d['id']} is not in the sweep grammar ({exc}); not followed",
+                    kind="system",
+                )
+                commands = []
+            for c in commands:
+                if c.verb == "set":
+                    self.state.fixed.update(c.assign)
+                    self.state.fixed_by.update({k: d["id"] for k in c.assign})
+                elif c.verb == "sweep":
+                    for key, values in c.values.items():
+                        self.state.queue += [[key, v, d["id"]] for v in values]
+                elif c.verb == "focus":
+                    self.state.focus = list(c.keys)
+                elif c.verb == "stop":
+                    self.stopped_by_directive = True
+            self.state.exhausted_at = None
+            self._save()
+            with self.ws.db(write=True) as db:
+                hot.ack_directive(db, d["id"], self.agent)
+                if self.stopped_by_directive:
+                    q.update_agent(db, self.agent, desired="down")
+                    hot.post_feed(
+                        db, f"stopping as directed by #{d['id']}", agent=self.agent, kind="system"
+                    )
+            if self.stopped_by_directive:
+                return
+
+    # Proposals ------------------------------------------------------------------------------------
+    def _context(self) -> tuple[dict[str, str], dict[str, Knob], dict[str, Any], str]:
+        from helm.models import hot
+
+        wt = tr.ensure_worktree(self.ws, self.agent)
+        with self.ws.db(write=False) as db:
+            row = hot.get_agent(db, self.agent)
+        agent_env = json.loads(row.get("env_json") or "{}")
+        source = (wt / "train_gpt.py").read_text() if (wt / "train_gpt.py").exists() else ""
+        return agent_env, discover(source), row, tr.code_hash(wt, "HEAD")
+
+    def _seen(self, agent_env: dict[str, str], chash: str, seed: int | None = None):  # type: ignore[no-untyped-def]
+        def seen(env: dict[str, str]) -> bool:
+            with self.ws.db(write=False) as db:
+                return q.duplicate(db, chash, q.env_json({**agent_env, **env}), seed) is not None
+
+        return seen
+
+    def _free_seed(self, env: dict[str, str], agent_env: dict[str, str], chash: str) -> int | None:
+        if not self._seen(agent_env, chash)(env):
+            return None
+        base = int(float({**agent_env, **env}.get("SEED", 1337)))
+        for k in range(1, 50):
+            if not self._seen(agent_env, chash, base + k)(env):
+                return base + k
+        return None
+
+    def next_proposal(self) -> Proposal | None:
+        conf = cfg.load(self.ws.config_path)
+        agent_env, knobs, row, chash = self._context()
+        wt = tr.ensure_worktree(self.ws, self.agent)
+        env = tr.read_env(wt)
+        with self.ws.db(write=False) as db:
+            has_ref = q.reference(db, self.agent, row["base_pin_id"]) is not None
+            repeats = q.has_repeats(db)
+        fixed = {k: v for k, v in self.state.fixed.items() if env.get(k) != v}
+        if fixed:
+            ids = sorted({self.state.fixed_by.get(k, 0) for k in fixed})
+            desc = ", ".join(f"{k}={v}" for k, v in sorted(fixed.items()))
+            seed = self._free_seed({**env, **fixed}, agent_env, chash)
+            tag = ", ".join(f"#{i}" for i in ids)
+            return Proposal(
+                fixed, f"directive {tag}: set {desc}", baseline=True, seed=seed, kind="fixed"
+            )
+        if not has_ref:
+            seed = self._free_seed(env, agent_env, chash)
+            return Proposal({}, "reference run on this base", seed=seed, kind="reference")
+        if conf.sweep.measure_noise and not repeats and not self.state.noise_done:
+            self.state.noise_done = True
+            self._save()
+            seed = self._free_seed(env, agent_env, chash)
+            return Proposal({}, "noise: the reference re-seeded", seed=seed, kind="noise")
+        seen = self._seen(agent_env, chash)
+        while self.state.queue:
+            key, value, did = self.state.queue.pop(0)
+            self._save()
+            if env.get(key) == value or seen({**env, key: value}):
+                continue
+            cur = env.get(key, agent_env.get(key, str(knobs[key].default) if key in knobs else "?"))
+            return Proposal(
+                {key: value},
+                f"directive #{did}: sweep {key} {cur}\u2192{value}",
+                kind="queued",
+                directive_id=did,
+                extra={"from": cur},
+            )
+        keys = candidate_keys(
+            knobs,
+            only=conf.sweep.keys,
+            exclude=[*conf.sweep.exclude, *self.state.fixed],
+            focus=self.state.focus,
+        )
+        return propose(
+            knobs,
+            {**agent_env, **env},
+            keys,
+            self.rng,
+            random_prob=conf.sweep.random_prob,
+            seen=seen,
+        )
+
+    # Learning -----------------------------------------------------------------------------------
+    def learn(self, p: Proposal, res: ExpResult) -> None:
+        if p.kind == "fixed" and (
+            res.verdict == "crash" or (res.verdict == "duplicate" and res.val_bpb is None)
+        ):
+            for k in p.changes:
+                self.state.fixed.pop(k, None)
+            self._save()
+            self._post(f"set {p.description} crashed; dropped it (see run {res.run_id})", "system")
+            return
+        if p.kind in ("local", "random", "queued") and res.verdict in ("keep", "discard"):
+            if res.val_bpb is None or res.best_before is None:
+                return
+            delta = res.val_bpb - res.best_before
+            label = p.description.split(": sweep ", 1)[-1]
+            effects = self.state.effects.setdefault(label, [])
+            effects.append(delta)
+            mean = sum(effects) / len(effects)
+            n = len(effects)
+            verdict = "kept" if res.verdict == "keep" else "within noise, discarded"
+            if res.verdict == "discard" and delta < 0:
+                verdict = "better but within noise, discarded"
+            elif res.verdict == "discard":
+                verdict = "worse, discarded"
+            runs_s = f"{n} run{'s' if n > 1 else ''}"
+            self._post(f"{label}: {signed(mean)} bpb over {runs_s} ({verdict})", run_id=res.run_id)
+            if p.kind == "queued" and p.directive_id is not None:
+                self._sweep_progress(p, delta)
+        self._save()
+
+    def _sweep_progress(self, p: Proposal, delta: float) -> None:
+        did = str(p.directive_id)
+        key, value = next(iter(p.changes.items()))
+        results = self.state.sweeps.setdefault(did, {})
+        results[f"{key}={value}"] = delta
+        if any(int(item[2]) == p.directive_id for item in self.state.queue):
+            return
+        parts = [f"{kv} {signed(d)}" for kv, d in results.items() if d is not None]
+        best = min(results.items(), key=lambda kv: kv[1] if kv[1] is not None else 9e9)[0]
+        self._post(
+            f"sweep #{did} done: {', '.join(parts)} bpb vs the best at the time; best {best}"
+        )

@@ -1,0 +1,93 @@
+"""``helm pin pr|run|file|show``: choose the base every agent builds on."""
+
+from __future__ import annotations
+
+import argparse
+
+from helm.cli.common import CommandError, add_leaf, fmt_age, print_json, print_table, workspace
+
+
+def _show_pin(pin: dict, as_json: bool) -> None:
+    if as_json:
+        print_json(pin)
+    else:
+        print(f"pinned #{pin['id']}: {pin['kind']} {pin['ref']} (commit {pin['commit'][:10]})")
+
+
+def _pr(args: argparse.Namespace) -> int:
+    from helm.agents.github import GitHubError
+    from helm.agents.pins import pin_pr
+
+    try:
+        pin = pin_pr(
+            workspace(args), args.number, repo=args.repo, path=args.path, keep_env=args.keep_env
+        )
+    except GitHubError as exc:
+        raise CommandError(str(exc)) from exc
+    _show_pin(pin, args.json)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from helm.agents.pins import PinError, pin_run
+
+    try:
+        pin = pin_run(workspace(args), args.run)
+    except PinError as exc:
+        raise CommandError(str(exc)) from exc
+    _show_pin(pin, args.json)
+    return 0
+
+
+def _file(args: argparse.Namespace) -> int:
+    from helm.agents.pins import PinError, pin_file
+
+    try:
+        pin = pin_file(workspace(args), args.path, name=args.name, keep_env=args.keep_env)
+    except PinError as exc:
+        raise CommandError(str(exc)) from exc
+    _show_pin(pin, args.json)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from helm.agents.pins import history
+
+    rows = history(workspace(args), limit=args.limit)
+    if args.json:
+        print_json(rows)
+        return 0
+    print_table(
+        ["PIN", "AGE", "KIND", "REF", "COMMIT", "BY", "NOTE"],
+        [
+            (
+                p["id"],
+                fmt_age(p["created_at"]),
+                p["kind"],
+                p["ref"],
+                (p["commit"] or "")[:10],
+                p["pinned_by"],
+                (p["note"] or "")[:50],
+            )
+            for p in rows
+        ],
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("pin", help="pin the base the agents build on")
+    ss = s.add_subparsers(dest="pin_cmd", required=True, metavar="{pr,run,file,show}")
+    p = add_leaf(ss, "pr", _pr, "pin a community pull request's script", listing=True)
+    p.add_argument("number", type=int)
+    p.add_argument("--repo", default="openai/parameter-golf", help="OWNER/NAME")
+    p.add_argument("--path", help="the script in the PR (default: its train_gpt.py)")
+    p.add_argument("--keep-env", action="store_true", help="keep the base's run.env")
+    p = add_leaf(ss, "run", _run, "pin one of our runs (its code and run.env)", listing=True)
+    p.add_argument("run", type=int)
+    p = add_leaf(ss, "file", _file, "pin a local file as the base's train_gpt.py", listing=True)
+    p.add_argument("path")
+    p.add_argument("--name", default="train_gpt.py", help="its name in the task repo")
+    p.add_argument("--keep-env", action="store_true", help="keep the base's run.env")
+    p = add_leaf(ss, "show", _show, "the history of pins, newest first", listing=True)
+    p.add_argument("--limit", type=int, default=50)

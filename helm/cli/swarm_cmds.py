@@ -1,0 +1,114 @@
+"""``helm swarm up|down|ls``: the operator's view of the agents."""
+
+from __future__ import annotations
+
+import argparse
+
+from helm.cli.common import (
+    CommandError,
+    UsageError,
+    add_leaf,
+    fmt_age,
+    fmt_num,
+    parse_env,
+    parse_names,
+    print_json,
+    print_table,
+    workspace,
+)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from helm.agents import swarm
+    from helm.agents.drivers import DriverError
+
+    if args.n is not None and args.n < 1:
+        raise UsageError("-n must be at least 1")
+    ws = workspace(args)
+    try:
+        names = swarm.up(
+            ws, args.n, driver=args.driver, env=parse_env(args.env), task_repo=args.task_repo
+        )
+    except DriverError as exc:
+        raise UsageError(str(exc)) from exc
+    daemon = None
+    if not args.no_daemon:
+        from helm.daemon import DaemonError, start_detached
+
+        try:
+            daemon, _new = start_detached(ws)
+        except DaemonError as exc:
+            raise CommandError(str(exc)) from exc
+    if args.json:
+        print_json({"agents": names, "daemon_pid": daemon})
+    else:
+        print(f"up: {', '.join(names)} ({args.driver})")
+        if daemon is None:
+            print("no daemon started (--no-daemon): agents start when `helm daemon start` runs")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from helm.agents import swarm
+
+    names = swarm.down(workspace(args), parse_names(args.agents), timeout_s=args.timeout)
+    if args.json:
+        print_json({"agents": names})
+    else:
+        print(f"down: {', '.join(names) or 'no agents'}")
+    return 0
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from helm.agents import swarm
+
+    rows = swarm.listing(workspace(args))
+    if args.json:
+        print_json(rows)
+        return 0
+
+    def current(r: dict) -> str:
+        c = r["current"]
+        if not c:
+            return "-"
+        step = f" {c['step']}/{c['total_steps'] or '?'}" if c["step"] is not None else ""
+        return f"run {c['run_id']} {c['status']}{step}: {c['description'][:40]}"
+
+    print_table(
+        ["AGENT", "DRIVER", "STATE", "CURRENT", "RUNS", "KEEPS", "BEST", "LAST SEEN"],
+        [
+            (
+                r["name"],
+                r["driver"][:24],
+                r["state"],
+                current(r),
+                r["runs"],
+                r["keeps"],
+                fmt_num(r["best"], ".4f"),
+                fmt_age(r["last_seen_at"]),
+            )
+            for r in rows
+        ],
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("swarm", help="start, stop and list the research agents")
+    ss = s.add_subparsers(dest="swarm_cmd", required=True, metavar="{up,down,ls}")
+    p = add_leaf(ss, "up", _up, "bring N agents up (creating them as needed)", listing=True)
+    p.add_argument("-n", type=int, help="how many agents of this driver (default: all, or 1)")
+    p.add_argument(
+        "--driver",
+        default="sweep",
+        help="sweep, claude, codex, opencode, or a command template with {prompt}",
+    )
+    p.add_argument("--env", action="append", metavar="K=V", help="the agents' fixed env")
+    p.add_argument("--task-repo", help="clone the task repository from this URL or path")
+    p.add_argument("--no-daemon", action="store_true", help="do not start the daemon")
+    p = add_leaf(
+        ss, "down", _down, "stop agents (their jobs in flight are cancelled)", listing=True
+    )
+    p.add_argument("agents", nargs="?", help="comma-separated names (default: all)")
+    p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for each")
+    add_leaf(ss, "ls", _ls, "agents: state, current experiment, runs, keeps, best", listing=True)
