@@ -325,10 +325,12 @@ class LogParser:
 
     def _lines(self, text: str, pos: int, end: int) -> int:
         """Line-by-line reading (stream start and run headers) until training steps appear."""
-        while pos < end and self._mode in (_INIT, _HEADER):
-            nl = text.find("\n", pos, end)
-            line = text[pos:nl]
-            pos = nl + 1
+        # split a window, not the whole chunk: headers end after a few dozen lines
+        stop = text.rfind("\n", pos, min(end, pos + 16384)) + 1 or text.find("\n", pos, end) + 1
+        lines = text[pos:stop].split("\n")
+        lines.pop()  # the window ends with a newline
+        for line in lines:
+            pos += len(line) + 1
             if self._mode == _INIT:
                 if not line.strip():
                     continue
@@ -340,6 +342,7 @@ class LogParser:
             if self._line(line, header=True) or self._header_lines > _HEADER_LINE_LIMIT:
                 self._mode = _BULK
                 self._in_hp_block = False
+                return pos
         return pos
 
     def _skip_echo(self, text: str, pos: int, end: int) -> int:
@@ -409,8 +412,8 @@ class LogParser:
             self._in_hp_block = False
             return False
         first = line[0]
-        if partial and line.startswith(_NEEDS_NEWLINE):
-            return False
+        if first in "|+[W" or (partial and line.startswith(_NEEDS_NEWLINE)):
+            return False  # nvidia-smi tables and torch warnings say nothing we read
         if (first.isdigit() or line.startswith("step:")) and self._step_line(line):
             return True
         scored = first in "flq" and line.startswith(("final_", "legal_ttt", "quantized"))
