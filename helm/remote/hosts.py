@@ -50,7 +50,7 @@ def host_env(ws: Workspace, host: Host) -> dict[str, str]:
     return resolve_env(stored, SecretStore(ws.root).get(f"host:{host.name}"))
 
 
-def make_box(ws: Workspace, host: Host) -> Box:
+def make_box(ws: Workspace, host: Host, *, keepalive_s: float = 5.0) -> Box:
     if host.kind == "local":
         from helm.remote.local import LocalBox
 
@@ -64,6 +64,7 @@ def make_box(ws: Workspace, host: Host) -> Box:
         username=host.ssh_user,
         identity=host.identity,
         known_hosts_file=ws.known_hosts_path,
+        keepalive_s=keepalive_s,
     )
 
 

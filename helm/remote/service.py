@@ -121,7 +121,7 @@ class DispatchService:
         key = box_key(host)
         entry = self.boxes.get(host.name)
         if entry is None or entry[0] != key:
-            entry = (key, make_box(self.ws, host))
+            entry = (key, make_box(self.ws, host, keepalive_s=self.settings.keepalive_s))
             self.boxes[host.name] = entry
         return entry[1]
 

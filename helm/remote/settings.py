@@ -23,6 +23,7 @@ class RemoteSettings:
     retry_s: float = 1.0  # pause after a failed network operation
     check_every_s: float = 600.0  # host checks (0: only when asked)
     heartbeat_s: float = 5.0  # how often live jobs' heartbeat_at is written
+    keepalive_s: float = 5.0  # SSH keep-alive interval; a silent peer is dead after 3 misses
     agent_gpu_share: float = 0.5  # one agent may hold this share of the fleet while others wait
 
     @classmethod

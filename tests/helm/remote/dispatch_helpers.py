@@ -121,6 +121,7 @@ class CutProxy:
         self.port = 0
         self.server: asyncio.Server | None = None
         self.writers: list[asyncio.StreamWriter] = []
+        self.frozen: set[asyncio.StreamWriter] = set()
         self.connections = 0
 
     async def start(self) -> CutProxy:
@@ -140,12 +141,18 @@ class CutProxy:
         async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             with contextlib.suppress(Exception):
                 while data := await r.read(65536):
+                    if w in self.frozen:
+                        continue  # a black hole: nothing arrives, nothing is reset
                     w.write(data)
                     await w.drain()
             with contextlib.suppress(Exception):
                 w.close()
 
         await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+    def freeze(self) -> None:
+        """Silently drop everything on the live connections (a dead peer, no RST)."""
+        self.frozen.update(self.writers)
 
     def cut(self) -> None:
         """Abort every live connection (both sides see a reset)."""
