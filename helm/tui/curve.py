@@ -23,7 +23,7 @@ class Curve:
 
     max_points: int = 2000
     train: list[tuple[float, float]] = field(default_factory=list)
-    val_bpb: list[tuple[float, float]] = field(default_factory=list)
+    val_loss: list[tuple[float, float]] = field(default_factory=list)  # same units as train
     total_steps: int | None = None
 
     def add_lines(self, lines: Iterable[str]) -> bool:
@@ -33,7 +33,7 @@ class Curve:
             if "step" not in line and "/" not in line:
                 continue
             if m := _VAL.search(line):
-                self.val_bpb.append((float(m.group(1)), float(m.group(4))))
+                self.val_loss.append((float(m.group(1)), float(m.group(3))))
                 self.total_steps = int(m.group(2))
                 added = True
             elif m := _TRAIN.search(line):

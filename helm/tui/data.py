@@ -179,10 +179,10 @@ def _host(r: dict[str, Any], busy_ids: set[int]) -> HostView:
                 index=int(g.get("index", i)) if isinstance(g.get("index", i), int) else i,
                 name=str(g.get("name", "")),
                 busy=i in busy_ids,
-                util=_num(g, "utilisation", "utilization", "util", "utilization_gpu"),
-                mem_used=_num(g, "memory_used", "memory_used_mib", "mem_used"),
-                mem_total=_num(g, "memory_total", "memory_total_mib", "memory", "mem_total"),
-                temp=_num(g, "temperature", "temp", "temperature_gpu"),
+                util=_num(g, "utilization_pct", "utilisation", "utilization", "util"),
+                mem_used=_num(g, "memory_used_mib", "memory_used", "mem_used"),
+                mem_total=_num(g, "memory_total_mib", "memory_total", "memory", "mem_total"),
+                temp=_num(g, "temperature_c", "temperature", "temp"),
             )
         )
     error = check.get("error") if isinstance(check, dict) else None
@@ -209,7 +209,7 @@ def _base(
         rows = db.rows("SELECT id, val_bpb FROM run WHERE id = :id", {"id": int(pin["ref"])})
     elif pin.get("commit"):
         rows = db.rows(
-            "SELECT id, val_bpb FROM run WHERE commit = :c AND val_bpb IS NOT NULL "
+            'SELECT id, val_bpb FROM run WHERE "commit" = :c AND val_bpb IS NOT NULL '
             "ORDER BY val_bpb LIMIT 20",
             {"c": pin["commit"]},
         )

@@ -156,13 +156,13 @@ def add_agents(ws: Workspace, count: int, driver: str) -> str:
 def run_commits(ws: Workspace, a: int, b: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The two runs to diff: ``a`` against ``b`` or, when ``b`` is None, against its parent."""
     with ws.db(write=False) as db:
-        ra = db.rows("SELECT id, commit, parent_id FROM run WHERE id = :id", {"id": a})
+        ra = db.rows('SELECT id, "commit", parent_id FROM run WHERE id = :id', {"id": a})
         if not ra:
             raise OpError(f"no run {a}")
         other = b if b is not None else ra[0]["parent_id"]
         if other is None:
             raise OpError(f"run {a} has no parent: mark another run with m to diff against")
-        rb = db.rows("SELECT id, commit, parent_id FROM run WHERE id = :id", {"id": other})
+        rb = db.rows('SELECT id, "commit", parent_id FROM run WHERE id = :id', {"id": other})
         if not rb:
             raise OpError(f"no run {other}")
     return rb[0], ra[0]

@@ -178,8 +178,8 @@ def curve_data(curve: Curve) -> ChartData:
     if curve.train:
         xs, ys = zip(*curve.train, strict=True)
         series.append(Series(xs, ys, "primary", "line", 1))
-    if curve.val_bpb:
-        xs, ys = zip(*curve.val_bpb, strict=True)
+    if curve.val_loss:
+        xs, ys = zip(*curve.val_loss, strict=True)
         series.append(Series(xs, ys, "success", "points", 2))
     ys_all = [y for s in series for y in s.ys]
     return ChartData(
@@ -187,7 +187,7 @@ def curve_data(curve: Curve) -> ChartData:
         x_range=(0, curve.total_steps) if curve.total_steps else None,
         y_range=(min(ys_all), max(ys_all)) if ys_all else None,
         y_format="{:.3f}",
-        title="train loss · val_bpb",
+        title="train loss · val loss",
         empty="no loss lines yet",
     )
 
