@@ -1,0 +1,406 @@
+"""``helm promote``: from one good run to a validated records folder, in one flow.
+
+prepare (no side effects: the plan, the target folder, a pre-flight validation of the run's
+own log so that a run the rules refuse, say an artifact over the cap, is refused before any
+GPU time is spent) -> execute (queue the missing seeds as new runs with the run's own code,
+environment and GPU count; wait; stop at the first seed that fails; write the folder in
+scratch; validate; move it into place; record a Submission; optionally commit it to a clone
+of the competition repository). The CLI and the TUI wizard both call these two functions,
+so the confirmation before spending GPU time sits between them in both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from helm.promote import folder as fd
+from helm.promote import sources as src
+from helm.promote.plan import DEFAULT_SEEDS, Plan, PromoteError, SeedSlot, plan_promotion
+from helm.workspace import Workspace
+
+if TYPE_CHECKING:
+    from golf_task.validate import Report
+
+FAILED_RUN = ("crash", "cancelled")
+PROMOTE_PRIORITY = 10  # the operator's explicit request goes ahead of the agents' experiments
+
+
+@dataclass
+class PromoteOptions:
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    track: str = "record"  # record | non-record
+    name: str | None = None
+    author: str | None = None
+    github_id: str | None = None
+    blurb: str | None = None
+    sota: float | None = None  # None: golf_task.validate's DEFAULT_SOTA (record track)
+    out: Path | None = None
+    git: Path | None = None
+    branch: str | None = None
+    time_limit_s: float | None = None
+    priority: int = PROMOTE_PRIORITY
+    poll_s: float = 1.0
+    date: str | None = None  # YYYY-MM-DD; default today (UTC)
+
+
+@dataclass
+class Event:
+    """Progress for the CLI and the wizard: one line of text, and the seed it concerns."""
+
+    kind: str  # queued | progress | done | failed | validating | written | git
+    text: str
+    seed: int | None = None
+
+
+OnEvent = Callable[[Event], None]
+
+
+@dataclass
+class Prepared:
+    plan: Plan
+    opts: PromoteOptions
+    name: str
+    date: str
+    target: Path
+    sota: float | None
+    preflight: Report | None = None
+
+
+@dataclass
+class PromoteResult:
+    plan: Plan
+    folder: Path
+    report: Report
+    submission_id: int
+    data: dict[str, Any]
+    git_commit: str | None = None
+    new_runs: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "folder": str(self.folder),
+            "submission": self.submission_id,
+            "val_bpb": self.data.get("val_bpb"),
+            "val_bpb_std": self.data.get("val_bpb_std"),
+            "seeds": self.data.get("seeds"),
+            "new_runs": self.new_runs,
+            "git_commit": self.git_commit,
+            "plan": self.plan.to_json(),
+            "report": self.report.to_json(),
+        }
+
+
+# Prepare ---------------------------------------------------------------------------------------
+def _default_name(run: dict[str, Any]) -> str:
+    agent = run.get("agent") or "helm"
+    return fd.clean_name(f"{agent}_run{run['id']}")
+
+
+def prepare(ws: Workspace, run_id: int, opts: PromoteOptions) -> Prepared:
+    """Everything that can be checked before spending GPU time; writes nothing that stays."""
+    if opts.track not in fd.TRACKS:
+        raise PromoteError(f"unknown track {opts.track!r}: record or non-record")
+    for key, flag in (("author", "--author"), ("github_id", "--github-id")):
+        if not (getattr(opts, key) or "").strip():
+            raise PromoteError(f"{flag} is required: a record's submission.json names it")
+    if (opts.git is None) != (opts.branch is None):
+        raise PromoteError("--git and --branch go together")
+    if opts.git is not None and opts.branch is not None:
+        from helm.promote.gitexport import GitExportError, check_clone
+
+        try:
+            check_clone(Path(opts.git), opts.branch)
+        except GitExportError as exc:
+            raise PromoteError(str(exc)) from exc
+    plan = plan_promotion(ws, run_id, opts.seeds, time_limit_s=opts.time_limit_s)
+    name = fd.clean_name(opts.name) if opts.name else _default_name(plan.run)
+    date = opts.date or dt.datetime.now(dt.UTC).date().isoformat()
+    root = opts.out if opts.out is not None else ws.submissions_dir
+    target = fd.folder_path(Path(root), opts.track, date, name)
+    if target.exists():
+        raise PromoteError(f"{target} exists: choose another --name")
+    sota = None
+    if opts.track == "record":
+        from golf_task.validate import DEFAULT_SOTA
+
+        sota = opts.sota if opts.sota is not None else DEFAULT_SOTA
+    prepared = Prepared(plan, opts, name, date, target, sota)
+    prepared.preflight = _preflight(ws, prepared)
+    return prepared
+
+
+def _seed_result(ws: Workspace, run: dict[str, Any], seed: int) -> fd.SeedResult:
+    from golf_task.logs import parse_file
+
+    path = src.log_path(ws, run)
+    if path is None:
+        raise PromoteError(f"run {run['id']} (seed {seed}) has no log to submit", seed=seed)
+    return fd.SeedResult(seed, int(run["id"]), path, parse_file(path))
+
+
+def _preflight(ws: Workspace, p: Prepared) -> Report:
+    """Validate a folder made of the run's own log alone (no significance: one seed)."""
+    run = p.plan.run
+    result = _seed_result(ws, run, src.effective_seed(ws, run) or 0)
+    with fd.scratch(p.target, beside=False) as work:
+        _write(ws, p, work, [result], diff_text="")
+        report, blocking = fd.validate(work, track=p.opts.track, sota=None)
+    if blocking:
+        raise PromoteError(
+            f"run {run['id']} is refused before any run is queued: {fd.failure_text(blocking)}",
+            report=report,
+        )
+    return report
+
+
+# Execute ---------------------------------------------------------------------------------------
+def _queue(ws: Workspace, p: Prepared, slot: SeedSlot) -> int:
+    """A new run (same commit, code hash, environment, GPUs) and its job; returns the run id."""
+    from helm.remote.jobs import submit_job
+
+    run = p.plan.run
+    env = {k: v for k, v in src.run_env(run).items() if k not in src.NON_CONFIG_KEYS}
+    with ws.db(write=True) as db:
+        run_id = db.insert(
+            'INSERT INTO run (agent, parent_id, branch, "commit", code_hash, description, '
+            "status, env_json, seed, gpus, created_at, base_pin_id, baseline) VALUES "
+            "(NULL, :parent, :branch, :commit, :hash, :desc, 'queued', :env, :seed, :gpus, "
+            ":t, :pin, 0)",
+            {
+                "parent": run["id"],
+                "branch": run.get("branch"),
+                "commit": run.get("commit"),
+                "hash": run.get("code_hash"),
+                "desc": f"promote {run['id']} seed {slot.seed}",
+                "env": json.dumps(dict(sorted(env.items())), sort_keys=True),
+                "seed": slot.seed,
+                "gpus": p.plan.gpus,
+                "t": time.time(),
+                "pin": run.get("base_pin_id"),
+            },
+        )
+    if src.has_commit(ws, run.get("commit")):
+        from helm.agents.taskrepo import keep_ref
+
+        keep_ref(ws.task_dir, run_id, run["commit"])
+    tmp = Path(tempfile.mkdtemp(prefix=f"promote-{run['id']}-", dir=ws.root))
+    try:
+        src.export_code(ws, run, tmp / "code")
+        submit_job(
+            ws,
+            ws.store,
+            tmp / "code",
+            env=env,
+            gpus=p.plan.gpus,
+            seed=slot.seed,
+            agent=None,
+            run_id=run_id,
+            time_limit_s=p.plan.time_limit_s,
+            priority=p.opts.priority,
+        )
+    except BaseException:
+        with ws.db(write=True) as db:
+            db.execute(
+                "UPDATE run SET status = 'crash', tail = 'could not queue the job' WHERE id = :id",
+                {"id": run_id},
+            )
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return run_id
+
+
+def _progress_text(seed: int, run: dict[str, Any], job: dict[str, Any] | None) -> str:
+    if job is None:
+        return f"seed {seed}: run #{run['id']} {run['status']}"
+    step = f" step {job['step']}/{job['total_steps']}" if job.get("step") is not None else ""
+    bpb = f" val_bpb {job['val_bpb']:.4f}" if job.get("val_bpb") is not None else ""
+    host = f" on {job['host']}" if job.get("host") else ""
+    return f"seed {seed}: run #{run['id']} job #{job['id']} {job['state']}{host}{step}{bpb}"
+
+
+def _cancel(ws: Workspace, run_ids: list[int]) -> None:
+    from helm.remote.jobs import request_cancel
+
+    for run_id in run_ids:
+        run = src.get_run(ws, run_id)
+        if run["status"] in ("queued", "running") and run.get("job_id") is not None:
+            request_cancel(ws, int(run["job_id"]))
+
+
+def _wait(
+    ws: Workspace, slots: list[SeedSlot], mine: list[int], p: Prepared, emit: OnEvent
+) -> dict[int, dict[str, Any]]:
+    """Poll until every seed's run has a result; the first failure cancels ours and raises."""
+    pending = {s.seed: int(s.run_id) for s in slots if s.action != "reuse" and s.run_id}
+    done: dict[int, dict[str, Any]] = {}
+    last: dict[int, str] = {}
+    while pending:
+        for seed, run_id in list(pending.items()):
+            run = src.get_run(ws, run_id)
+            job = src.get_job(ws, run.get("job_id"))
+            text = _progress_text(seed, run, job)
+            if last.get(seed) != text:
+                last[seed] = text
+                emit(Event("progress", text, seed))
+            if run["status"] in FAILED_RUN or (
+                run["status"] in src.FINISHED and run.get("val_bpb") is None
+            ):
+                _cancel(ws, [r for r in mine if r != run_id])
+                tail = (run.get("tail") or "").strip().splitlines()
+                why = f": {tail[-1][-200:]}" if tail else ""
+                raise PromoteError(
+                    f"seed {seed} failed (run #{run_id} {run['status']}{why}); no folder written",
+                    seed=seed,
+                )
+            if run["status"] in src.FINISHED:
+                emit(Event("done", f"seed {seed}: val_bpb {run['val_bpb']:.8f}", seed))
+                done[seed] = run
+                del pending[seed]
+        if pending:
+            time.sleep(p.opts.poll_s)
+    return done
+
+
+def execute(ws: Workspace, p: Prepared, on_event: OnEvent | None = None) -> PromoteResult:
+    """Queue, wait, write, validate, move, record (see the module docstring)."""
+    emit = on_event or (lambda _e: None)
+    mine: list[int] = []
+    try:
+        for slot in p.plan.slots:
+            if slot.action == "queue":
+                slot.run_id = _queue(ws, p, slot)
+                slot.status = "queued"
+                mine.append(slot.run_id)
+                emit(Event("queued", f"seed {slot.seed}: queued run #{slot.run_id}", slot.seed))
+        finished = _wait(ws, p.plan.slots, mine, p, emit)
+    except KeyboardInterrupt:
+        raise PromoteError(
+            f"interrupted; run(s) {mine or '-'} keep running and a new `helm promote` reuses them"
+        ) from None
+    runs = {
+        s.seed: finished.get(s.seed) or src.get_run(ws, int(s.run_id or 0)) for s in p.plan.slots
+    }
+    results = [_seed_result(ws, runs[s.seed], s.seed) for s in p.plan.slots]
+    from helm.promote.diff import diff_against_base_pin
+
+    change = diff_against_base_pin(ws, p.plan.run_id)
+    diff_text = _change_text(change)
+    emit(Event("validating", f"validating {p.target.name}"))
+    with fd.scratch(p.target) as work:
+        data = _write(ws, p, work, results, diff_text=diff_text)
+        report, blocking = fd.validate(work, track=p.opts.track, sota=p.sota)
+        if blocking:
+            sub = _record(ws, p, data, report, status="failed")
+            raise PromoteError(
+                f"validation failed (submission #{sub}), no folder written: "
+                f"{fd.failure_text(blocking)}",
+                report=report,
+            )
+        from helm.promote.readme import append_verdict
+
+        append_verdict(work / "README.md", report, p.opts.track)
+        final = fd.move_into_place(work, p.target)
+    sub_id = _record(ws, p, data, report, status="written")
+    emit(Event("written", f"wrote {final}"))
+    result = PromoteResult(p.plan, final, report, sub_id, data, new_runs=mine)
+    if p.opts.git is not None:
+        from helm.promote.gitexport import GitExportError, commit_folder
+
+        assert p.opts.branch is not None
+        try:
+            result.git_commit = commit_folder(
+                Path(p.opts.git), final, p.opts.branch, message=_commit_message(data)
+            )
+        except GitExportError as exc:
+            raise PromoteError(f"the folder is written at {final}, but {exc}") from exc
+        emit(Event("git", f"committed on branch {p.opts.branch} ({result.git_commit[:10]})"))
+    return result
+
+
+def _change_text(change: Any) -> str:
+    if change is None:
+        return ""
+    from helm.promote.readme import change_section
+
+    return change_section(change)
+
+
+def _hardware(run: dict[str, Any]) -> str:
+    gpu = run.get("gpu_type")
+    gpus = int(run.get("gpus") or 1)
+    if not gpu or gpu == "cpu":
+        return "CPU (helm's tiny configuration, not a competition run)" if gpu else "unknown"
+    return f"{gpus}x{gpu}"
+
+
+def _write(
+    ws: Workspace, p: Prepared, work: Path, results: list[fd.SeedResult], *, diff_text: str
+) -> dict[str, Any]:
+    from helm.promote.readme import readme_text
+
+    run = p.plan.run
+    script = src.script_bytes(ws, run)
+    facts = src.log_facts(ws, run)
+    meta = {
+        "author": p.opts.author,
+        "github_id": p.opts.github_id,
+        "name": p.name,
+        "blurb": p.opts.blurb or (run.get("description") or p.name),
+        "date": p.date,
+        "track": p.opts.track,
+        "hardware": _hardware(run),
+        "pytorch_version": facts.pytorch,
+        "helm": {
+            "run": run["id"],
+            "commit": run.get("commit"),
+            "code_hash": run.get("code_hash"),
+            "runs": {str(r.seed): r.run_id for r in results},
+        },
+    }
+    data = fd.submission_json(results, meta=meta, bytes_code=len(script))
+    readme = readme_text(data, results, run=run, env=src.run_env(run), change=diff_text)
+    fd.write_files(work, script=script, results=results, data=data, readme=readme)
+    return data
+
+
+def _record(
+    ws: Workspace, p: Prepared, data: dict[str, Any], report: Report, *, status: str
+) -> int:
+    with ws.db(write=True) as db:
+        return db.insert(
+            "INSERT INTO submission (run_id, name, track, path, seeds_json, val_bpb, "
+            "val_bpb_std, status, report_json, created_at) VALUES (:run, :name, :track, :path, "
+            ":seeds, :bpb, :std, :status, :report, :t)",
+            {
+                "run": p.plan.run_id,
+                "name": p.name,
+                "track": p.opts.track,
+                "path": str(p.target),
+                "seeds": json.dumps(list(p.opts.seeds)),
+                "bpb": data.get("val_bpb"),
+                "std": data.get("val_bpb_std"),
+                "status": status,
+                "report": json.dumps(report.to_json(), default=str),
+                "t": time.time(),
+            },
+        )
+
+
+def _commit_message(data: dict[str, Any]) -> str:
+    return f"Record: {data['name']} (val_bpb {data['val_bpb']:.4f}, {len(data['seeds'])} seeds)"
+
+
+def promote(
+    ws: Workspace, run_id: int, opts: PromoteOptions, on_event: OnEvent | None = None
+) -> PromoteResult:
+    """prepare + execute, for callers that already have the operator's consent."""
+    return execute(ws, prepare(ws, run_id, opts), on_event)
