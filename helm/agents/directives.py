@@ -65,7 +65,13 @@ def parse_command(line: str) -> Command:
         return Command("set", assign=dict(_assignments(rest, verb)))
     if verb == "sweep":
         values: dict[str, list[str]] = {}
-        for key, raw in _assignments(rest, verb):
+        merged: list[str] = []  # "KEY=a, b" -> "KEY=a,b": spaces after commas are fine
+        for tok in rest:
+            if merged and "=" not in tok:
+                merged[-1] += tok
+            else:
+                merged.append(tok)
+        for key, raw in _assignments(merged, verb):
             vals = [v.strip() for v in raw.split(",") if v.strip()]
             if not vals:
                 raise GrammarError(f"`sweep {key}=` has no values")

@@ -1,0 +1,131 @@
+"""The experiment protocol with a fake backend (no daemon, no training): verdicts, resets,
+dedupe, feed posts, parents, run refs, base moves, and the ``helm exp`` CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from git import Repo
+
+from helm.agents import experiment
+from helm.agents import taskrepo as tr
+from helm.agents.experiment import ExperimentError, ExpRequest, run_experiment
+from helm.workspace import Workspace
+
+
+def _run(ws: Workspace, run_id: int) -> dict:
+    with ws.db(write=False) as db:
+        return db.rows("SELECT * FROM run WHERE id = :i", {"i": run_id})[0]
+
+
+def test_loop_keep_discard_crash_duplicate(task_ws: Workspace, agent: str, backend) -> None:
+    wt = task_ws.worktrees_dir / agent
+    ref = run_experiment(task_ws, ExpRequest(agent), backend=backend)
+    assert ref.verdict == "keep" and "reference" in ref.note
+    better = run_experiment(task_ws, ExpRequest(agent, "lr up", env={"MATRIX_LR": "0.04"}),
+                            backend=backend)  # fmt: skip
+    assert better.verdict == "keep" and better.delta_best < 0
+    assert better.headroom == 16_000_000 - 1_234_567
+    assert tr.head(wt) == better.commit and tr.read_env(wt)["MATRIX_LR"] == "0.04"
+    assert _run(task_ws, better.run_id)["parent_id"] == ref.run_id
+
+    (wt / "train_gpt.py").write_text((wt / "train_gpt.py").read_text() + "\n# tweak\n")
+    worse = run_experiment(task_ws, ExpRequest(agent, env={"MATRIX_LR": "0.06"}), backend=backend)
+    assert worse.verdict == "discard"
+    assert tr.head(wt) == better.commit  # reset to the best
+    assert "# tweak" not in (wt / "train_gpt.py").read_text()
+    # every run's commit stays reachable
+    assert Repo(wt).git.rev_parse(f"refs/runs/{worse.run_id}") == worse.commit
+
+    crash = run_experiment(task_ws, ExpRequest(agent, env={"CRASH": "1"}), backend=backend)
+    assert crash.verdict == "crash" and "RuntimeError: boom" in crash.tail
+    assert _run(task_ws, crash.run_id)["tail"].endswith("RuntimeError: boom")
+    assert tr.head(wt) == better.commit
+
+    n = len(backend.submitted)
+    (wt / "train_gpt.py").write_text((wt / "train_gpt.py").read_text() + "\n# tweak\n")
+    dup = run_experiment(task_ws, ExpRequest(agent, env={"MATRIX_LR": "0.06"}), backend=backend)
+    assert dup.verdict == "duplicate" and dup.duplicate_of == worse.run_id
+    assert len(backend.submitted) == n and tr.head(wt) == better.commit
+    (wt / "train_gpt.py").write_text((wt / "train_gpt.py").read_text() + "\n# tweak\n")
+    forced = run_experiment(task_ws, ExpRequest(agent, env={"MATRIX_LR": "0.06"}, force=True),
+                            backend=backend)  # fmt: skip
+    assert forced.verdict == "discard" and len(backend.submitted) == n + 1
+    reseeded = run_experiment(task_ws, ExpRequest(agent, seed=7), backend=backend)
+    assert reseeded.verdict in ("keep", "discard")  # not a duplicate: another seed
+
+    with task_ws.db(write=False) as db:
+        results = db.rows("SELECT run_id, text FROM feed_post WHERE kind = 'result'")
+    assert {r["run_id"] for r in results} >= {ref.run_id, better.run_id, worse.run_id,
+                                              crash.run_id}  # fmt: skip
+    text = next(r["text"] for r in results if r["run_id"] == better.run_id)
+    assert "KEEP" in text and "vs best" in text and "headroom" in text
+
+
+def test_seed_spread_raises_the_bar(task_ws: Workspace, agent: str) -> None:
+    from conftest import FakeBackend
+
+    noisy = FakeBackend(lambda env, seed: 1.5 - 0.003 * (env.get("X") == "1") + 0.01 * (seed or 0))
+    run_experiment(task_ws, ExpRequest(agent), backend=noisy)  # seed None -> 1.5
+    run_experiment(task_ws, ExpRequest(agent, seed=1), backend=noisy)  # spread ~0.007
+    res = run_experiment(task_ws, ExpRequest(agent, env={"X": "1"}), backend=noisy)
+    assert res.verdict == "discard" and "spread 0.00707" in res.note
+
+
+def test_move_onto_base_carries_an_uncommitted_edit(task_ws, agent, backend) -> None:
+    from helm.agents import pins
+
+    wt = task_ws.worktrees_dir / agent
+    run_experiment(task_ws, ExpRequest(agent), backend=backend)
+    (task_ws.root / "new.py").write_text("# new base\nLR = 1\n")
+    pin = pins.pin_file(task_ws, task_ws.root / "new.py")
+    (wt / "notes.txt").write_text("my idea\n")  # an agent's edit in progress
+    assert experiment.move_onto_base(task_ws, agent)
+    assert (wt / "train_gpt.py").read_text() == "# new base\nLR = 1\n"
+    assert (wt / "notes.txt").read_text() == "my idea\n"
+    assert tr.head(wt) == pin["commit"]
+    assert not experiment.move_onto_base(task_ws, agent)
+
+
+def test_no_wait_then_wait_and_in_flight_guard(task_ws, agent, monkeypatch) -> None:
+    """A job that is still queued: --no-wait returns, a second run is refused, wait judges."""
+    from conftest import FakeBackend
+
+    class Slow(FakeBackend):
+        def submit(self, ws, code_dir, **kw):  # noqa: ANN001, ANN003
+            job_id = super().submit(ws, code_dir, **kw)
+            with ws.db(write=True) as db:  # undo the instant result: the job is "running"
+                db.execute("UPDATE run SET status='running' WHERE id=:i", {"i": kw["run_id"]})
+            self.pending = kw["run_id"]
+            return job_id
+
+    slow = Slow()
+    queued = run_experiment(task_ws, ExpRequest(agent, wait=False), backend=slow)
+    assert queued.verdict == "queued"
+    with pytest.raises(ExperimentError, match="in flight"):
+        run_experiment(task_ws, ExpRequest(agent, env={"A": "1"}), backend=slow)
+    with task_ws.db(write=True) as db:
+        db.execute("UPDATE run SET status='done' WHERE id=:i", {"i": slow.pending})
+    assert experiment.finalize(task_ws, slow.pending).verdict == "keep"
+    assert experiment.finalize(task_ws, slow.pending).verdict == "keep"  # idempotent
+
+
+def test_exp_cli(helm, task_ws, agent, monkeypatch) -> None:
+    from conftest import FakeBackend
+
+    monkeypatch.setattr(experiment, "RemoteBackend", FakeBackend)
+    res = helm("exp", "run", "--agent", agent, "-m", "first", "--json")
+    assert res.code == 0, res.err
+    out = res.json()
+    assert out["verdict"] == "keep" and out["description"] == "first"
+    res = helm("exp", "run", "--agent", agent, "--env", "MATRIX_LR=0.04")
+    assert res.code == 0 and "KEEP" in res.out and "headroom" in res.out
+    monkeypatch.chdir(task_ws.worktrees_dir / agent)  # the agent is found from the cwd
+    res = helm("exp", "run", "--env", "MATRIX_LR=0.04", "--json")
+    assert res.json()["verdict"] == "duplicate"
+    assert helm("exp", "run", "--env", "bad key=1").code == 2
+    monkeypatch.chdir(task_ws.root)
+    assert helm("exp", "run").code == 2  # no agent
+    runs = helm("runs", "--json").json()
+    assert json.loads(json.dumps(runs))[0]["status"] == "keep"

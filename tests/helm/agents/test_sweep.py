@@ -1,0 +1,107 @@
+"""The sweep agent's decisions with the fake backend: references, directives, search,
+insights; plus knob discovery and neighbours."""
+
+from __future__ import annotations
+
+import json
+
+from helm.agents import taskrepo as tr
+from helm.agents.knobs import Knob, discover
+from helm.agents.search import neighbours
+from helm.agents.sweep import SweepAgent
+from helm.workspace import Workspace
+
+SCRIPT = """
+import os
+class Hyperparameters:
+    matrix_lr: float = 0.025
+    num_layers: int = 4
+    model_dim: int = 512
+    ema_enabled: bool = True
+    muon_momentum: float = 0.99
+    run_id: str = ""
+"""
+
+
+def test_discover_and_neighbours() -> None:
+    knobs = discover(SCRIPT)
+    assert knobs["MATRIX_LR"] == Knob("MATRIX_LR", float, 0.025)
+    assert knobs["EMA_ENABLED"].kind is bool and "RUN_ID" not in knobs
+    loose = discover('import os\nlr = float(os.environ.get("LR", "0.04"))\n'
+                     'n = int(os.environ.get("N_LAYER", 9))\n')  # fmt: skip
+    assert loose["LR"] == Knob("LR", float, 0.04) and loose["N_LAYER"] == Knob("N_LAYER", int, 9)
+    assert neighbours(knobs["NUM_LAYERS"], 4)[:2] == [5, 3]
+    assert all(v % 64 == 0 for v in neighbours(knobs["MODEL_DIM"], 512))
+    assert all(0.9 < v < 1.0 for v in neighbours(knobs["MUON_MOMENTUM"], 0.99))
+    assert neighbours(knobs["EMA_ENABLED"], True) == [False]
+    assert discover((tr.bundled_dir() / "train_gpt.py").read_text())["MATRIX_LR"].kind is float
+
+
+def _config(ws: Workspace, extra: str = "") -> None:
+    ws.config_path.write_text(
+        '[agents.sweep]\nmeasure_noise = false\nkeys = ["MATRIX_LR", "SCALAR_LR"]\n' + extra
+    )
+
+
+def _runs(ws: Workspace, agent: str) -> list[dict]:
+    with ws.db(write=False) as db:
+        return db.rows("SELECT * FROM run WHERE agent = :a ORDER BY id", {"a": agent})
+
+
+def test_sweep_searches_and_posts_insights(task_ws, agent, backend) -> None:
+    _config(task_ws)
+    sa = SweepAgent(task_ws, agent, backend=backend, poll_s=0.01, seed=3)
+    sa.run(max_steps=6)
+    runs = _runs(task_ws, agent)
+    assert runs[0]["baseline"] == 1 and runs[0]["status"] == "keep"
+    changed = [set(json.loads(r["env_json"])) for r in runs[1:]]
+    assert all(keys <= {"MATRIX_LR", "SCALAR_LR"} for keys in changed)
+    with task_ws.db(write=False) as db:
+        insights = db.rows("SELECT text FROM feed_post WHERE kind = 'insight'")
+    assert insights and " bpb over 1 run" in insights[0]["text"]
+    assert "\u2192" in insights[0]["text"]
+
+
+def test_sweep_obeys_set_sweep_focus_stop(helm, task_ws, agent, backend) -> None:
+    _config(task_ws)
+    sa = SweepAgent(task_ws, agent, backend=backend, poll_s=0.01, seed=1)
+    sa.step()  # reference
+    did = helm("directive", "send", "set SCALAR_LR=0.03", "--json").json()["id"]
+    sa.step()
+    last = _runs(task_ws, agent)[-1]
+    assert json.loads(last["env_json"])["SCALAR_LR"] == "0.03" and last["baseline"] == 1
+    assert "directive #" in last["description"]
+    d = helm("directive", "ls", "--json").json()[0]
+    assert d["id"] == did and d["deliveries"][0]["acked_at"] is not None
+    # the fixed value survives a discard of later experiments
+    helm("directive", "send", "sweep MATRIX_LR=0.02,0.05")
+    sa.step()
+    sa.step()
+    envs = [json.loads(r["env_json"]) for r in _runs(task_ws, agent)[-2:]]
+    assert [e["MATRIX_LR"] for e in envs] == ["0.02", "0.05"]
+    assert all(e["SCALAR_LR"] == "0.03" for e in envs)
+    with task_ws.db(write=False) as db:
+        texts = [r["text"] for r in db.rows("SELECT text FROM feed_post WHERE kind='insight'")]
+    assert any(t.startswith("sweep #") and "best MATRIX_LR=" in t for t in texts)
+    helm("directive", "send", "try something clever")
+    helm("directive", "send", "stop")
+    sa.step()
+    assert sa.stopped_by_directive
+    with task_ws.db(write=False) as db:
+        row = db.rows("SELECT desired FROM agent WHERE name = :n", {"n": agent})[0]
+        notes = db.rows("SELECT text FROM feed_post WHERE kind = 'system'")
+    assert row["desired"] == "down"
+    assert any("not in the sweep grammar" in n["text"] for n in notes)
+    assert helm("directive", "ls", "--pending", "--json").json() == []
+
+
+def test_second_agent_reference_uses_another_seed(task_ws, backend) -> None:
+    from helm.agents import swarm
+
+    _config(task_ws)
+    for name in ("s1", "s2"):
+        swarm.add_agent(task_ws, name)
+        SweepAgent(task_ws, name, backend=backend, poll_s=0.01).step()
+    (r1,), (r2,) = _runs(task_ws, "s1"), _runs(task_ws, "s2")
+    assert r1["seed"] is None and r2["seed"] == 1338  # same code and env: a noise sample
+    assert r2["status"] == "keep"

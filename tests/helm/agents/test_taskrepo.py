@@ -1,0 +1,60 @@
+"""The task repository, ``base``, worktrees, code hashes."""
+
+from __future__ import annotations
+
+from git import Repo
+
+from helm.agents import taskrepo as tr
+from helm.workspace import Workspace
+
+
+def test_created_from_golf_task_with_init_pin(ws: Workspace) -> None:
+    repo, created = tr.ensure_task_repo(ws)
+    assert created and repo.active_branch.name == "base"
+    assert (ws.task_dir / "train_gpt.py").read_bytes() == (
+        tr.bundled_dir() / "train_gpt.py"
+    ).read_bytes()
+    _, again = tr.ensure_task_repo(ws)
+    assert not again
+    with ws.db(write=False) as db:
+        pins = db.rows("SELECT * FROM pin")
+    assert [(p["kind"], p["commit"]) for p in pins] == [("init", tr.base_commit(repo))]
+
+
+def test_cloned_from_a_path(ws: Workspace, tmp_path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    r = Repo.init(src)
+    (src / "train_gpt.py").write_text("print(1)\n")
+    r.git.add("-A")
+    r.git.commit("-m", "x", "--author", "t <t@t>")
+    repo, _ = tr.ensure_task_repo(ws, str(src))
+    assert repo.active_branch.name == "base"
+    assert (ws.task_dir / "train_gpt.py").read_text() == "print(1)\n"
+
+
+def test_worktrees_hash_reset(ws: Workspace) -> None:
+    tr.ensure_task_repo(ws)
+    a = tr.ensure_worktree(ws, "a")
+    b = tr.ensure_worktree(ws, "b")
+    assert Repo(a).active_branch.name == "agents/a" and Repo(b).active_branch.name == "agents/b"
+    assert tr.ensure_worktree(ws, "a") == a  # idempotent
+    start = tr.head(a)
+    h0 = tr.code_hash(a, tr.stage_tree(a))
+    tr.write_env(a, {"X": "1"})
+    assert tr.code_hash(a, tr.stage_tree(a)) == h0  # env is not code
+    (a / "train_gpt.py").write_text("changed\n")
+    (a / "DIRECTIVES.md").write_text("helm's file\n")
+    tree = tr.stage_tree(a)
+    assert tr.code_hash(a, tree) != h0
+    c = tr.commit_staged(a, "edit")
+    assert c != start and tr.read_env(a) == {"X": "1"}
+    assert "DIRECTIVES.md" not in Repo(a).git.ls_files()
+    tr.reset_to(a, start)
+    assert tr.head(a) == start and tr.read_env(a) == {}
+    assert (a / "DIRECTIVES.md").exists()  # helm's files survive resets
+    out = tr.export_commit(a, c, ws.root / "exp")
+    assert (out / "train_gpt.py").read_text() == "changed\n" and not (out / ".git").exists()
+    tr.remove_worktree(ws, "a")
+    assert not a.exists() and "agents/a" in Repo(ws.task_dir).heads  # the branch stays
+    assert tr.ensure_worktree(ws, "a") == a and tr.head(a) == start
