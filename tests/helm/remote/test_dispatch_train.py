@@ -1,0 +1,64 @@
+"""The real thing, small: golf_task's train_gpt.py on the tiny CPU preset, dispatched over
+SSH to a host whose ``--data`` holds the tiny dataset; the score lands on the run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from dispatch_helpers import Dispatcher, add_ssh_host, read_log, trust, wait_state
+
+from golf_task.presets import TINY_CPU_ENV
+from helm.models.queries import get_run
+from helm.models.tables import Run
+from helm.remote.hosts import get_host
+from helm.remote.jobs import submit_job
+from helm.remote.loopback import LoopbackSshd
+from helm.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.slow
+async def test_tiny_train_gpt_run_over_ssh(
+    ws: Workspace, sshd: LoopbackSshd, tiny_data_dir: Path
+) -> None:
+    trust(ws, sshd)
+    add_ssh_host(ws, sshd, gpus=1, python=sys.executable, data=str(tiny_data_dir))
+    with ws.store.write() as s:
+        run = Run(agent="a1", description="tiny over ssh", seed=1337)
+        s.add(run)
+        s.flush()
+        run_id = run.id
+    env = dict(TINY_CPU_ENV, MAX_WALLCLOCK_SECONDS="4")
+    job = submit_job(
+        ws,
+        ws.store,
+        [REPO / "golf_task" / "train_gpt.py"],
+        env=env,
+        gpus=1,
+        seed=1337,
+        agent="a1",
+        run_id=run_id,
+        time_limit_s=300,
+    )
+    async with Dispatcher(ws) as d:
+        with ws.store.read() as s:
+            host = get_host(s, "box")
+        check = await d.svc.check_host(host)  # what the daemon does periodically
+        assert check["reachable"] and check["gpus"] == [] and check["data_ok"], check
+        done = await wait_state(ws, job.id or 0, "succeeded", "failed", "lost", timeout=240)
+    assert done.state == "succeeded", f"{done.error}\n{read_log(ws, done.id or 0)[-2000:]}"
+    art = ws.job_dir(done.id or 0) / "artifacts"
+    assert (art / f"{done.id}.txt").stat().st_size > 0  # the script's own log (RUN_ID = job id)
+    assert (art / f"{done.id}.ptz").stat().st_size > 1000  # the compressed model
+    with ws.store.read() as s:
+        run = get_run(s, run_id or 0)
+    assert run.status == "done"
+    assert run.val_bpb is not None and 0 < run.val_bpb < 10
+    assert run.bytes_total and run.bytes_code and run.bytes_model
+    assert run.bytes_total == run.bytes_code + run.bytes_model
+    assert run.steps and run.steps > 0 and run.train_time_ms
+    assert run.gpu_type == "cpu" and run.host == "box"
+    assert done.step == run.steps
