@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import io
 import json
 import os
 import random
@@ -38,7 +39,7 @@ DATASET_NAME = "fineweb10B_sp1024"
 TOKENIZER_NAME = "fineweb_1024_bpe"
 TINY_STAMP = "tiny_manifest.json"
 # Bump when the tiny corpus recipe changes, so an old DIR is rebuilt instead of reused.
-TINY_RECIPE_VERSION = 1
+TINY_RECIPE_VERSION = 2
 
 
 class ShardError(ValueError):
@@ -167,9 +168,13 @@ def train_tokenizer(texts: Iterable[str], model_prefix: Path, vocab_size: int, s
 
     spm.set_random_generator_seed(seed)
     model_prefix.parent.mkdir(parents=True, exist_ok=True)
+    # Written through model_writer so the model bytes do not embed the output path (the file
+    # is then identical wherever it is built); the .vocab listing is written here for the same
+    # reason, in SentencePiece's own "piece<TAB>score" format.
+    buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(list(texts)),
-        model_prefix=str(model_prefix),
+        model_writer=buf,
         model_type="bpe",
         vocab_size=vocab_size,
         byte_fallback=True,
@@ -186,7 +191,12 @@ def train_tokenizer(texts: Iterable[str], model_prefix: Path, vocab_size: int, s
         eos_id=2,
         minloglevel=2,
     )
-    return model_prefix.with_suffix(".model")
+    model_path = model_prefix.with_suffix(".model")
+    model_path.write_bytes(buf.getvalue())
+    sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
+    vocab = "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.vocab_size()))
+    model_path.with_suffix(".vocab").write_text(vocab, encoding="utf-8")
+    return model_path
 
 
 def _sha256(path: Path) -> str:
@@ -244,7 +254,8 @@ def make_tiny(
     for old in shard_paths(layout.dataset_dir, "train") + shard_paths(layout.dataset_dir, "val"):
         old.unlink()
 
-    docs = collect_docstrings()
+    # Identical docstrings recur across modules; dedupe so no text is in both splits.
+    docs = list(dict.fromkeys(collect_docstrings()))
     if not docs:
         raise RuntimeError("found no standard-library docstrings to build the tiny corpus from")
     random.Random(seed).shuffle(docs)
