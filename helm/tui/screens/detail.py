@@ -37,6 +37,7 @@ class RunDetailScreen(HelmScreen):
     BINDINGS = cmds.bindings_for(cmds.DETAIL)
     TAIL_POLL_S = 0.1
     MAX_LINES = 20_000
+    CURVE_REDRAW_S = 0.5  # the log follows every line; the chart needs no more than 2 fps
 
     def __init__(self, run_id: int | None, job_id: int | None = None) -> None:
         super().__init__()
@@ -46,6 +47,8 @@ class RunDetailScreen(HelmScreen):
         self.curve = Curve()
         self.tail_path: Path | None = None
         self._diff_loaded = False
+        self._curve_drawn_at = 0.0
+        self._curve_dirty = False
 
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="title", classes="title")
@@ -89,6 +92,8 @@ class RunDetailScreen(HelmScreen):
 
     # Loading ------------------------------------------------------------------------------
     def snapshot_updated(self) -> None:
+        if self._curve_dirty:  # a redraw held back by the frame limit
+            self._draw_curve()
         self._load()
 
     @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
@@ -165,8 +170,13 @@ class RunDetailScreen(HelmScreen):
 
     def _append(self, lines: list[str], redraw: bool) -> None:
         self.query_one("#log", Log).write_lines(lines)
-        if redraw:
-            self.query_one("#curve", Chart).set_data(curve_data(self.curve))
+        self._curve_dirty |= redraw
+        if self._curve_dirty and time.monotonic() - self._curve_drawn_at >= self.CURVE_REDRAW_S:
+            self._draw_curve()
+
+    def _draw_curve(self) -> None:
+        self._curve_drawn_at, self._curve_dirty = time.monotonic(), False
+        self.query_one("#curve", Chart).set_data(curve_data(self.curve))
 
     def _reset_log(self) -> None:
         self.query_one("#log", Log).clear()
