@@ -705,6 +705,7 @@ def eval_windows(n_targets: int, seq_len: int, stride: int) -> list[tuple[int, i
     """
     if n_targets <= 0:
         return []
+    stride = min(stride, seq_len)  # a longer stride would leave targets unscored
     if stride <= 0 or n_targets <= seq_len:
         return [(s, min(seq_len, n_targets - s), 0) for s in range(0, n_targets, seq_len)]
     starts = list(range(0, n_targets - seq_len + 1, stride))
