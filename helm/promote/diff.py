@@ -74,6 +74,8 @@ class Metric:
 
     @property
     def delta(self) -> float | None:
+        if self.name == "seed":  # a label, not a quantity
+            return None
         if isinstance(self.a, int | float) and isinstance(self.b, int | float):
             return self.a - self.b
         return None
@@ -217,28 +219,23 @@ def _pin_by_id(ws: Workspace, pin_id: int | None) -> dict[str, Any] | None:
 
 # Code ------------------------------------------------------------------------------------------
 def _git_code_diff(ws: Workspace, old: str, new: str) -> tuple[list[FileChange], str]:
-    spec = ["--", ".", f":(exclude){src.ENV_FILE}"]
-    base = ["git", "-C", str(ws.task_dir), "diff", "--no-color", "--no-ext-diff", old, new]
-    numstat = subprocess.run(
-        [*base[:4], "diff", "--numstat", "--no-renames", old, new, *spec],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    status = subprocess.run(
-        [*base[:4], "diff", "--name-status", "--no-renames", old, new, *spec],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(ws.task_dir), "diff", "--no-color", "--no-ext-diff", "--no-renames",
+             *args, old, new, "--", ".", f":(exclude){src.ENV_FILE}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout  # fmt: skip
+
     kinds = {"A": "added", "D": "removed"}
     state = {
         line.split("\t", 1)[1]: kinds.get(line[0], "modified")
-        for line in status.splitlines()
+        for line in git("--name-status").splitlines()
         if "\t" in line
     }
     files = []
-    for line in numstat.splitlines():
+    for line in git("--numstat").splitlines():
         add, rem, path = line.split("\t", 2)
         files.append(
             FileChange(
@@ -248,8 +245,7 @@ def _git_code_diff(ws: Workspace, old: str, new: str) -> tuple[list[FileChange],
                 int(rem) if rem.isdigit() else 0,
             )
         )
-    patch = subprocess.run([*base, *spec], capture_output=True, text=True, check=True).stdout
-    return files, patch
+    return files, git()
 
 
 def _text_lines(data: bytes) -> list[str]:
@@ -339,6 +335,10 @@ def diff_against_base_pin(ws: Workspace, run_id: int) -> RunDiff | None:
     """The run against the base it was made on (for a submission's README), if known."""
     run = src.get_run(ws, run_id)
     pin = _pin_by_id(ws, run.get("base_pin_id"))
+    if pin is None and run.get("parent_id") is None:
+        with ws.db(write=False) as db:  # made outside the agents' loop: the current base
+            rows = db.rows("SELECT * FROM pin ORDER BY id DESC LIMIT 1")
+        pin = rows[0] if rows else None
     try:
         if pin is not None and pin.get("commit"):
             b_side = base_side(ws, run, pin)

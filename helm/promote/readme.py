@@ -134,7 +134,7 @@ def readme_text(
 
 def append_verdict(path: Path, report: Report, track: str) -> None:
     f = report.figures
-    lines = ["## Validation", ""]
+    lines = ["", "## Validation", ""]
     if track == "record" and f.get("p_value") is not None:
         lines.append(
             f"Against SOTA {f['sota']:.8f}: {f['improvement_nats']:+.5f} nats "

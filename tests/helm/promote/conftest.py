@@ -125,16 +125,15 @@ def task_ws(ws: Workspace) -> Workspace:
 
 
 @pytest.fixture
-def live(task_ws: Workspace) -> Iterator[Workspace]:
-    """Tiny data, a 2-slot local CPU host, and a running daemon; stopped (jobs drained) after."""
-    from golf_task.data import make_tiny
+def live(task_ws: Workspace, tiny_data_dir: Path) -> Iterator[Workspace]:
+    """A 2-slot local CPU host on the shared tiny data, and a running daemon; stopped (its
+    jobs drained first) after the test."""
     from helm import daemon
     from helm.remote.hosts import add_host
 
     ws = task_ws
-    make_tiny(ws.data_dir)
     with ws.store.write() as s:
-        add_host(ws, s, "cpu", local=True, gpus=2, data=str(ws.data_dir))
+        add_host(ws, s, "cpu", local=True, gpus=2, data=str(tiny_data_dir))
     daemon.start_detached(ws)
     try:
         yield ws

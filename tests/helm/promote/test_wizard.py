@@ -1,0 +1,87 @@
+"""The TUI's promotion wizard, driven with Textual's Pilot up to its confirmation.
+
+The run is a finished one with a log written by hand in the baseline's format (no training
+here): planning reads it for the pre-flight validation. The point under test is that the
+plan is shown and nothing at all is queued before the operator says yes.
+"""
+
+from __future__ import annotations
+
+from textual.app import App
+from textual.widgets import Input, Static
+
+from helm.tui.screens.promote import PromoteScreen
+from helm.workspace import Workspace
+
+
+def _finished_run(ws: Workspace, kit) -> int:  # noqa: ANN001
+    run_id = kit.commit_run(
+        ws, env=kit.FAST_ENV, seed=42, status="done", val_bpb=1.2, val_loss=2.0,
+        bytes_total=1_000_000, job_id=77, description="a good one",
+    )  # fmt: skip
+    code = (ws.task_dir / "train_gpt.py").stat().st_size
+    log = ws.job_dir(77) / "train.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(
+        "Hyperparameters:\n  seed: 42\n"
+        "step:10/10 val_loss:2.0000 val_bpb:1.2000 train_time:1000ms step_avg:100.00ms\n"
+        f"Code size: {code} bytes\n"
+        f"Total submission size int8+zlib: {1_000_000} bytes\n"
+        "final_int8_zlib_roundtrip_exact val_loss:2.00000000 val_bpb:1.20000000\n"
+    )
+    return run_id
+
+
+def _counts(ws: Workspace) -> tuple[int, int, int]:
+    with ws.db(write=False) as db:
+        return tuple(  # type: ignore[return-value]
+            db.rows(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"] for t in ("run", "job", "submission")
+        )
+
+
+class Host(App[None]):
+    def __init__(self, ws: Workspace, run_id: int) -> None:
+        super().__init__()
+        self.ws, self.run_id = ws, run_id
+        self.results: list[object] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(PromoteScreen(self.ws, self.run_id), self.results.append)
+
+
+async def test_wizard_plans_and_asks_before_any_gpu_time(task_ws: Workspace, kit) -> None:  # noqa: ANN001
+    run_id = _finished_run(task_ws, kit)
+    before = _counts(task_ws)
+    app = Host(task_ws, run_id)
+    async with app.run_test(size=(120, 44)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, PromoteScreen)
+        # no author yet: the plan step refuses with the reason, on the form
+        await pilot.click("#plan-btn")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert screen.step == "form"
+        assert "--author is required" in str(screen.query_one("#error", Static).render())
+
+        screen.query_one("#author", Input).value = "Test Author"
+        screen.query_one("#github", Input).value = "tester"
+        screen.query_one("#name", Input).value = "Wizard"
+        await pilot.click("#plan-btn")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert screen.step == "confirm"
+        plan = str(screen.query_one("#plan", Static).render())
+        assert "seed 42: reuse run" in plan and "seed 1337: queue a new run" in plan
+        question = str(screen.query_one("#question", Static).render())
+        assert question.startswith("Queue 2 run(s) on 1 GPU(s) each")
+        assert screen.query_one("#confirm").display and not screen.query_one("#form").display
+        assert _counts(task_ws) == before  # planned, shown, asked: nothing queued
+
+        await pilot.press("n")  # back to the form, still nothing queued
+        assert screen.step == "form"
+        assert _counts(task_ws) == before
+        await pilot.press("escape")
+        await pilot.pause()
+    assert app.results == [None]
+    assert _counts(task_ws) == before
+    assert not (task_ws.submissions_dir / "records").exists()
