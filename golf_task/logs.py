@@ -87,7 +87,7 @@ _TOTAL_EVAL_RE = re.compile(rf"total_eval_time:[ \t]*({_NUM})[ \t]*(ms|s)")
 _PEAK_RE = re.compile(rf"peak memory allocated:[ \t]*({_NUM}) MiB")
 _PARAMS_RE = re.compile(rf"(?:model_)?params:[ \t]*({_INT})\b")
 _HP_HEAD_RE = re.compile(r"(?:-+[ \t]*)?Hyperparameters\b")
-_HP_BLOCK_RE = re.compile(r"[ \t]*([A-Za-z_][\w.]*):[ \t]*(.*)$")
+_HP_BLOCK_RE = re.compile(r"[ \t]+([A-Za-z_][\w.]*):[ \t]*(.*)$")  # indented
 _KV_LINE_RE = re.compile(r"(?:[A-Za-z_][\w.]*[:=] ?\S+[ \t]*)+$")
 _KV_RE = re.compile(r"([A-Za-z_][\w.]*)[:=] ?(\S+)")
 _SEPARATOR_RE = re.compile(r"={20,}[ \t]*$")

@@ -11,6 +11,11 @@ fields)`` tuple); tests asking for ``fixture_record`` once per record folder.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -57,3 +62,63 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             return
         names = sorted(p.name for p in (GOLF_FIXTURES / "records").iterdir() if p.is_dir())
         metafunc.parametrize("fixture_record", names, ids=[n[:24] for n in names])
+
+
+# ---------------------------------------------------------------------------- tiny CPU runs
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    seed: int
+    log: Path
+    script: Path
+
+
+@pytest.fixture(scope="session")
+def seed_runs(tiny_run) -> list[SeedRun]:  # noqa: ANN001 - the root conftest's TinyRun
+    """The shared tiny run plus two more seeds of the same script and configuration.
+
+    The extra runs are cached beside tiny_run (same source hash, so a changed script reruns
+    them) and built once for all xdist workers under a file lock; both start at once so the
+    cost is one run's wall time.
+    """
+    from filelock import FileLock
+
+    root = Path(tiny_run.run_dir).parent / "validate_seeds"
+    done = root / "runs.json"
+    with FileLock(str(root) + ".lock"):
+        if done.is_file():
+            return [
+                SeedRun(r["seed"], Path(r["log"]), Path(r["script"]))
+                for r in json.loads(done.read_text())
+            ]
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        seed0 = int(tiny_run.env.get("SEED", "1337"))
+        runs = [SeedRun(seed0, Path(tiny_run.log_path), Path(tiny_run.script_path))]
+        procs = []
+        for seed in (seed0 + 1, seed0 + 2):
+            run_dir = root / f"seed{seed}"
+            run_dir.mkdir()
+            script = run_dir / "train_gpt.py"
+            shutil.copyfile(tiny_run.script_path, script)
+            env = {**os.environ, **tiny_run.env, "SEED": str(seed), "RUN_ID": f"seed{seed}"}
+            proc = subprocess.Popen(
+                [sys.executable, str(script)],
+                cwd=run_dir,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            procs.append((seed, run_dir, script, proc))
+        for seed, run_dir, script, proc in procs:
+            _, err = proc.communicate(timeout=600)
+            log = run_dir / "logs" / f"seed{seed}.txt"
+            if proc.returncode != 0 or not log.is_file():
+                pytest.fail(f"tiny run for seed {seed} failed ({proc.returncode}):\n{err[-3000:]}")
+            runs.append(SeedRun(seed, log, script))
+        done.write_text(
+            json.dumps([{"seed": r.seed, "log": str(r.log), "script": str(r.script)} for r in runs])
+        )
+        return runs

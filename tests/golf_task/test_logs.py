@@ -317,3 +317,16 @@ def test_lines_run_together_do_not_make_a_score() -> None:
     glued = "final_x_exact val_loss:2.0 val_bpb:1.22step:5/9 train_loss:3.1 train_time:5ms\n"
     assert parse_text(glued).val_bpb is None
     assert parse_text(glued.replace("1.22step", "1.22 step")).val_bpb == 1.22
+
+
+def test_hyperparameter_block_ends_at_the_first_unindented_line() -> None:
+    """Our script prints an indented `Hyperparameters:` block, then baseline `k:v` lines."""
+    s = parse_text(
+        "Hyperparameters:\n  seed: 7\n  max_wallclock_seconds: 10.0\n"
+        "model_params:862608\nattention_mode:gqa num_heads:4 num_kv_heads:2\n"
+        "1700000000.5   beta1: 0.9\n"
+    )
+    hp = s.hyperparameters
+    assert (hp["seed"], hp["max_wallclock_seconds"], hp["model_params"]) == ("7", "10.0", "862608")
+    assert (hp["attention_mode"], hp["num_heads"]) == ("gqa", "4")
+    assert "beta1" not in hp  # an indented line after the block has ended is not a parameter
