@@ -46,6 +46,15 @@ class Box(Protocol):
         """When the box became unreachable (wall clock), None while it is reachable."""
         ...
 
+    @property
+    def connected(self) -> bool:
+        """Whether operations can go through right now without (re)connecting."""
+        ...
+
+    def connects_marker(self) -> int:
+        """A number that changes whenever the connection was re-established."""
+        ...
+
     async def ensure(self) -> None:
         """Connect if needed; raises BoxError (respecting the reconnect backoff)."""
         ...

@@ -117,14 +117,14 @@ def launch_command(remote_dir: str, *, wait_s: float = 10.0) -> str:
     heard the pid, the retry finds ``helm.launched`` and only reads the pid file.
     """
     d = shlex.quote(remote_dir)
-    tries = max(1, int(wait_s / 0.02))
+    tries = max(1, int(wait_s / 0.005))
     return (
         f"cd {d} || exit 97\n"
         "if mkdir helm.launched 2>/dev/null; then\n"
         f"  setsid sh {RUN_SCRIPT} < /dev/null > /dev/null 2>&1 &\n"
         "fi\n"
         "i=0\n"
-        f'while [ ! -s {PID_FILE} ] && [ "$i" -lt {tries} ]; do sleep 0.02; i=$((i+1)); done\n'
+        f'while [ ! -s {PID_FILE} ] && [ "$i" -lt {tries} ]; do sleep 0.005; i=$((i+1)); done\n'
         f"cat {PID_FILE}\n"
     )
 

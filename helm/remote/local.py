@@ -26,6 +26,11 @@ class LocalBox:
     def down_since(self) -> float | None:
         return None
 
+    connected = True
+
+    def connects_marker(self) -> int:
+        return 0
+
     async def ensure(self) -> None:
         return None
 

@@ -78,21 +78,16 @@ def note_waiting(store: Store, reasons: dict[int, str]) -> None:
                 s.add(job)
 
 
-def set_remote_dir(store: Store, job_id: int, remote_dir: str) -> None:
-    with store.write() as s:
-        job = s.get(Job, job_id)
-        if job is not None:
-            job.remote_dir = remote_dir
-            s.add(job)
-
-
-def mark_running(store: Store, job_id: int, pid: int, host: str) -> Job | None:
+def mark_running(
+    store: Store, job_id: int, pid: int, host: str | None, remote_dir: str
+) -> Job | None:
     with store.write() as s:
         job = s.get(Job, job_id)
         if job is None:
             return None
         job.state = "running"
         job.pid = pid
+        job.remote_dir = remote_dir
         job.started_at = job.started_at or time.time()
         job.heartbeat_at = time.time()
         s.add(job)

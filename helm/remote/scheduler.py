@@ -7,9 +7,11 @@ Rules, in the order they apply:
   hosts that fit, best fit wins (fewest GPUs left over), so small jobs pack together and
   whole boxes stay free for 8-GPU jobs. Within a host, an aligned block (0-3, 4-7 for a
   4-GPU job) is preferred: on NVLink boxes those pairs and quads are the well-connected ones.
-- No starvation: a job that fits nowhere *reserves* the host closest to fitting it (most
-  free GPUs); later, smaller jobs may not take GPUs there, so the box drains and the big job
-  starts. Each blocked job reserves at most one host.
+- No starvation: a job that fits nowhere and has waited ``reserve_after_s`` *reserves* the
+  host closest to fitting it (most free GPUs); later, smaller jobs may not take GPUs there,
+  so the box drains and the big job starts. Each blocked job reserves at most one host.
+  Before that, smaller jobs backfill freely: draining a box at once would idle its GPUs
+  every time a 4-GPU job meets a busy fleet, while churn usually frees room soon enough.
 - Fair share: an agent above its GPU limit waits while any other job it would compete with
   is waiting; when nobody else wants the GPUs it may use them (idle GPUs earn nothing).
 """
@@ -75,6 +77,8 @@ def place(
     *,
     agent_usage: dict[str, int] | None = None,
     limit: int | None = None,
+    now: float = 0.0,
+    reserve_after_s: float = 0.0,
 ) -> Plan:
     """Decide placements for one scheduling pass."""
     free = {h.name: sorted(set(range(h.gpus)) - set(h.used)) for h in hosts if h.usable}
@@ -108,7 +112,7 @@ def place(
             if job.agent is not None:
                 usage[job.agent] = usage.get(job.agent, 0) + job.gpus
             return True
-        if open_:  # drain the host closest to fitting this job
+        if open_ and now - job.queued_at >= reserve_after_s:  # drain the closest host
             target = max(open_, key=lambda h: (len(free[h.name]), -len(h.used), h.name))
             reserved.add(target.name)
         return False

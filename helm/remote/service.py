@@ -77,6 +77,9 @@ class DispatchService:
         self._monitor: asyncio.Task | None = None
         self._last_heartbeat = 0.0
         self.placed = 0  # jobs placed since start (bench, tests)
+        self._tick_lock = asyncio.Lock()
+        self.workdirs: dict[str, tuple[int, str]] = {}  # host -> (connection, resolved workdir)
+        self._poked: asyncio.Task | None = None
 
     # Life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -87,6 +90,8 @@ class DispatchService:
         """Stop watching; jobs keep running on their boxes and are reattached next start."""
         tasks = [t for t, _ in self.watchers.values()]
         tasks += list(self._checks.values()) + list(self._connecting.values())
+        if self._poked is not None:
+            tasks.append(self._poked)
         if self._monitor is not None:
             tasks.append(self._monitor)
         for t in tasks:
@@ -100,7 +105,16 @@ class DispatchService:
         self.gate.close()
 
     # One pass -------------------------------------------------------------------------------
+    def poke(self) -> None:
+        """Run a pass now (a job just ended: its GPUs should not wait for the next tick)."""
+        if self._poked is None or self._poked.done():
+            self._poked = asyncio.create_task(self.tick())
+
     async def tick(self) -> None:
+        async with self._tick_lock:
+            await self._tick()
+
+    async def _tick(self) -> None:
         snap = await self.gate(records.snapshot, self.store)
         hosts = {h.name: h for h in snap.hosts}
         self.cancel_ids = snap.cancel_ids
@@ -182,7 +196,14 @@ class DispatchService:
             if j.id is not None
         ]
         limit = agent_limit(sum(h.gpus for h in enabled), self.settings.agent_gpu_share)
-        plan = place(pending, slots, agent_usage=dict(usage), limit=limit)
+        plan = place(
+            pending,
+            slots,
+            agent_usage=dict(usage),
+            limit=limit,
+            now=time.time(),
+            reserve_after_s=self.settings.reserve_after_s,
+        )
         if plan.impossible and enabled:
             await self.gate(records.note_waiting, self.store, plan.impossible)
         if not plan.placements:

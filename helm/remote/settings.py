@@ -16,7 +16,7 @@ from helm.workspace import Workspace
 class RemoteSettings:
     tick_s: float = 0.2  # scheduling pass (queue -> staging latency)
     log_poll_s: float = 0.5  # how often a running job's log is read
-    done_poll_s: float = 0.2  # how often each host's done-marker folder is listed
+    done_poll_s: float = 0.1  # how often each host's done-marker folder is listed
     alive_every_s: float = 2.0  # how often a job's process is looked for
     cancel_grace_s: float = 10.0  # TERM, then KILL after this long
     lost_after_s: float = 300.0  # unreachable this long: the job is lost (and requeued)
@@ -24,6 +24,7 @@ class RemoteSettings:
     check_every_s: float = 600.0  # host checks (0: only when asked)
     heartbeat_s: float = 5.0  # how often live jobs' heartbeat_at is written
     keepalive_s: float = 5.0  # SSH keep-alive interval; a silent peer is dead after 3 misses
+    reserve_after_s: float = 60.0  # a job that waited this long gets a host drained for it
     agent_gpu_share: float = 0.5  # one agent may hold this share of the fleet while others wait
 
     @classmethod

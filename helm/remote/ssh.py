@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from helm.remote.backend import BoxError, CommandResult, HostKeyError
 
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 30.0
+SHELLS_PER_HOST = 4  # concurrent commands per host (a slow host check must not block launches)
 
 
 class _Client(asyncssh.SSHClient):
@@ -67,17 +70,24 @@ class SshBox:
         self._next_try = 0.0
         self._last_error = ""
         self.connects = 0  # how many times a connection was opened (tests, stats)
+        self._idle_shells: list[asyncssh.SSHClientProcess] = []
+        self._shell_slots = asyncio.Semaphore(SHELLS_PER_HOST)
 
     # Connection -------------------------------------------------------------------------
     @property
     def down_since(self) -> float | None:
         return self._down_since
 
+    def connects_marker(self) -> int:
+        """Changes with every new connection (caches keyed on it are per connection)."""
+        return self.connects
+
     @property
     def connected(self) -> bool:
         return self._conn is not None and self._sftp is not None
 
     def _on_lost(self, exc: Exception | None) -> None:
+        self._idle_shells.clear()  # they belonged to the dead connection
         if self._conn is not None:
             self._conn = None
             self._sftp = None
@@ -176,17 +186,43 @@ class SshBox:
 
     # Operations -------------------------------------------------------------------------
     async def run(self, script: str, *, timeout: float | None = 60.0) -> CommandResult:
-        import shlex
+        """Run a script through one of the host's persistent ``sh`` sessions.
 
+        A fresh exec channel costs a login shell on the box (``.bashrc`` and all: 0.2 s on a
+        box with pyenv), paid on every launch and kill; a few long-lived ``sh`` processes
+        read commands from stdin instead and answer in milliseconds. stderr is merged into
+        stdout; the exit status follows a random end marker.
+        """
         conn, _ = await self._session()
-        try:
-            res = await conn.run(f"sh -c {shlex.quote(script)}", check=False, timeout=timeout)
-        except asyncssh.TimeoutError as exc:
-            raise BoxError(f"{self.name}: command timed out after {timeout}s") from exc
-        except (OSError, asyncssh.Error) as exc:
-            raise self._wrap(exc) from exc
-        status = res.exit_status if res.exit_status is not None else 255
-        return CommandResult(status, _text(res.stdout), _text(res.stderr))
+        async with self._shell_slots:
+            proc = self._idle_shells.pop() if self._idle_shells else None
+            try:
+                if proc is None:
+                    proc = await conn.create_process("exec sh", encoding=None)
+                marker = f"__helm_end_{uuid.uuid4().hex}__".encode()
+                line = (
+                    f"sh -c {shlex.quote(script)} < /dev/null 2>&1; "
+                    f"printf '\\n%s %d\\n' {marker.decode()} $?\n"
+                )
+                proc.stdin.write(line.encode())
+                out = await asyncio.wait_for(proc.stdout.readuntil(marker + b" "), timeout)
+                status = await asyncio.wait_for(proc.stdout.readline(), 10)
+            except TimeoutError as exc:
+                if proc is not None:
+                    proc.close()  # its state is unknown: never reuse it
+                raise BoxError(f"{self.name}: command timed out after {timeout}s") from exc
+            except (OSError, asyncssh.Error, asyncio.IncompleteReadError) as exc:
+                if proc is not None:
+                    proc.close()
+                raise self._wrap(exc) from exc
+            if self._conn is conn:
+                self._idle_shells.append(proc)
+            else:
+                proc.close()
+        body = out[: -len(marker) - 1]
+        body = body[:-1] if body.endswith(b"\n") else body  # the newline printf put first
+        code = int(status.strip() or b"255")
+        return CommandResult(code, body.decode(errors="replace"), "")
 
     async def _sftp_call(self, fn: str, *args: Any, missing_ok: bool = False, **kw: Any) -> Any:
         _, sftp = await self._session()

@@ -106,6 +106,7 @@ class JobWatcher:
         self.log.warning("job %s lost: %s", self.id, reason)
         await self.svc.gate(records.lost, self.svc.store, self.svc.ws, self.id, reason)
         self.svc.forget_secrets_if_final(self.id)
+        self.svc.poke()
 
     async def _drive(self) -> None:
         await self.box.ensure()
@@ -115,17 +116,22 @@ class JobWatcher:
 
     # Stage and launch ---------------------------------------------------------------------
     async def _workdir(self) -> str:
+        """The host's work folder, resolved and created once per connection."""
+        cached = self.svc.workdirs.get(self.host.name)
+        if cached is not None and cached[0] == self.box.connects_marker():
+            return cached[1]
         workdir = await self.box.realpath(self.host.workdir)
         await self.box.makedirs(f"{workdir}/{JOBS_DIR}")
         await self.box.makedirs(f"{workdir}/{DONE_DIR}")
+        self.svc.workdirs[self.host.name] = (self.box.connects_marker(), workdir)
         return workdir
 
     async def _stage(self) -> bool:
         job = self.job
         if self.remote_dir is None:
-            workdir = await self._workdir()
-            self.remote_dir = remote_job_dir(workdir, self.id, job.attempts)
-            await self.svc.gate(records.set_remote_dir, self.svc.store, self.id, self.remote_dir)
+            # Deterministic (workdir, id, try): a restaged job finds its own pid file, so the
+            # folder is only written to the store once the job runs.
+            self.remote_dir = remote_job_dir(await self._workdir(), self.id, job.attempts)
         rdir = self.remote_dir
         workdir = rdir.rsplit(f"/{JOBS_DIR}/", 1)[0]
         pid = _pid(await self.box.read_text(f"{rdir}/{PID_FILE}"))
@@ -133,7 +139,6 @@ class JobWatcher:
             if self.id in self.svc.cancel_ids:
                 await self._end("cancelled", None, "cancelled before it started", None)
                 return False
-            await self.box.makedirs(f"{workdir}/{DONE_DIR}")
             await self.box.put_tree(Path(job.code_dir), rdir)
             script = run_script(
                 self._environment(),
@@ -145,7 +150,9 @@ class JobWatcher:
             pid = _pid(res.stdout)
             if not res.ok or pid is None:
                 raise LaunchError((res.stderr or res.stdout).strip()[-300:] or "no pid")
-        started = await self.svc.gate(records.mark_running, self.svc.store, self.id, pid, job.host)
+        started = await self.svc.gate(
+            records.mark_running, self.svc.store, self.id, pid, job.host, rdir
+        )
         if started is not None:
             self.job = started
         self.log.info("job %s running on %s as pid %s", self.id, self.host.name, pid)
@@ -293,6 +300,7 @@ class JobWatcher:
         )
         self.log.info("job %s %s%s", self.id, state, f" ({error})" if error else "")
         self.svc.forget_secrets_if_final(self.id)
+        self.svc.poke()
 
 
 def _pid(text: str | None) -> int | None:

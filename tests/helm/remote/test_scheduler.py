@@ -47,7 +47,7 @@ def test_eight_gpu_job_is_not_starved_by_small_ones() -> None:
         for host, ids, _ in running.values():
             used[host].update(ids)
         hosts = [HostSlots(h, n, frozenset(used[h])) for h, n in hosts_total.items()]
-        plan = place(queue, hosts)
+        plan = place(queue, hosts, now=float(rnd), reserve_after_s=2.0)
         placed = {p.job_id for p in plan.placements}
         for p in plan.placements:
             running[p.job_id] = (p.host, p.gpu_ids, rnd + 1 + p.job_id % 4)  # staggered ends
@@ -56,7 +56,18 @@ def test_eight_gpu_job_is_not_starved_by_small_ones() -> None:
         queue = [j for j in queue if j.id not in placed]
         if started_big is not None:
             break
-    assert started_big is not None and started_big <= 4  # as soon as one box has drained
+    # reserved once it has waited 2 rounds, then started as soon as that box has drained
+    assert started_big is not None and started_big <= 2 + 4
+
+
+def test_young_blocked_job_lets_smaller_ones_backfill() -> None:
+    hosts = [HostSlots("a", 8, frozenset({0, 1, 2, 3, 4}))]
+    young = place([_job(1, 4, queued_at=100.0), _job(2, 1, queued_at=101.0)], hosts, now=110.0,
+                  reserve_after_s=60.0)  # fmt: skip
+    assert [p.job_id for p in young.placements] == [2]
+    old = place([_job(1, 4, queued_at=0.0), _job(2, 1, queued_at=1.0)], hosts, now=110.0,
+                reserve_after_s=60.0)  # fmt: skip
+    assert old.placements == []  # the host drains for job 1
 
 
 def test_agent_over_its_share_waits_only_while_others_wait() -> None:
