@@ -28,14 +28,15 @@ TINY_CPU_ENV: dict[str, str] = {
     "XSA_LAST_N": "2",
     "BIGRAM_BUCKETS": "2048",
     "BIGRAM_DIM": "64",
-    # schedule: the wall-clock cap binds, as in the competition
+    # schedule: a fixed step count, so a run's score does not depend on how busy the box is
+    # (three demo agents share two cores); the wall-clock cap is only a safety net
     "TRAIN_SEQ_LEN": "128",
     "TRAIN_BATCH_TOKENS": "1024",
     "GRAD_ACCUM_STEPS": "1",
-    "ITERATIONS": "1000",
-    "MAX_WALLCLOCK_SECONDS": "10",
+    "ITERATIONS": "50",
+    "MAX_WALLCLOCK_SECONDS": "120",
     "WARMUP_STEPS": "1",
-    "WARMDOWN_ITERS": "40",
+    "WARMDOWN_ITERS": "20",
     "MUON_MOMENTUM_WARMUP_STEPS": "30",
     "VAL_LOSS_EVERY": "0",
     "TRAIN_LOG_EVERY": "10",
