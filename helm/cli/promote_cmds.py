@@ -26,6 +26,8 @@ def _diff(args: argparse.Namespace) -> None:
         d = diff_runs(workspace(args), args.run_a, args.run_b, base=args.base)
     except (DiffError, SourceError) as exc:
         raise CommandError(str(exc)) from exc
+    except subprocess.CalledProcessError as exc:  # git refused (a commit gone from the repo)
+        raise CommandError(f"git diff failed: {(exc.stderr or '').strip()}") from exc
     if args.json:
         print_json(d.to_json())
     else:

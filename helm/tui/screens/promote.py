@@ -212,11 +212,16 @@ class PromoteScreen(ModalScreen["PromoteResult | None"]):
         self.app.call_from_thread(self._finished, result, None)
 
     def _log(self, line: str) -> None:
-        self.query_one("#progress-log", Log).write_line(line)
+        if self.is_attached:  # closed mid-promotion: the runs go on, the log has no reader
+            self.query_one("#progress-log", Log).write_line(line)
 
     def _finished(self, result: PromoteResult | None, error: str | None) -> None:
         self.result = result
         self.step = "finished"
+        if not self.is_attached:
+            what = f"wrote {result.folder}" if result else f"promotion stopped: {error}"
+            self.app.notify(what, severity="information" if result else "error", timeout=8)
+            return
         if result is not None:
             from helm.promote.render import render_report
 

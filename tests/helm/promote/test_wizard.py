@@ -7,6 +7,8 @@ plan is shown and nothing at all is queued before the operator says yes.
 
 from __future__ import annotations
 
+import asyncio
+
 from textual.app import App
 from textual.widgets import Input, Static
 
@@ -39,6 +41,20 @@ def _counts(ws: Workspace) -> tuple[int, int, int]:
         )
 
 
+async def _until(pilot, cond, timeout_s: float = 30.0) -> None:  # noqa: ANN001
+    """Let the app run until ``cond()`` holds (the plan is made in a thread worker)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not cond():
+        assert loop.time() < deadline, f"the wizard is stuck: {app_error(pilot)}"
+        await pilot.pause(0.05)
+
+
+def app_error(pilot) -> str:  # noqa: ANN001
+    screen = pilot.app.screen
+    return f"step {screen.step}, error {screen.query_one('#error', Static).render()}"
+
+
 class Host(App[None]):
     def __init__(self, ws: Workspace, run_id: int) -> None:
         super().__init__()
@@ -58,18 +74,15 @@ async def test_wizard_plans_and_asks_before_any_gpu_time(task_ws: Workspace, kit
         assert isinstance(screen, PromoteScreen)
         # no author yet: the plan step refuses with the reason, on the form
         await pilot.click("#plan-btn")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        error = screen.query_one("#error", Static)
+        await _until(pilot, lambda: "--author is required" in str(error.render()))
         assert screen.step == "form"
-        assert "--author is required" in str(screen.query_one("#error", Static).render())
 
         screen.query_one("#author", Input).value = "Test Author"
         screen.query_one("#github", Input).value = "tester"
         screen.query_one("#name", Input).value = "Wizard"
         await pilot.click("#plan-btn")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        assert screen.step == "confirm"
+        await _until(pilot, lambda: screen.step == "confirm")
         plan = str(screen.query_one("#plan", Static).render())
         assert "seed 42: reuse run" in plan and "seed 1337: queue a new run" in plan
         question = str(screen.query_one("#question", Static).render())
