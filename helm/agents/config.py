@@ -63,6 +63,7 @@ DEFAULT_SWEEP_EXCLUDE: tuple[str, ...] = (
     "WORLD_SIZE",
     "LOCAL_RANK",
     "OMP_NUM_THREADS",
+    "SAVE_RAW_MODEL",
 )
 
 

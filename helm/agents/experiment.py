@@ -213,28 +213,15 @@ def run_experiment(
         )
         commit = tr.commit_staged(wt, description)
         with ws.db(write=True) as db:
-            parent = q.run_at_commit(db, req.agent, prev_head)
-            baseline = req.baseline or q.reference(db, req.agent, row["base_pin_id"]) is None
-            run_id = db.insert(
-                'INSERT INTO run (agent, parent_id, branch, "commit", code_hash, description, '
-                "status, env_json, seed, gpus, created_at, base_pin_id, baseline) VALUES "
-                "(:agent, :parent, :branch, :commit, :hash, :desc, 'queued', :env, :seed, "
-                ":gpus, :t, :pin, :baseline)",
-                {
-                    "agent": req.agent,
-                    "parent": parent["id"] if parent else None,
-                    "branch": tr.branch_of(req.agent),
-                    "commit": commit,
-                    "hash": chash,
-                    "desc": description,
-                    "env": env_s,
-                    "seed": req.seed,
-                    "gpus": req.gpus or conf.gpus,
-                    "t": time.time(),
-                    "pin": row["base_pin_id"],
-                    "baseline": 1 if baseline else 0,
-                },
-            )
+            # checked again under the write lock: two agents may propose the same run at once
+            dup = None if req.force else q.duplicate(db, chash, env_s, req.seed)
+            if dup is None:
+                run_id = _insert_run(
+                    db, req, row, conf, prev_head, commit, chash, env_s, description
+                )
+        if dup is not None:
+            tr.reset_to(wt, best["commit"] if best else prev_head)
+            return _duplicate_result(ws, dup)
         tr.keep_ref(wt, run_id, commit)
         export = ws.agents_dir / req.agent / f"export-{run_id}"
         try:
@@ -270,6 +257,42 @@ def run_experiment(
             backend.cancel(ws, job_id)
             wait_run(ws, run_id, poll_s=poll_s, timeout_s=60.0, cancel_on_timeout=True)
         return finalize(ws, run_id)
+
+
+def _insert_run(
+    db: Any,
+    req: ExpRequest,
+    row: dict[str, Any],
+    conf: cfg.AgentsConfig,
+    prev_head: str,
+    commit: str,
+    chash: str,
+    env_s: str,
+    description: str,
+) -> int:
+    """Record the run (queued) with its parent, base and reference flag."""
+    parent = q.run_at_commit(db, req.agent, prev_head)
+    baseline = req.baseline or q.reference(db, req.agent, row["base_pin_id"]) is None
+    return db.insert(
+        'INSERT INTO run (agent, parent_id, branch, "commit", code_hash, description, '
+        "status, env_json, seed, gpus, created_at, base_pin_id, baseline) VALUES "
+        "(:agent, :parent, :branch, :commit, :hash, :desc, 'queued', :env, :seed, "
+        ":gpus, :t, :pin, :baseline)",
+        {
+            "agent": req.agent,
+            "parent": parent["id"] if parent else None,
+            "branch": tr.branch_of(req.agent),
+            "commit": commit,
+            "hash": chash,
+            "desc": description,
+            "env": env_s,
+            "seed": req.seed,
+            "gpus": req.gpus or conf.gpus,
+            "t": time.time(),
+            "pin": row["base_pin_id"],
+            "baseline": 1 if baseline else 0,
+        },
+    )
 
 
 def _duplicate_result(ws: Workspace, dup: dict[str, Any]) -> ExpResult:
@@ -337,15 +360,17 @@ def wait_run(
 
 
 def _tail(ws: Workspace, run: dict[str, Any], lines: int = 50) -> str | None:
-    if run.get("tail"):
-        return run["tail"]
-    if not run.get("job_id"):
-        return None
-    log = ws.job_dir(run["job_id"]) / "train.log"
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return None
+    """The last lines of the job's streamed log (the whole log is there once it ended),
+    else whatever tail the daemon recorded on the run."""
+    if run.get("job_id"):
+        log = ws.job_dir(run["job_id"]) / "train.log"
+        try:
+            text = log.read_text(errors="replace")
+        except OSError:
+            text = ""
+        if text.strip():
+            return "\n".join(text.splitlines()[-lines:])
+    return run.get("tail")
 
 
 def finalize(ws: Workspace, run_id: int) -> ExpResult:

@@ -99,8 +99,13 @@ def fetch_pull(
     *,
     path: str | None = None,
     transport: httpx.BaseTransport | None = None,
+    recursive: bool = False,
 ) -> PullRecord:
-    """The PR's script and the other files of its folder, at the PR's head commit."""
+    """The PR's script and the other files of its folder, at the PR's head commit.
+
+    ``recursive`` also takes the files in the folder's subfolders (``logs/train0.txt``): an
+    audit needs every log, a pin only the files it copies next to the script.
+    """
     if "/" not in repo:
         raise GitHubError(f"--repo must be OWNER/NAME, not {repo!r}")
     with client(transport) as http:
@@ -121,7 +126,12 @@ def fetch_pull(
         present = [f["filename"] for f in changed if f.get("status") != "removed"]
         script = _choose_script(present, path, number)
         folder = PurePosixPath(script).parent
-        wanted = [p for p in present if PurePosixPath(p).parent == folder]
+        wanted = [
+            p
+            for p in present
+            if PurePosixPath(p).parent == folder
+            or (recursive and folder in PurePosixPath(p).parents)
+        ]
         sha = info["head"]["sha"]
         record = PullRecord(
             repo=repo,

@@ -17,6 +17,7 @@ A PR or file pin starts from the script's own defaults: ``run.env`` is emptied u
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -24,7 +25,7 @@ import httpx
 from git import Repo
 
 from helm.agents import taskrepo as tr
-from helm.agents.github import DEFAULT_REPO, fetch_pull
+from helm.agents.github import DEFAULT_REPO, PullRecord, fetch_pull
 from helm.workspace import Workspace
 
 
@@ -73,10 +74,17 @@ def pin_pr(
     by: str = "operator",
     keep_env: bool = False,
     transport: httpx.BaseTransport | None = None,
+    confirm: Callable[[PullRecord], None] | None = None,
 ) -> dict[str, Any]:
-    """Fetch PR ``number``'s records folder from GitHub and make its script the base."""
+    """Fetch PR ``number``'s records folder from GitHub and make its script the base.
+
+    ``confirm`` sees the fetched PR before anything is written and raises to stop the pin
+    (the CLI's audit gate: a PR without a passing audit is not pinned unless forced).
+    """
     tr.ensure_task_repo(ws)
     pr = fetch_pull(number, repo, path=path, transport=transport)
+    if confirm is not None:
+        confirm(pr)
     files = {"train_gpt.py": pr.files[pr.script_path]}
     for p, data in pr.files.items():
         if p != pr.script_path:

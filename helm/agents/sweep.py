@@ -262,7 +262,7 @@ class SweepAgent:
     # Learning -----------------------------------------------------------------------------------
     def learn(self, p: Proposal, res: ExpResult) -> None:
         if p.kind == "fixed" and (
-            res.verdict == "crash" or (res.verdict == "duplicate" and res.val_bpb is None)
+            res.verdict == "crash" or (res.verdict == "duplicate" and "(crash)" in res.note)
         ):
             for k in p.changes:
                 self.state.fixed.pop(k, None)

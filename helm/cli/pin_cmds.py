@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from helm.cli.common import CommandError, add_leaf, fmt_age, print_json, print_table, workspace
 
@@ -14,13 +15,41 @@ def _show_pin(pin: dict, as_json: bool) -> None:
         print(f"pinned #{pin['id']}: {pin['kind']} {pin['ref']} (commit {pin['commit'][:10]})")
 
 
+def _audit_gate(ws, args: argparse.Namespace):  # noqa: ANN001, ANN202
+    """Stop a pin of a PR whose latest audit did not pass (asks on a terminal; --force skips)."""
+    from helm.audit.fetch import pr_ref
+    from helm.audit.store import pin_warning
+
+    def gate(pr) -> None:  # noqa: ANN001
+        warning = pin_warning(ws, pr_ref(args.repo, args.number), pr.head_sha)
+        if warning is None:
+            return
+        if sys.stdin.isatty():
+            print(f"warning: {warning}", file=sys.stderr)
+            if input("pin it anyway? [y/N] ").strip().lower() in ("y", "yes"):
+                return
+            raise CommandError("not pinned")
+        raise CommandError(
+            f"{warning}; audit it first (helm audit pr {args.number} --reproduce) "
+            "or pin anyway with --force"
+        )
+
+    return gate
+
+
 def _pr(args: argparse.Namespace) -> int:
     from helm.agents.github import GitHubError
     from helm.agents.pins import pin_pr
 
+    ws = workspace(args)
     try:
         pin = pin_pr(
-            workspace(args), args.number, repo=args.repo, path=args.path, keep_env=args.keep_env
+            ws,
+            args.number,
+            repo=args.repo,
+            path=args.path,
+            keep_env=args.keep_env,
+            confirm=None if args.force else _audit_gate(ws, args),
         )
     except GitHubError as exc:
         raise CommandError(str(exc)) from exc
@@ -83,6 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repo", default="openai/parameter-golf", help="OWNER/NAME")
     p.add_argument("--path", help="the script in the PR (default: its train_gpt.py)")
     p.add_argument("--keep-env", action="store_true", help="keep the base's run.env")
+    p.add_argument("--force", action="store_true", help="pin even without a passing audit")
     p = add_leaf(ss, "run", _run, "pin one of our runs (its code and run.env)", listing=True)
     p.add_argument("run", type=int)
     p = add_leaf(ss, "file", _file, "pin a local file as the base's train_gpt.py", listing=True)

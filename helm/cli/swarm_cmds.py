@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from helm.cli.common import (
     CommandError,
@@ -24,10 +26,20 @@ def _up(args: argparse.Namespace) -> int:
 
     if args.n is not None and args.n < 1:
         raise UsageError("-n must be at least 1")
+    if args.add is not None and (args.add < 1 or args.n is not None):
+        raise UsageError("--add takes a count of at least 1 and excludes -n")
     ws = workspace(args)
+    n = args.n
+    if args.add is not None:
+        with ws.db(write=False) as db:
+            have = db.rows(
+                "SELECT COUNT(*) AS n FROM agent WHERE driver = :d AND desired = 'up'",
+                {"d": args.driver},
+            )[0]["n"]
+        n = int(have) + args.add
     try:
         names = swarm.up(
-            ws, args.n, driver=args.driver, env=parse_env(args.env), task_repo=args.task_repo
+            ws, n, driver=args.driver, env=parse_env(args.env), task_repo=args.task_repo
         )
     except DriverError as exc:
         raise UsageError(str(exc)) from exc
@@ -39,6 +51,15 @@ def _up(args: argparse.Namespace) -> int:
             daemon, _new = start_detached(ws)
         except DaemonError as exc:
             raise CommandError(str(exc)) from exc
+    if args.driver == "claude" and os.geteuid() == 0:
+        from helm.agents import config as cfg
+
+        if not cfg.load(ws.config_path).run_as:
+            print(
+                "helm: warning: Claude Code refuses --dangerously-skip-permissions as root; "
+                'set [agents] run_as = "USER" in config.toml',
+                file=sys.stderr,
+            )
     if args.json:
         print_json({"agents": names, "daemon_pid": daemon})
     else:
@@ -98,6 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ss = s.add_subparsers(dest="swarm_cmd", required=True, metavar="{up,down,ls}")
     p = add_leaf(ss, "up", _up, "bring N agents up (creating them as needed)", listing=True)
     p.add_argument("-n", type=int, help="how many agents of this driver (default: all, or 1)")
+    p.add_argument("--add", type=int, metavar="N", help="N more agents of this driver")
     p.add_argument(
         "--driver",
         default="sweep",
