@@ -81,8 +81,22 @@ class Box(Protocol):
         """A small file's text, or None when it does not exist."""
         ...
 
-    async def read_from(self, path: str, offset: int, limit: int) -> bytes | None:
-        """Up to ``limit`` bytes from ``offset``; b'' at end of file, None if it doesn't exist."""
+    async def read_from(
+        self, path: str, offset: int, limit: int, *, keep_open: bool = False
+    ) -> bytes | None:
+        """Up to ``limit`` bytes from ``offset``; b'' at end of file, None if it doesn't exist.
+
+        ``keep_open``: the file is read again and again (a growing log): keep its handle, so
+        each later read is one request instead of open, read, close.
+        """
+        ...
+
+    def forget(self, path: str) -> None:
+        """Close a handle kept by ``read_from(keep_open=True)``."""
+        ...
+
+    async def size(self, path: str) -> int | None:
+        """A file's size, or None when it does not exist."""
         ...
 
     async def listdir(self, path: str) -> list[str]:

@@ -5,8 +5,9 @@ A job must outlive the SSH session that started it and the daemon that watches i
 tell how it ended. So the launch starts ``helm-run.sh`` under ``setsid`` (a new session and
 process group, no controlling terminal, its output in ``train.log``); that wrapper records its
 own pid (= the process group id) in ``helm.pid``, runs the training command in the foreground
-and, when it ends, writes the exit code to ``helm.exit`` and a marker into ``<workdir>/done/``
-(one cheap folder listing per host tells the daemon which jobs just finished). A job killed
+and, when it ends, writes the exit code to ``helm.exit`` and appends ``<folder> <code>`` to
+``<workdir>/done.log`` (one small read per host, from a remembered offset, tells the daemon
+which jobs just finished). A job killed
 with its wrapper leaves no exit code: that is how a vanished process is told from a finished
 one. The wrapper catches TERM (``trap :``), so a cancelled job still records its code.
 
@@ -24,7 +25,7 @@ RUN_SCRIPT = "helm-run.sh"
 PID_FILE = "helm.pid"
 EXIT_FILE = "helm.exit"
 LOG_FILE = "train.log"
-DONE_DIR = "done"
+DONE_LOG = "done.log"
 JOBS_DIR = "jobs"
 DATASET_SUBDIR = "datasets/fineweb10B_sp1024"
 TOKENIZER_SUBPATH = "tokenizers/fineweb_1024_bpe.model"
@@ -90,7 +91,7 @@ def launch_argv(python: str, launcher: str | None, nproc: int, entry: str) -> li
     ]
 
 
-def run_script(env: Mapping[str, str], argv: Sequence[str], *, done_marker: str) -> str:
+def run_script(env: Mapping[str, str], argv: Sequence[str], *, done_log: str) -> str:
     """The wrapper that runs detached on the box (see the module docstring)."""
     check_env_keys(env)
     lines = [
@@ -104,7 +105,8 @@ def run_script(env: Mapping[str, str], argv: Sequence[str], *, done_marker: str)
         f"{shlex.join(argv)} > {LOG_FILE} 2>&1 < /dev/null",
         "rc=$?",
         f'echo "$rc" > {EXIT_FILE}.tmp && mv -f {EXIT_FILE}.tmp {EXIT_FILE}',
-        f'echo "$rc" > {shlex.quote(done_marker)}',
+        # one short append (atomic under O_APPEND): "<job folder> <exit code>"
+        f'echo "${{PWD##*/}} $rc" >> {shlex.quote(done_log)}',
         "",
     ]
     return "\n".join(lines)
@@ -143,5 +145,5 @@ def remote_job_dir(workdir: str, job_id: int, attempt: int) -> str:
     return f"{workdir.rstrip('/')}/{JOBS_DIR}/{name}"
 
 
-def done_marker(workdir: str, remote_dir: str) -> str:
-    return f"{workdir.rstrip('/')}/{DONE_DIR}/{remote_dir.rstrip('/').rsplit('/', 1)[-1]}"
+def done_log(workdir: str) -> str:
+    return f"{workdir.rstrip('/')}/{DONE_LOG}"

@@ -79,11 +79,22 @@ class LocalBox:
         except FileNotFoundError:
             return None
 
-    async def read_from(self, path: str, offset: int, limit: int) -> bytes | None:
+    async def read_from(
+        self, path: str, offset: int, limit: int, *, keep_open: bool = False
+    ) -> bytes | None:
         try:
             with open(path, "rb") as fh:
                 fh.seek(offset)
                 return fh.read(limit)
+        except FileNotFoundError:
+            return None
+
+    def forget(self, path: str) -> None:
+        return None
+
+    async def size(self, path: str) -> int | None:
+        try:
+            return os.stat(path).st_size
         except FileNotFoundError:
             return None
 

@@ -8,7 +8,7 @@ logic: after a restart, the first tick finds them all), and places queued jobs w
 a transaction.
 
 One box (one SSH connection) per host is kept in ``self.boxes`` and shared by all its jobs;
-a separate loop lists each busy host's ``done/`` folder a few times a second so a finished job
+a separate loop reads each busy host's ``done.log`` ten times a second so a finished job
 frees its GPUs within a fraction of a second.
 """
 
@@ -29,7 +29,7 @@ from helm.remote import records
 from helm.remote.backend import Box, BoxError
 from helm.remote.check import check_box
 from helm.remote.hosts import box_key, make_box, python_for
-from helm.remote.launch import DONE_DIR, JOBS_DIR
+from helm.remote.launch import JOBS_DIR, done_log
 from helm.remote.scheduler import HostSlots, Pending, agent_limit, place
 from helm.remote.secrets import SecretStore
 from helm.remote.settings import RemoteSettings
@@ -78,12 +78,13 @@ class DispatchService:
         self._last_heartbeat = 0.0
         self.placed = 0  # jobs placed since start (bench, tests)
         self._tick_lock = asyncio.Lock()
+        self._done_offsets: dict[tuple[str, int], int] = {}  # (host, connection) -> bytes read
         self.workdirs: dict[str, tuple[int, str]] = {}  # host -> (connection, resolved workdir)
         self._poked: asyncio.Task | None = None
 
     # Life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self._monitor = asyncio.create_task(self._watch_done_markers(), name="helm-done-markers")
+        self._monitor = asyncio.create_task(self._watch_done_logs(), name="helm-done-logs")
         await self.tick()
 
     async def stop(self) -> None:
@@ -214,27 +215,38 @@ class DispatchService:
             self._attach(job, hosts[job.host or ""])
 
     # Done markers, heartbeats, checks -----------------------------------------------------------
-    async def _watch_done_markers(self) -> None:
-        """List each busy host's done/ folder; wake the watchers whose job just ended."""
+    async def _watch_done_logs(self) -> None:
+        """Read each busy host's done.log from where it was last read; wake the watchers of
+        the jobs it names. A read that finds nothing new costs one SFTP request."""
         while True:
             by_host: dict[str, list[JobWatcher]] = defaultdict(list)
             for _, w in self.watchers.values():
                 if w is not None and w.remote_dir:
                     by_host[w.host.name].append(w)
-            await asyncio.gather(*(self._list_done(ws_) for ws_ in by_host.values()))
+            await asyncio.gather(*(self._read_done(ws_) for ws_ in by_host.values()))
             await asyncio.sleep(self.settings.done_poll_s)
 
-    async def _list_done(self, watchers: list[JobWatcher]) -> None:
+    async def _read_done(self, watchers: list[JobWatcher]) -> None:
         box = watchers[0].box
-        if not getattr(box, "connected", True):
+        if not box.connected:
             return
-        workdir = (watchers[0].remote_dir or "").rsplit(f"/{JOBS_DIR}/", 1)[0]
+        path = done_log((watchers[0].remote_dir or "").rsplit(f"/{JOBS_DIR}/", 1)[0])
+        key = (watchers[0].host.name, box.connects_marker())
         try:
-            names = set(await box.listdir(f"{workdir}/{DONE_DIR}"))
+            if key not in self._done_offsets:  # first look: start at the end
+                self._done_offsets[key] = await box.size(path) or 0
+                for w in watchers:  # anything that ended unseen is checked by its watcher
+                    w.done.set()
+                return
+            data = await box.read_from(path, self._done_offsets[key], 1 << 20, keep_open=True)
         except Exception:  # the watchers notice connection trouble themselves
             return
+        if not data or not data.endswith(b"\n"):
+            return  # nothing new, or a line still being written: next time
+        self._done_offsets[key] += len(data)
+        ended = {line.split(b" ", 1)[0].decode(errors="replace") for line in data.splitlines()}
         for w in watchers:
-            if w.remote_dir and w.remote_dir.rstrip("/").rsplit("/", 1)[-1] in names:
+            if w.remote_dir and w.remote_dir.rstrip("/").rsplit("/", 1)[-1] in ended:
                 w.done.set()
 
     async def _heartbeat(self) -> None:

@@ -71,6 +71,7 @@ class SshBox:
         self._last_error = ""
         self.connects = 0  # how many times a connection was opened (tests, stats)
         self._idle_shells: list[asyncssh.SSHClientProcess] = []
+        self._handles: dict[str, asyncssh.SFTPClientFile] = {}  # growing files read often
         self._shell_slots = asyncio.Semaphore(SHELLS_PER_HOST)
 
     # Connection -------------------------------------------------------------------------
@@ -88,6 +89,7 @@ class SshBox:
 
     def _on_lost(self, exc: Exception | None) -> None:
         self._idle_shells.clear()  # they belonged to the dead connection
+        self._handles.clear()
         if self._conn is not None:
             self._conn = None
             self._sftp = None
@@ -272,15 +274,36 @@ class SshBox:
         data = await self.read_from(path, 0, 1 << 20)
         return None if data is None else data.decode(errors="replace")
 
-    async def read_from(self, path: str, offset: int, limit: int) -> bytes | None:
+    async def read_from(
+        self, path: str, offset: int, limit: int, *, keep_open: bool = False
+    ) -> bytes | None:
         _, sftp = await self._session()
+        fh = self._handles.get(path) if keep_open else None
         try:
-            async with sftp.open(path, "rb") as fh:
+            if fh is None:
+                fh = await sftp.open(path, "rb")
+                if keep_open:
+                    self._handles[path] = fh
+            try:
                 return await fh.read(limit, offset)
+            finally:
+                if not keep_open:
+                    await fh.close()
         except asyncssh.SFTPNoSuchFile:
             return None
         except (OSError, asyncssh.Error) as exc:
+            self._handles.pop(path, None)
             raise self._classify(exc) from exc
+
+    def forget(self, path: str) -> None:
+        fh = self._handles.pop(path, None)
+        if fh is not None:
+            task = asyncio.ensure_future(fh.close())
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def size(self, path: str) -> int | None:
+        attrs = await self._sftp_call("stat", path, missing_ok=True)
+        return None if attrs is None else attrs.size
 
     async def listdir(self, path: str) -> list[str]:
         names = await self._sftp_call("listdir", path, missing_ok=True)

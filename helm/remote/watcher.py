@@ -23,13 +23,12 @@ from helm.remote import records
 from helm.remote.backend import Box, BoxError, HostKeyError
 from helm.remote.hosts import host_env, python_for
 from helm.remote.launch import (
-    DONE_DIR,
     EXIT_FILE,
     JOBS_DIR,
     LOG_FILE,
     PID_FILE,
     RUN_SCRIPT,
-    done_marker,
+    done_log,
     job_environment,
     kill_command,
     launch_argv,
@@ -122,7 +121,6 @@ class JobWatcher:
             return cached[1]
         workdir = await self.box.realpath(self.host.workdir)
         await self.box.makedirs(f"{workdir}/{JOBS_DIR}")
-        await self.box.makedirs(f"{workdir}/{DONE_DIR}")
         self.svc.workdirs[self.host.name] = (self.box.connects_marker(), workdir)
         return workdir
 
@@ -143,7 +141,7 @@ class JobWatcher:
             script = run_script(
                 self._environment(),
                 launch_argv(python_for(self.host), self.host.launcher, job.gpus, job.entry),
-                done_marker=done_marker(workdir, rdir),
+                done_log=done_log(workdir),
             )
             await self.box.write_bytes(f"{rdir}/{RUN_SCRIPT}", script.encode(), mode=0o700)
             res = await self.box.run(launch_command(rdir), timeout=60)
@@ -212,7 +210,9 @@ class JobWatcher:
     async def _pull(self, stream: LogStream, rdir: str) -> None:
         got = False
         while True:
-            data = await self.box.read_from(f"{rdir}/{LOG_FILE}", stream.offset, CHUNK)
+            data = await self.box.read_from(
+                f"{rdir}/{LOG_FILE}", stream.offset, CHUNK, keep_open=True
+            )
             if not data:
                 break
             stream.append(data)
@@ -264,8 +264,7 @@ class JobWatcher:
             state = "failed"
         await self._end(state, exit_code, error, stream, summary=summary)
         if rdir:
-            workdir = rdir.rsplit(f"/{JOBS_DIR}/", 1)[0]
-            await self.box.remove(done_marker(workdir, rdir))
+            self.box.forget(f"{rdir}/{LOG_FILE}")
 
     async def _fetch_artifacts(self, rdir: str, exit_code: int | None) -> None:
         dest = self.svc.ws.job_dir(self.id) / "artifacts"

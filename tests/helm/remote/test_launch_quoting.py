@@ -57,7 +57,7 @@ def _run_wrapper(tmp: Path, env: dict[str, str]) -> dict[str, str]:
     tmp.mkdir(parents=True, exist_ok=True)
     for name in (LOG_FILE, EXIT_FILE, PID_FILE):
         (tmp / name).unlink(missing_ok=True)
-    (tmp / RUN_SCRIPT).write_text(run_script(env, ["env", "-0"], done_marker=str(tmp / "done")))
+    (tmp / RUN_SCRIPT).write_text(run_script(env, ["env", "-0"], done_log=str(tmp / "done.log")))
     subprocess.run(["sh", RUN_SCRIPT], cwd=tmp, check=True, timeout=10)
     assert (tmp / EXIT_FILE).read_text().strip() == "0"
     pairs = (tmp / LOG_FILE).read_bytes().decode().split("\0")
@@ -89,7 +89,7 @@ names = st.text(
 def test_launch_command_quotes_the_folder(tmp_path: Path, name: str) -> None:
     rdir = tmp_path / "jobs" / name
     rdir.mkdir(parents=True, exist_ok=True)
-    (rdir / RUN_SCRIPT).write_text(run_script({}, ["true"], done_marker=str(tmp_path / "done")))
+    (rdir / RUN_SCRIPT).write_text(run_script({}, ["true"], done_log=str(tmp_path / "done.log")))
     out = subprocess.run(
         ["sh", "-c", launch_command(str(rdir), wait_s=5)],
         capture_output=True,
