@@ -149,7 +149,8 @@ def stop_agents(ws: Workspace, names: Sequence[str]) -> int:
 def add_agents(ws: Workspace, count: int, driver: str) -> str:
     if count < 1:
         raise OpError("add at least one agent")
-    return run_helm(ws, "swarm", "up", "-n", str(count), "--driver", driver) or "swarm up"
+    # --add, not -n: -n is a target total per driver, so repeating it would add nothing
+    return run_helm(ws, "swarm", "up", "--add", str(count), "--driver", driver) or "swarm up"
 
 
 # Diff -------------------------------------------------------------------------------------------
