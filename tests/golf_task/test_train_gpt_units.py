@@ -201,7 +201,7 @@ def test_bit_widths_go_where_configured(train_gpt: ModuleType) -> None:
     assert train_gpt.quant_label(args) == "int8_int4+zstd"
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, database=None)
 @given(n=st.integers(1, 700), seq_len=st.integers(1, 128), stride=st.integers(0, 130))
 def test_eval_windows_score_every_target_once(train_gpt: ModuleType, n, seq_len, stride) -> None:
     counts = [0] * n
