@@ -24,6 +24,7 @@ GROUP_MODULES = (
     "helm.cli.swarm_cmds",
     "helm.cli.exp_cmds",
     "helm.cli.pin_cmds",
+    "helm.cli.audit_cmds",
     "helm.cli.demo_cmd",
 )
 

@@ -69,6 +69,7 @@ REGISTRY: tuple[Command, ...] = (
     Command("mark", "m", "mark for diff", "mark", (MAIN, DETAIL), show=False),
     Command("cancel", "c", "cancel job", "cancel", (MAIN, DETAIL)),
     Command("swarm", "s", "swarm", "swarm", (MAIN,)),
+    Command("community", "a", "community PRs (audits)", "community", (MAIN,), show=False),
     Command("filter", "slash", "filter", "filter", (MAIN,)),
     Command("plot", "g", "progress plot", "app.plot", (APP,), show=False),
     Command("zoom", "z", "zoom pane", "zoom", (MAIN,), show=False),

@@ -154,6 +154,11 @@ class MainScreen(HelmScreen):
     def action_diff(self) -> None:
         self.helm.diff_flow(self.selected_run_id())
 
+    def action_community(self) -> None:
+        from helm.tui.screens.community import CommunityScreen
+
+        self.app.push_screen(CommunityScreen())
+
     def action_mark(self) -> None:
         self.helm.mark(self.selected_run_id())
 

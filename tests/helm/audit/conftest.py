@@ -1,0 +1,55 @@
+"""Fixtures for the audit tests: the 'real' PR's tiny runs and a live campaign for reruns."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from audit_kit import cache_dir, run_seeds
+
+from helm.workspace import Workspace
+
+
+@pytest.fixture(scope="session")
+def real_logs(tiny_data_dir: Path) -> dict[int, Path]:
+    """Logs of the two seeds of the 'real' PR's script (built once, shared, read-only)."""
+    root = cache_dir()
+    done = root / "done.json"
+    with open(root / "lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if not done.is_file():
+                logs = run_seeds(tiny_data_dir, root)
+                done.write_text(json.dumps({str(k): str(v) for k, v in logs.items()}))
+            return {int(k): Path(v) for k, v in json.loads(done.read_text()).items()}
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------------------------- live campaign
+
+
+@pytest.fixture
+def live(ws: Workspace, tiny_data_dir: Path) -> Iterator[Workspace]:
+    """A 2-slot local CPU host on the tiny data and a running daemon; stopped after."""
+    from helm import daemon
+    from helm.remote.hosts import add_host
+
+    with ws.store.write() as s:
+        add_host(ws, s, "cpu", local=True, gpus=2, data=str(tiny_data_dir))
+    daemon.start_detached(ws)
+    try:
+        yield ws
+    finally:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with ws.db(write=False) as db:
+                busy = db.rows("SELECT id FROM job WHERE state IN ('queued','staging','running')")
+            if not busy:
+                break
+            time.sleep(0.5)
+        daemon.stop(ws)
