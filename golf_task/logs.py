@@ -339,6 +339,15 @@ class LogParser:
                     return pos
                 self._mode = _HEADER
             self._header_lines += 1
+            first = line[:1]
+            if first and first in "|+[W":  # nvidia-smi tables, torch warnings: nothing to read
+                self._in_hp_block = False
+                continue
+            if self._in_hp_block:  # the long indented blocks: one match per line, nothing else
+                m = _HP_BLOCK_RE.match(_strip_ts(line))
+                if m is not None:
+                    self.hyperparameters[m.group(1)] = m.group(2).strip()
+                    continue
             if self._line(line, header=True) or self._header_lines > _HEADER_LINE_LIMIT:
                 self._mode = _BULK
                 self._in_hp_block = False
@@ -414,6 +423,8 @@ class LogParser:
         first = line[0]
         if first in "|+[W" or (partial and line.startswith(_NEEDS_NEWLINE)):
             return False  # nvidia-smi tables and torch warnings say nothing we read
+        if header and first in "wl" and line.startswith(("warmup", "loop_warmup")):
+            return False
         if (first.isdigit() or line.startswith("step:")) and self._step_line(line):
             return True
         scored = first in "flq" and line.startswith(("final_", "legal_ttt", "quantized"))

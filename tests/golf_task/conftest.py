@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from golf_task.logs import parse_file
+
 REPO = Path(__file__).resolve().parents[2]
 GOLF_FIXTURES = REPO.parent / "shared" / "golf_fixtures"
 
@@ -76,11 +78,12 @@ class SeedRun:
 
 @pytest.fixture(scope="session")
 def seed_runs(tiny_run) -> list[SeedRun]:  # noqa: ANN001 - the root conftest's TinyRun
-    """The shared tiny run plus two more seeds of the same script and configuration.
+    """The shared tiny run plus two more seeds of the same script.
 
-    The extra runs are cached beside tiny_run (same source hash, so a changed script reruns
-    them) and built once for all xdist workers under a file lock; both start at once so the
-    cost is one run's wall time.
+    The extra runs keep tiny_run's configuration and log format, train for as many steps as
+    it did, and skip the diagnostic pre-quantization eval to stay cheap. They are
+    cached beside tiny_run (same source hash, so a changed script reruns them), built once
+    for all xdist workers under a file lock, and started together.
     """
     from filelock import FileLock
 
@@ -95,6 +98,10 @@ def seed_runs(tiny_run) -> list[SeedRun]:  # noqa: ANN001 - the root conftest's 
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
         seed0 = int(tiny_run.env.get("SEED", "1337"))
+        # the same number of steps as the shared run, not the same seconds: a wall-clock cap
+        # on a loaded box would give seeds of very different quality
+        steps = parse_file(tiny_run.log_path).stop_step
+        extra = {"MAX_WALLCLOCK_SECONDS": "0", "ITERATIONS": str(steps), "PREQUANT_EVAL": "0"}
         runs = [SeedRun(seed0, Path(tiny_run.log_path), Path(tiny_run.script_path))]
         procs = []
         for seed in (seed0 + 1, seed0 + 2):
@@ -102,7 +109,8 @@ def seed_runs(tiny_run) -> list[SeedRun]:  # noqa: ANN001 - the root conftest's 
             run_dir.mkdir()
             script = run_dir / "train_gpt.py"
             shutil.copyfile(tiny_run.script_path, script)
-            env = {**os.environ, **tiny_run.env, "SEED": str(seed), "RUN_ID": f"seed{seed}"}
+            env = {**os.environ, **tiny_run.env, **extra}
+            env.update(SEED=str(seed), RUN_ID=f"seed{seed}")
             proc = subprocess.Popen(
                 [sys.executable, str(script)],
                 cwd=run_dir,
