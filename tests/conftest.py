@@ -64,6 +64,12 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@pytest.fixture(scope="session")
+def cross_process_lock():  # noqa: ANN201
+    """``file_lock`` for other conftests (a conftest cannot be imported by module name)."""
+    return file_lock
+
+
 @dataclass(frozen=True)
 class TinyRun:
     """A finished tiny CPU run of train_gpt.py, laid out like a records folder.

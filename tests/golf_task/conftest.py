@@ -77,7 +77,7 @@ class SeedRun:
 
 
 @pytest.fixture(scope="session")
-def seed_runs(tiny_run) -> list[SeedRun]:  # noqa: ANN001 - the root conftest's TinyRun
+def seed_runs(tiny_run, cross_process_lock) -> list[SeedRun]:  # noqa: ANN001 - root conftest
     """The shared tiny run plus two more seeds of the same script.
 
     The extra runs keep tiny_run's configuration and log format, train for as many steps as
@@ -85,11 +85,9 @@ def seed_runs(tiny_run) -> list[SeedRun]:  # noqa: ANN001 - the root conftest's 
     cached beside tiny_run (same source hash, so a changed script reruns them), built once
     for all xdist workers under a file lock, and started together.
     """
-    from filelock import FileLock
-
     root = Path(tiny_run.run_dir).parent / "validate_seeds"
     done = root / "runs.json"
-    with FileLock(str(root) + ".lock"):
+    with cross_process_lock(Path(str(root) + ".lock")):
         if done.is_file():
             return [
                 SeedRun(r["seed"], Path(r["log"]), Path(r["script"]))
