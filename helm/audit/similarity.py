@@ -9,7 +9,7 @@ depth) and compared with difflib over those lines. The figure is difflib's ratio
 - ``identical``: byte-identical, or identical after normalisation ("near-identical": the same
   program with cosmetic edits). Such code cannot explain a different result: a copy.
 - ``DERIVED`` (0.90) and above: a small edit of a known script (one changed default is
-  ~0.999 for a 1,500-line script). That is how everyone builds on a base, so it is not a
+  0.9987 for helm's script). That is how everyone builds on a base, so it is not a
   copy; the audit names the original and the number of changed lines, and only a
   reproduction can tell whether those lines earn the claimed score.
 """

@@ -1,4 +1,5 @@
-"""Fixtures for the audit tests: the 'real' PR's tiny runs and a live campaign for reruns."""
+"""Fixtures for the audit tests: a GitHub of recorded responses (``serve``), the 'real' PR's
+tiny runs and a live campaign for reruns. GitHub cannot be reached from here."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from audit_kit import cache_dir, run_seeds
+from audit_kit import cache_dir, github, run_seeds
 
+from helm.agents import github as gh
 from helm.workspace import Workspace
 
 
@@ -53,3 +56,19 @@ def live(ws: Workspace, tiny_data_dir: Path) -> Iterator[Workspace]:
                 break
             time.sleep(0.5)
         daemon.stop(ws)
+
+
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    """Route every GitHub client helm makes to a MockTransport over ``contents``."""
+    requests: list[httpx.Request] = []
+    original = gh.client
+
+    def install(contents: dict[int, dict[str, bytes]]) -> list[httpx.Request]:
+        transport = github(contents, requests)
+        monkeypatch.setattr(
+            gh, "client", lambda transport_=None, token=None: original(transport, token)
+        )
+        return requests
+
+    return install

@@ -9,35 +9,16 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 from audit_kit import (
     BUNDLED,
     RECORD_11L,
-    github,
     modified_script,
     readme,
     record_11l_files,
 )
 
-from helm.agents import github as gh
 from helm.workspace import Workspace
-
-
-@pytest.fixture
-def serve(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
-    """Route every GitHub client helm makes to a MockTransport over ``contents``."""
-    requests: list[httpx.Request] = []
-    original = gh.client
-
-    def install(contents: dict[int, dict[str, bytes]]) -> list[httpx.Request]:
-        transport = github(contents, requests)
-        monkeypatch.setattr(
-            gh, "client", lambda transport_=None, token=None: original(transport, token)
-        )
-        return requests
-
-    return install
 
 
 def finding(ev: dict, name: str) -> dict:
