@@ -26,7 +26,7 @@ from helm.audit import config as cfgmod
 from helm.audit import reproduce as rp
 from helm.audit import store
 from helm.audit.fetch import fetch_pr, pr_ref
-from helm.audit.verdict import decide
+from helm.audit.verdict import Verdict, decide
 from helm.workspace import Workspace
 
 
@@ -119,7 +119,7 @@ def audit_folder(
     verdict = decide(findings, reproduction)
     if not has_code and verdict.verdict == "unverified":
         n = len(logs)
-        verdict = type(verdict)(
+        verdict = Verdict(
             "unverified",
             f"logs-only folder: {n} log(s) support the claim as far as they go; "
             "there is no code to compare or rerun",

@@ -132,7 +132,7 @@ def _ls(args: argparse.Namespace) -> int:
             (
                 r["id"],
                 fmt_age(r["created_at"]),
-                r["ref"],
+                r["ref"] if not r["ref"].startswith("/") else r["ref"].rsplit("/", 1)[-1],
                 r["verdict"],
                 fmt_num(r["claimed_bpb"], ".5f"),
                 fmt_num(r["reproduced_bpb"], ".5f"),

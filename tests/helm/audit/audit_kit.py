@@ -180,13 +180,17 @@ def run_seeds(data_dir: Path, out: Path) -> dict[int, Path]:
     return {seed: out / f"seed{seed}" / "logs" / f"s{seed}.txt" for seed in REAL_SEEDS}
 
 
-def tiny_pr_files(logs: dict[int, Path], *, log_dir: str = "", **claim: object) -> dict[str, bytes]:
+def tiny_pr_files(
+    logs: dict[int, Path], *, stated: dict[str, str] | None = None, **claim: object
+) -> dict[str, bytes]:
+    """The 'real' PR: its script, the two seeds' logs, a JSON of their figures, a README
+    stating ``stated`` (default: the configuration the logs really ran with)."""
     script = modified_script()
     files = {
         "train_gpt.py": script,
-        "README.md": readme("tiny qk-gain 1.6", REAL_ENV),
+        "README.md": readme("tiny qk-gain 1.6", REAL_ENV if stated is None else stated),
         "submission.json": submission(logs, script, **claim),
     }
     for seed, path in logs.items():
-        files[f"{log_dir}train_seed{seed}.log"] = path.read_bytes()
+        files[f"train_seed{seed}.log"] = path.read_bytes()
     return files

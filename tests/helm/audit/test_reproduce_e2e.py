@@ -62,3 +62,31 @@ def test_a_real_pr_reproduces_within_the_spread(helm, live: Workspace, real_logs
     res = helm("pin", "pr", "603", "--json")
     assert res.code == 0, res.err
     assert res.json()["ref"] == "openai/parameter-golf#603"
+
+
+def test_a_claim_its_stated_recipe_does_not_reach_is_not_reproduced(
+    helm, live: Workspace, real_logs, serve
+) -> None:
+    """PR 604: the same logs, but its README says 4 steps where the logs ran 12.
+
+    Static checks only warn (a schedule setting the logs print differs from the stated
+    one); the rerun of the recipe as stated scores far worse than the claim.
+    """
+    serve({604: tiny_pr_files(real_logs, stated={**REAL_ENV, "ITERATIONS": "4"})})
+    res = helm(
+        "audit", "pr", "604", "--reproduce", "--gpus", "1", "--time-limit", "5m",
+        "--poll", "0.3", "--json",
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    ev = res.json()
+    hp = next(f for f in ev["findings"] if f["name"] == "logs.hyperparameters")
+    assert hp["status"] == "warn" and "iterations" in hp["message"]
+    repro = ev["reproduction"]
+    assert repro["env"]["ITERATIONS"] == "4" and repro["runs"][0]["stop_step"] == 4
+    assert ev["verdict"] == "not_reproduced", (ev["reason"], repro)
+    assert repro["gap_bpb"] > repro["k"] * repro["spread"] > 0
+    assert f"= +{repro['gap_spreads']:.2f} spreads" in ev["reason"]
+    row = helm("audit", "ls", "--json").json()[0]
+    assert row["verdict"] == "not_reproduced" and row["gap_spreads"] > 3
+    res = helm("pin", "pr", "604")
+    assert res.code == 1 and "audit says not_reproduced" in res.err
