@@ -40,6 +40,7 @@ class RerunOptions:
     host: str | None = None
     time_limit_s: float = 1800.0
     poll_s: float = 1.0
+    wait_s: float | None = None  # how long a job may take, queueing included (None: limit + 10m)
 
 
 def audit_folder(
@@ -114,6 +115,7 @@ def audit_folder(
                 host=rerun.host,
                 time_limit_s=rerun.time_limit_s,
                 poll_s=rerun.poll_s,
+                wait_s=rerun.wait_s,
                 on_progress=on_progress,
             )
     verdict = decide(findings, reproduction)

@@ -99,11 +99,17 @@ def reproduce(
     host: str | None = None,
     time_limit_s: float = 1800.0,
     poll_s: float = 1.0,
+    wait_s: float | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Queue one job per seed, wait for all, and compare their scores with the claim."""
-    from helm.remote.jobs import submit_job, wait_for_job
+    """Queue one job per seed, wait for all, and compare their scores with the claim.
 
+    A job still unfinished after ``wait_s`` (default: its time limit plus 10 minutes of
+    queueing, e.g. no host has enough GPUs) is cancelled and counts as giving no score.
+    """
+    from helm.remote.jobs import request_cancel, submit_job, wait_for_job
+
+    wait_s = time_limit_s + 600 if wait_s is None else wait_s
     say = on_progress or (lambda _msg: None)
     stated, env = run_env(folder, dict(overrides or {}))
     code = job_code(folder)
@@ -130,17 +136,21 @@ def reproduce(
             step = f" step {job.step}/{job.total_steps}" if job.step else ""
             say(f"seed {seed}: job {job.id} {job.state}{step}")
 
-        job = wait_for_job(
-            ws, job_id, on_progress=progress, poll_s=poll_s, timeout_s=time_limit_s + 600
-        )
+        error = None
+        try:
+            job = wait_for_job(ws, job_id, on_progress=progress, poll_s=poll_s, timeout_s=wait_s)
+        except TimeoutError:
+            job = request_cancel(ws, job_id)
+            error = f"no result after {wait_s:.0f}s ({job.state}): cancelled"
+            say(f"seed {seed}: {error}")
         log = ws.job_dir(job_id) / "train.log"
         summary = parse_file(log) if log.is_file() else None
         runs.append(
             {
                 "seed": seed,
                 "job_id": job_id,
-                "state": job.state,
-                "error": job.error,
+                "state": job.state if error is None else "timeout",
+                "error": error or job.error,
                 "val_bpb": summary.val_bpb if summary else None,
                 "stop_step": summary.stop_step if summary else None,
                 "log": str(log),

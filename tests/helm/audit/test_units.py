@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from audit_kit import BUNDLED, modified_script
+from audit_kit import RECORD_11L as RECORDS_11L
 
 from helm.audit import config as cfg
 from helm.audit import similarity as sim
@@ -153,3 +154,28 @@ def test_verdict_rules_first_match_wins() -> None:
     assert decide([warn], repro_ok).verdict == "real"
     assert decide([warn], None).verdict == "unverified"
     assert decide([warn], {"outcome": "no_score", "summary": "crashed"}).verdict == "unverified"
+
+
+def test_a_rerun_nobody_runs_is_cancelled_and_gives_no_verdict(ws, tmp_path: Path) -> None:
+    """No host, no daemon: the job waits in the queue until the audit gives up on it."""
+    from helm.audit.audit import RerunOptions, audit_folder
+
+    folder = tmp_path / "2026-05-05_Lonely"
+    folder.mkdir()
+    (folder / "train_gpt.py").write_bytes(modified_script())
+    (folder / "README.md").write_text("# lonely\n")
+    rec = json.loads((RECORDS_11L / "submission.json").read_text())
+    rec["bytes_code"] = len(modified_script())
+    (folder / "submission.json").write_text(json.dumps(rec))
+    for seed in (1337, 42, 2025):
+        (folder / f"train_seed{seed}.log").write_bytes(
+            (RECORDS_11L / f"train_seed{seed}.log").read_bytes()
+        )
+    ev = audit_folder(ws, folder, rerun=RerunOptions(gpus=1, poll_s=0.05, wait_s=0.3))
+    repro = ev["reproduction"]
+    assert repro["outcome"] == "no_score" and repro["seeds"] == [1337]
+    (run,) = repro["runs"]
+    assert run["state"] == "timeout" and "cancelled" in run["error"]
+    assert ev["verdict"] == "unverified" and "the rerun gave no score" in ev["reason"]
+    with ws.db(write=False) as db:
+        assert db.rows("SELECT state FROM job") == [{"state": "cancelled"}]
