@@ -61,7 +61,7 @@ def audit_folder(
     script = folder / "train_gpt.py"
     has_code = script.is_file()
     report = validate_folder(folder, sota=None, logs_only=not has_code)
-    logs = ck.claimed_logs(folder, report)
+    logs, every = ck.scored_logs(folder, report)
     claim = report.figures.get("json_val_bpb")
     findings = [ck.check_validate(report), ck.check_claim(report, logs)]
     evidence: dict[str, Any] = {
@@ -80,16 +80,16 @@ def audit_folder(
         known = store.known_scripts(ws, exclude_ref=ref)
         finding, matches = ck.check_similarity(code, known, claim, stated)
         findings.append(finding)
-        echo = ck.check_log_echo(code, logs)
+        echo = ck.check_log_echo(code, every)
         if echo is not None:
             findings.append(echo)
-        findings.append(ck.check_hyperparameters(code, stated, logs))
+        findings.append(ck.check_hyperparameters(code, stated, every))
         evidence["stated_config"] = stated
         evidence["similarity"] = matches[0].to_json() if matches else None
         evidence["script_sha256"] = store.keep_script(ws, code) if record else None
     else:
         evidence["skipped"] += ["code.similarity", "logs.hyperparameters", "reproduction"]
-    findings += [ck.check_steps(logs), ck.check_data(logs)]
+    findings += [ck.check_steps(every), ck.check_data(every)]
     static = decide(findings, None)
     reproduction = None
     if rerun is not None:

@@ -83,12 +83,17 @@ class Log:
     summary: LogSummary
 
 
-def claimed_logs(folder: Path, report: Report) -> list[Log]:
-    """The distinct scored logs the JSON's claim rests on (all scored logs if it rests on none)."""
+def scored_logs(folder: Path, report: Report) -> tuple[list[Log], list[Log]]:
+    """(the distinct scored logs the JSON's claim rests on, every distinct scored log).
+
+    The claim is checked against the first; code, steps and data against all of them, since
+    a folder's other logs were made by the same submission too.
+    """
     per_log = report.figures.get("per_log") or []
     usable = [f for f in per_log if f.get("val_bpb") is not None and not f.get("duplicate_of")]
-    chosen = [f for f in usable if f.get("claimed")] or usable
-    return [Log(f["log"], folder / f["log"], parse_file(folder / f["log"])) for f in chosen]
+    every = [Log(f["log"], folder / f["log"], parse_file(folder / f["log"])) for f in usable]
+    names = {f["log"] for f in usable if f.get("claimed")}
+    return [lg for lg in every if lg.rel in names] or every, every
 
 
 # ---------------------------------------------------------------------------- validator & claim
@@ -130,7 +135,8 @@ def check_claim(report: Report, logs: list[Log]) -> Finding:
         for f in fig.get("per_log") or []
         if f.get("val_bpb") is not None and not f.get("duplicate_of")
     ]
-    if len(logs) == 1 and len(all_scores) > 1 and logs[0].summary.val_bpb == min(all_scores):
+    best_single = len(logs) == 1 and len(all_scores) > 1
+    if worst != "fail" and best_single and logs[0].summary.val_bpb == min(all_scores):
         notes.append(f"the claim is the best of {len(all_scores)} logged scores, not their mean")
         worst = "fail" if worst == "fail" else "warn"
     listed = ", ".join(f"{v:.8f}" for v in scores.values())
@@ -169,7 +175,7 @@ def check_similarity(
             return Finding("code.similarity", "warn", msg, details), matches
         claim = f"claims {claimed_bpb}" if claimed_bpb is not None else "claims a result"
         theirs = f" (its claim: {top.claimed_bpb})" if top.claimed_bpb is not None else ""
-        msg = f"copy: {how} {top.label}{theirs}, yet {claim}"
+        msg = f"{how} {top.label}{theirs}, yet {claim}: a copy"
         details["copy_of"] = top.label
         return Finding("code.similarity", "fail", msg, details), matches
     if top.similarity >= sim.DERIVED:

@@ -31,6 +31,10 @@ class Verdict:
     reason: str
 
 
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def decide(findings: list[Finding], reproduction: dict | None) -> Verdict:
     """The verdict on a folder from its findings and, when it ran, the reproduction."""
     copy = next((f for f in findings if f.name == "code.similarity" and f.status == "fail"), None)
@@ -38,7 +42,13 @@ def decide(findings: list[Finding], reproduction: dict | None) -> Verdict:
         return Verdict("copy", copy.message)
     fails = [f for f in findings if f.status == "fail"]
     if fails:
-        return Verdict("invalid", "; ".join(f"{f.name}: {f.message}" for f in fails))
+        # the specific checks say why; the validator's failed rules are named after them
+        parts = [f"{f.name}: {_short(f.message)}" for f in fails if f.name != "validate"]
+        for f in fails:
+            if f.name == "validate":
+                rules = f.details.get("failed") or []
+                parts.append(f"validator fails {', '.join(rules)}" if rules else _short(f.message))
+        return Verdict("invalid", "; ".join(parts))
     if reproduction is None:
         return Verdict(
             "unverified", "no static check failed, but nothing was rerun: only a rerun proves it"

@@ -139,7 +139,7 @@ def _ls(args: argparse.Namespace) -> int:
                 "-" if r["gap_bpb"] is None else f"{r['gap_bpb']:+.5f} ({r['gap_spreads']:+.1f}σ)",
                 "-"
                 if r["similarity"] is None
-                else f"{(r['similar_to'] or '')[:30]} {r['similarity']:.3f}",
+                else f"{r['similarity']:.3f} {(r['similar_to'] or '')[:27]}",
                 (r["reason"] or "")[:60],
             )
             for r in rows

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from audit_kit import BUNDLED, modified_script
-from audit_kit import RECORD_11L as RECORDS_11L
+from audit_kit import BUNDLED, RECORD_11L, modified_script
 
 from helm.audit import config as cfg
 from helm.audit import similarity as sim
@@ -164,12 +163,12 @@ def test_a_rerun_nobody_runs_is_cancelled_and_gives_no_verdict(ws, tmp_path: Pat
     folder.mkdir()
     (folder / "train_gpt.py").write_bytes(modified_script())
     (folder / "README.md").write_text("# lonely\n")
-    rec = json.loads((RECORDS_11L / "submission.json").read_text())
+    rec = json.loads((RECORD_11L / "submission.json").read_text())
     rec["bytes_code"] = len(modified_script())
     (folder / "submission.json").write_text(json.dumps(rec))
     for seed in (1337, 42, 2025):
         (folder / f"train_seed{seed}.log").write_bytes(
-            (RECORDS_11L / f"train_seed{seed}.log").read_bytes()
+            (RECORD_11L / f"train_seed{seed}.log").read_bytes()
         )
     ev = audit_folder(ws, folder, rerun=RerunOptions(gpus=1, poll_s=0.05, wait_s=0.3))
     repro = ev["reproduction"]
