@@ -178,3 +178,16 @@ def test_a_rerun_nobody_runs_is_cancelled_and_gives_no_verdict(ws, tmp_path: Pat
     assert ev["verdict"] == "unverified" and "the rerun gave no score" in ev["reason"]
     with ws.db(write=False) as db:
         assert db.rows("SELECT state FROM job") == [{"state": "cancelled"}]
+
+
+def test_pin_warning_follows_the_latest_audit_and_the_head_commit(ws) -> None:
+    from helm.audit.store import pin_warning, record
+
+    ref = "openai/parameter-golf#7"
+    assert "never been audited" in (pin_warning(ws, ref, "a" * 40) or "")
+    base = {"ref": ref, "reason": "r", "findings": [], "pr": {"head_sha": "a" * 40}}
+    record(ws, {**base, "verdict": "unverified", "reason": "nothing was rerun"})
+    assert pin_warning(ws, ref, "a" * 40) == f"{ref}'s audit says unverified: nothing was rerun"
+    record(ws, {**base, "verdict": "real"})
+    assert pin_warning(ws, ref, "a" * 40) is None
+    assert "changed since its audit" in (pin_warning(ws, ref, "b" * 40) or "")
