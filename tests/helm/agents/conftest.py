@@ -85,6 +85,16 @@ def backend() -> FakeBackend:
 
 
 @pytest.fixture
+def fake_backend_class() -> type[FakeBackend]:
+    """The class itself, for tests that subclass it or score differently.
+
+    (Test modules cannot ``from conftest import ...``: with several conftest.py files on
+    sys.path, the name resolves to whichever was imported first.)
+    """
+    return FakeBackend
+
+
+@pytest.fixture
 def task_ws(ws: Workspace) -> Workspace:
     """A workspace whose task repository exists (from the bundled golf_task script)."""
     tr.ensure_task_repo(ws)

@@ -63,8 +63,10 @@ def test_loop_keep_discard_crash_duplicate(task_ws: Workspace, agent: str, backe
     assert "KEEP" in text and "vs best" in text and "headroom" in text
 
 
-def test_seed_spread_raises_the_bar(task_ws: Workspace, agent: str) -> None:
-    from conftest import FakeBackend
+def test_seed_spread_raises_the_bar(
+    task_ws: Workspace, agent: str, fake_backend_class: type
+) -> None:
+    FakeBackend = fake_backend_class  # noqa: N806
 
     noisy = FakeBackend(lambda env, seed: 1.5 - 0.003 * (env.get("X") == "1") + 0.01 * (seed or 0))
     run_experiment(task_ws, ExpRequest(agent), backend=noisy)  # seed None -> 1.5
@@ -88,9 +90,11 @@ def test_move_onto_base_carries_an_uncommitted_edit(task_ws, agent, backend) -> 
     assert not experiment.move_onto_base(task_ws, agent)
 
 
-def test_no_wait_then_wait_and_in_flight_guard(task_ws, agent, monkeypatch) -> None:
+def test_no_wait_then_wait_and_in_flight_guard(
+    task_ws, agent, monkeypatch, fake_backend_class
+) -> None:  # noqa: ANN001
     """A job that is still queued: --no-wait returns, a second run is refused, wait judges."""
-    from conftest import FakeBackend
+    FakeBackend = fake_backend_class  # noqa: N806
 
     class Slow(FakeBackend):
         def submit(self, ws, code_dir, **kw):  # noqa: ANN001, ANN003
@@ -111,10 +115,8 @@ def test_no_wait_then_wait_and_in_flight_guard(task_ws, agent, monkeypatch) -> N
     assert experiment.finalize(task_ws, slow.pending).verdict == "keep"  # idempotent
 
 
-def test_exp_cli(helm, task_ws, agent, monkeypatch) -> None:
-    from conftest import FakeBackend
-
-    monkeypatch.setattr(experiment, "RemoteBackend", FakeBackend)
+def test_exp_cli(helm, task_ws, agent, monkeypatch, fake_backend_class) -> None:  # noqa: ANN001
+    monkeypatch.setattr(experiment, "RemoteBackend", fake_backend_class)
     res = helm("exp", "run", "--agent", agent, "-m", "first", "--json")
     assert res.code == 0, res.err
     out = res.json()
