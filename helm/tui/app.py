@@ -249,6 +249,19 @@ class HelmApp(App[None]):
         other = self.marked_run if self.marked_run not in (None, run_id) else None
         self.push_screen(DiffScreen(run_id, other))
 
+    def promote_flow(self, run_id: int | None) -> None:
+        """The promotion wizard; it asks before any GPU time is spent."""
+        if run_id is None:
+            self.notify("no run selected", severity="warning")
+            return
+        from helm.tui.screens.promote import PromoteScreen
+
+        def finished(result: Any) -> None:
+            if result is not None:
+                self.notify(f"wrote {result.folder}", timeout=10)
+
+        self.push_screen(PromoteScreen(self.ws, run_id), finished)
+
     def mark(self, run_id: int | None) -> None:
         if run_id is None:
             self.notify("no run selected", severity="warning")

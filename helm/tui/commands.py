@@ -67,6 +67,7 @@ REGISTRY: tuple[Command, ...] = (
     Command("pin", "p", "pin base", "pin", (MAIN, DETAIL)),
     Command("diff", "d", "diff", "diff", (MAIN, DETAIL)),
     Command("mark", "m", "mark for diff", "mark", (MAIN, DETAIL), show=False),
+    Command("promote", "P", "promote", "promote", (MAIN, DETAIL), show=False),
     Command("cancel", "c", "cancel job", "cancel", (MAIN, DETAIL)),
     Command("swarm", "s", "swarm", "swarm", (MAIN,)),
     Command("community", "a", "community PRs (audits)", "community", (MAIN,), show=False),

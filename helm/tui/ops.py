@@ -154,37 +154,18 @@ def add_agents(ws: Workspace, count: int, driver: str) -> str:
 
 
 # Diff -------------------------------------------------------------------------------------------
-def run_commits(ws: Workspace, a: int, b: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The two runs to diff: ``a`` against ``b`` or, when ``b`` is None, against its parent."""
-    with ws.db(write=False) as db:
-        ra = db.rows('SELECT id, "commit", parent_id FROM run WHERE id = :id', {"id": a})
-        if not ra:
-            raise OpError(f"no run {a}")
-        other = b if b is not None else ra[0]["parent_id"]
-        if other is None:
-            raise OpError(f"run {a} has no parent: mark another run with m to diff against")
-        rb = db.rows('SELECT id, "commit", parent_id FROM run WHERE id = :id', {"id": other})
-        if not rb:
-            raise OpError(f"no run {other}")
-    return rb[0], ra[0]
+def diff_text(ws: Workspace, a: int, b: int | None) -> tuple[str, str]:
+    """``helm diff`` of run ``a`` against ``b`` (or its parent): a title and the full text.
 
+    The same report as the command line (code with line counts, environment, hyperparameters
+    and results side by side), so the operator sees one diff wherever they ask for it.
+    """
+    from helm.promote.diff import DiffError, diff_runs
+    from helm.promote.sources import SourceError
 
-def git_diff(ws: Workspace, old: str | None, new: str | None) -> str:
-    """``git diff old new`` in the task repository, or a line saying why there is none."""
-    if not old or not new:
-        return "no diff available: a run has no recorded commit"
-    if not (ws.task_dir / ".git").exists():
-        return "no diff available: the workspace has no task repository"
     try:
-        proc = subprocess.run(
-            ["git", "-C", str(ws.task_dir), "diff", "--stat", "--patch", old, new],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"no diff available: {exc}"
-    if proc.returncode != 0:
-        reason = (proc.stderr.strip().splitlines() or ["git failed"])[-1]
-        return f"no diff available: {reason}"
-    return proc.stdout or "no differences"
+        diff = diff_runs(ws, a, b)
+    except (DiffError, SourceError) as exc:
+        title = f"diff #{b} → #{a}" if b is not None else f"diff of run #{a}"
+        return title, f"no diff available: {exc}"
+    return f"diff #{diff.b.run_id} → #{diff.a.run_id}", diff.render(patch=True)

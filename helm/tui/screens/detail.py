@@ -84,6 +84,9 @@ class RunDetailScreen(HelmScreen):
     def action_diff(self) -> None:
         self.helm.diff_flow(self.run_id)
 
+    def action_promote(self) -> None:
+        self.helm.promote_flow(self.run_id)
+
     def action_mark(self) -> None:
         self.helm.mark(self.run_id)
 
@@ -117,7 +120,7 @@ class RunDetailScreen(HelmScreen):
         if detail.parent is None:
             text = "no diff available: this run has no parent"
         else:
-            text = ops.git_diff(self.helm.ws, detail.parent["commit"], detail.run["commit"])
+            _, text = ops.diff_text(self.helm.ws, detail.run["id"], detail.parent["id"])
         self.app.call_from_thread(
             render_diff, self.query_one("#diff", RichLog), text, self.helm.palette
         )

@@ -151,6 +151,9 @@ class MainScreen(HelmScreen):
     def action_pin(self) -> None:
         self.helm.pin_flow(self.selected_run_id())
 
+    def action_promote(self) -> None:
+        self.helm.promote_flow(self.selected_run_id())
+
     def action_diff(self) -> None:
         self.helm.diff_flow(self.selected_run_id())
 

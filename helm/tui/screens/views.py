@@ -49,7 +49,7 @@ class HelpScreen(ModalScreen):
 
 
 class DiffScreen(HelmScreen):
-    """``git diff`` between two runs' commits, coloured; loaded in a worker."""
+    """``helm diff`` of two runs (code, env, hyperparameters, results), coloured; in a worker."""
 
     CONTEXT = cmds.VIEW
     BINDINGS = cmds.bindings_for(cmds.VIEW)
@@ -68,9 +68,7 @@ class DiffScreen(HelmScreen):
 
     @work(thread=True, exclusive=True, group="diff", exit_on_error=False)
     def _load(self) -> None:
-        old, new = ops.run_commits(self.helm.ws, self.run_a, self.run_b)
-        text = ops.git_diff(self.helm.ws, old["commit"], new["commit"])
-        title = f"diff #{old['id']} → #{new['id']}"
+        title, text = ops.diff_text(self.helm.ws, self.run_a, self.run_b)
         self.app.call_from_thread(self._show, title, text)
 
     def _show(self, title: str, text: str) -> None:

@@ -171,6 +171,28 @@ async def test_mark_then_diff_against_the_marked_run(make_app: MakeApp) -> None:
         await pilot.press("escape")
 
 
+async def test_promote_key_opens_the_wizard_for_the_selected_run(make_app: MakeApp) -> None:
+    from helm.tui.screens.promote import PromoteScreen
+
+    app = make_app()
+
+    def counts() -> tuple[int, int]:
+        with app.ws.db(write=False) as db:
+            jobs = db.rows("SELECT COUNT(*) AS n FROM job")[0]["n"]
+            runs = db.rows("SELECT COUNT(*) AS n FROM run")[0]["n"]
+        return jobs, runs
+
+    before = counts()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("2", "P")  # the leaderboard's first row: run 11
+        assert isinstance(app.screen, PromoteScreen)
+        assert app.screen.run_id == 11
+        await pilot.press("escape")
+        await until(lambda: not isinstance(app.screen, PromoteScreen))
+    assert counts() == before  # opening and closing the wizard queues nothing
+
+
 async def test_swarm_stop_agent_asks_first(make_app: MakeApp) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:

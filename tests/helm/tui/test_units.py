@@ -23,7 +23,7 @@ def test_registry_ids_and_keys_are_unique_per_context() -> None:
     for ctx in (cmds.APP, cmds.MAIN, cmds.DETAIL, cmds.VIEW):
         keys = [c.key for c in cmds.commands_for(ctx)]
         assert len(keys) == len(set(keys)), ctx
-    assert "promote" not in cmds.BY_ID  # issue 8: absent until the promotion flow lands
+    assert cmds.BY_ID["promote"].key == "P"
 
 
 def test_keymap_from_config(tmp_path: Path) -> None:
