@@ -238,9 +238,25 @@ class HelmApp(App[None]):
     def pin_flow(self, run_id: int | None) -> None:
         def chosen(req: ops.PinRequest | None) -> None:
             if req is not None:
-                self.run_op(ops.pin, self.ws, req, done=lambda out: out.splitlines()[-1])
+                self._pin_checked(req)
 
         self.push_screen(PinScreen(run_id), chosen)
+
+    @work(thread=True, group="ops", exit_on_error=False)
+    def _pin_checked(self, req: ops.PinRequest) -> None:
+        """Pin, but first warn about a PR without a passing audit and let the operator decide."""
+        warning = ops.pin_warning(self.ws, req)
+        if warning is None:
+            self.run_op(ops.pin, self.ws, req, done=lambda out: out.splitlines()[-1])
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                forced = ops.PinRequest(req.kind, req.ref, req.repo, force=True)
+                self.run_op(ops.pin, self.ws, forced, done=lambda out: out.splitlines()[-1])
+
+        question = f"{warning}.\nPin {req.describe()} anyway?"
+        self.call_from_thread(self.push_screen, ConfirmScreen(question, yes="Pin anyway"), answered)
 
     def diff_flow(self, run_id: int | None) -> None:
         if run_id is None:

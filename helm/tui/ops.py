@@ -80,11 +80,14 @@ class PinRequest:
     kind: str  # pr | run | file
     ref: str
     repo: str | None = None
+    force: bool = False  # the operator confirmed pinning a PR without a passing audit
 
     def argv(self) -> list[str]:
         args = ["pin", self.kind, self.ref]
         if self.repo:
             args += ["--repo", self.repo]
+        if self.force:
+            args.append("--force")
         return args
 
     def describe(self) -> str:
@@ -110,6 +113,17 @@ def parse_pin(text: str, selected_run: int | None) -> PinRequest | None:
     if m := _PR.match(text):
         return PinRequest("pr", m.group("n"), m.group("repo"))
     return PinRequest("file", text)
+
+
+def pin_warning(ws: Workspace, request: PinRequest) -> str | None:
+    """Why pinning this PR is a risk (no audit, or one that did not pass), from the store."""
+    if request.kind != "pr":
+        return None
+    from helm.agents.github import DEFAULT_REPO
+    from helm.audit.fetch import pr_ref
+    from helm.audit.store import pin_warning as audit_warning
+
+    return audit_warning(ws, pr_ref(request.repo or DEFAULT_REPO, int(request.ref)))
 
 
 def pin(ws: Workspace, request: PinRequest) -> str:

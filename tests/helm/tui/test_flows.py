@@ -6,11 +6,9 @@ import asyncio
 import sys
 from collections.abc import Callable
 
-import pytest
 from textual.widgets import DataTable, Log
 from tui_campaign import SIZE, settle
 
-from helm.cli import build_parser
 from helm.models import hot
 from helm.tui import commands as cmds
 from helm.tui import ops
@@ -221,15 +219,28 @@ async def test_pin_failure_shows_the_error_line(make_app: MakeApp, monkeypatch) 
         await pilot.press("p")
         assert isinstance(app.screen, PinScreen)
         await pilot.press(*"99999", "enter")
+        # never audited: the operator is warned first and must confirm
+        await until(lambda: isinstance(app.screen, ConfirmScreen))
+        assert "never been audited" in app.screen.question
+        await pilot.press("y")
         await until(lambda: "no PR 99999" in messages(app))
 
 
-def _has_pin_command() -> bool:
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    return "pin" in sub.choices  # type: ignore[operator]
+async def test_pin_pr_declined_after_the_audit_warning_pins_nothing(
+    make_app: MakeApp, monkeypatch
+) -> None:
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(ops, "run_helm", lambda ws, *args, **kw: calls.append(args) or "")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("p", *"374", "enter")
+        await until(lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await pilot.pause()
+    assert calls == []
 
 
-@pytest.mark.skipif(not _has_pin_command(), reason="`helm pin` (helm/agents) not built yet")
 async def test_pin_file_changes_the_base(campaign, make_app: MakeApp) -> None:
     base = campaign.root / "my_train_gpt.py"
     base.write_text("print('a base')\n")
