@@ -52,9 +52,17 @@ def render_context(ctx: dict[str, Any]) -> str:
         out.append("")
         out.append("## Claimed by others (avoid duplicating)")
         out += [f"- {c['agent']}: {c['text']}" for c in ctx["claims"]]
-    flagged = [a for a in ctx.get("audits", []) if a["verdict"] not in ("real",)]
-    if flagged:
+    audits = ctx.get("audits", [])
+    failed = [a for a in audits if a["verdict"] in ("copy", "invalid", "not_reproduced")]
+    unverified = [
+        a for a in audits if a["verdict"] not in ("real", "copy", "invalid", "not_reproduced")
+    ]
+    if failed:
         out.append("")
         out.append("## Community PRs that failed audit (do not build on them)")
-        out += [f"- {a['ref']}: {a['verdict']}" for a in flagged]
+        out += [f"- {a['ref']}: {a['verdict']}" for a in failed]
+    if unverified:
+        out.append("")
+        out.append("## Community PRs not yet verified (no rerun; treat their claims with care)")
+        out += [f"- {a['ref']}: claims {a['claimed_bpb']}" for a in unverified]
     return "\n".join(out)

@@ -173,3 +173,18 @@ def test_expired_claims_drop_out(seeded: Workspace, helm) -> None:
         s.add(Claim(agent="bob", text="stale", created_at=0, expires_at=time.time() - 1))
     helm("claim", "add", "fresh", "--agent", "alice")
     assert [c["text"] for c in helm("claim", "ls", "--json").json()] == ["fresh"]
+
+
+def test_context_text_separates_failed_and_unverified_audits(seeded: Workspace, helm) -> None:
+    from helm.models.tables import Audit
+
+    with seeded.store.write() as s:
+        s.add(Audit(ref="openai/parameter-golf#601", verdict="copy", claimed_bpb=1.05))
+        s.add(Audit(ref="openai/parameter-golf#603", verdict="real", claimed_bpb=1.12))
+        s.add(Audit(ref="openai/parameter-golf#700", verdict="unverified", claimed_bpb=1.09))
+    text = helm("context", "--agent", "alice").out
+    failed, _, rest = text.partition("failed audit")[2].partition("not yet verified")
+    assert "#601: copy" in failed and "#700" not in failed and "#603" not in failed
+    assert "#700: claims 1.09" in rest and "#603" not in rest
+    verdicts = {a["ref"][-3:]: a["verdict"] for a in helm("context", "--json").json()["audits"]}
+    assert verdicts == {"601": "copy", "603": "real", "700": "unverified"}
