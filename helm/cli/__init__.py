@@ -14,22 +14,39 @@ from collections.abc import Sequence
 
 from helm.cli.common import CommandError, UsageError
 
-# Modules that add command groups, in help order.
-GROUP_MODULES = (
-    "helm.cli.store_cmds",
-    "helm.cli.daemon_cmds",
-    "helm.cli.host_cmds",
-    "helm.cli.job_cmds",
-    "helm.cli.promote_cmds",
-    "helm.cli.swarm_cmds",
-    "helm.cli.exp_cmds",
-    "helm.cli.pin_cmds",
-    "helm.cli.audit_cmds",
-    "helm.cli.demo_cmd",
-)
+# Modules that add command groups, in help order, with the top-level commands each adds.
+# The names let a call build only its own group's parser: argparse takes ~50 ms to build all
+# of them, a tenth of an agent's budget per call. tests/helm/cli/test_parser.py keeps this
+# table true to what each module registers.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "helm.cli.store_cmds": ("init", "feed", "directive", "runs", "leaderboard", "context", "claim"),
+    "helm.cli.daemon_cmds": ("daemon",),
+    "helm.cli.host_cmds": ("host",),
+    "helm.cli.job_cmds": ("job",),
+    "helm.cli.promote_cmds": ("diff", "promote"),
+    "helm.cli.swarm_cmds": ("swarm",),
+    "helm.cli.exp_cmds": ("exp",),
+    "helm.cli.pin_cmds": ("pin",),
+    "helm.cli.audit_cmds": ("audit",),
+    "helm.cli.demo_cmd": ("demo",),
+}
+GROUP_MODULES = tuple(GROUPS)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _module_for(argv: Sequence[str]) -> str | None:
+    """The one group module a command line needs, or None (help, TUI, unknown: build all)."""
+    args = list(argv)
+    while args[:1] == ["--home"] and len(args) >= 2:
+        args = args[2:]
+    if args and args[0].startswith("--home="):
+        args = args[1:]
+    if not args:
+        return None
+    return next((m for m, names in GROUPS.items() if args[0] in names), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given ``argv``, only the group that line needs (the full one otherwise)."""
     parser = argparse.ArgumentParser(
         prog="helm",
         description="Command center for a swarm of Parameter Golf research agents. "
@@ -39,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--home", help="campaign folder (default: $HELM_HOME, else ~/.local/share/helm)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in GROUP_MODULES:
+    only = _module_for(argv) if argv is not None else None
+    for name in (only,) if only else GROUP_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
@@ -61,7 +79,8 @@ def _error_classes() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     try:

@@ -256,8 +256,13 @@ def list_directives(
     pending_only: bool = False,
     directive_id: int | None = None,
     limit: int = 200,
+    own_delivery_only: bool = False,
 ) -> list[dict[str, Any]]:
-    """Directives newest first, each with its per-agent deliveries."""
+    """Directives newest first, each with its per-agent deliveries.
+
+    ``own_delivery_only`` (with ``agent``) keeps just that agent's delivery: what an agent's
+    context needs, and far less to read when fifty agents share two hundred directives.
+    """
     sql = "SELECT * FROM directive WHERE 1=1"
     params: dict[str, Any] = {"limit": limit}
     if directive_id is not None:
@@ -274,9 +279,11 @@ def list_directives(
     by_id: dict[int, list[dict[str, Any]]] = {d["id"]: [] for d in directives}
     if by_id:
         ids = ",".join(str(int(i)) for i in by_id)
+        only = " AND agent = :a" if own_delivery_only and agent is not None else ""
         for r in db.rows(
             f"SELECT directive_id, agent, delivered_at, acked_at FROM directive_delivery "
-            f"WHERE directive_id IN ({ids}) ORDER BY agent"
+            f"WHERE directive_id IN ({ids}){only} ORDER BY agent",
+            {"a": agent} if only else None,
         ):
             by_id[r["directive_id"]].append(
                 {"agent": r["agent"], "delivered_at": r["delivered_at"], "acked_at": r["acked_at"]}
@@ -424,7 +431,11 @@ def context(db: Db, agent: str | None, *, top: int = 5, feed: int = 10) -> dict[
     return {
         "agent": me,
         "base": current_pin(db),
-        "directives": list_directives(db, agent=agent, pending_only=True) if agent else [],
+        "directives": (
+            list_directives(db, agent=agent, pending_only=True, own_delivery_only=True)
+            if agent
+            else []
+        ),
         "leaderboard": leaderboard(db, limit=top),
         "feed": list_feed(db, limit=feed),
         "claims": live_claims(db),
