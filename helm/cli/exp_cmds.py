@@ -75,7 +75,6 @@ class _Stop:
 
 def _exp_run(args: argparse.Namespace) -> int:
     from helm.agents.experiment import ExperimentError, ExpRequest, run_experiment
-    from helm.agents.report import summary_text
 
     ws = workspace(args)
     agent = agent_name(args, required=False) or _agent_from_cwd(ws)
@@ -101,6 +100,12 @@ def _exp_run(args: argparse.Namespace) -> int:
             )
     except ExperimentError as exc:
         raise CommandError(str(exc)) from exc
+    return _print_result(args, res)
+
+
+def _print_result(args: argparse.Namespace, res) -> int:  # noqa: ANN001  (ExpResult)
+    from helm.agents.report import summary_text
+
     if args.json:
         print_json(res.to_json())
     else:
@@ -110,7 +115,6 @@ def _exp_run(args: argparse.Namespace) -> int:
 
 def _exp_wait(args: argparse.Namespace) -> int:
     from helm.agents.experiment import ExperimentError, finalize, wait_run
-    from helm.agents.report import summary_text
 
     ws = workspace(args)
     stream = sys.stderr if args.json else sys.stdout
@@ -119,11 +123,7 @@ def _exp_wait(args: argparse.Namespace) -> int:
         res = finalize(ws, args.run)
     except ExperimentError as exc:
         raise CommandError(str(exc)) from exc
-    if args.json:
-        print_json(res.to_json())
-    else:
-        print(summary_text(res))
-    return 0
+    return _print_result(args, res)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

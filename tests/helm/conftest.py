@@ -53,6 +53,38 @@ def helm(home: Path, capsys: pytest.CaptureFixture[str]):  # noqa: ANN201
     return run
 
 
+@pytest.fixture
+def local_fleet(tiny_data_dir: Path):  # noqa: ANN201
+    """Factory: ``with local_fleet(ws):`` gives ``ws`` a 2-slot local CPU host on the tiny
+    data and a running daemon; on exit it waits for the jobs to drain, then stops the daemon."""
+    import time
+    from contextlib import contextmanager
+
+    from helm import daemon
+    from helm.remote.hosts import add_host
+
+    @contextmanager
+    def fleet(ws: Workspace):  # noqa: ANN202
+        with ws.store.write() as s:
+            add_host(ws, s, "cpu", local=True, gpus=2, data=str(tiny_data_dir))
+        daemon.start_detached(ws)
+        try:
+            yield ws
+        finally:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with ws.db(write=False) as db:
+                    busy = db.rows(
+                        "SELECT id FROM job WHERE state IN ('queued','staging','running')"
+                    )
+                if not busy:
+                    break
+                time.sleep(0.5)
+            daemon.stop(ws)
+
+    return fleet
+
+
 # A real PostgreSQL server for the HELM_DB_URL path ----------------------------------------------
 def _pg_bin(name: str) -> str:
     import glob

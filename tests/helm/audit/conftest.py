@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,25 +36,10 @@ def real_logs(tiny_data_dir: Path) -> dict[int, Path]:
 
 
 @pytest.fixture
-def live(ws: Workspace, tiny_data_dir: Path) -> Iterator[Workspace]:
+def live(ws: Workspace, local_fleet) -> Iterator[Workspace]:  # noqa: ANN001
     """A 2-slot local CPU host on the tiny data and a running daemon; stopped after."""
-    from helm import daemon
-    from helm.remote.hosts import add_host
-
-    with ws.store.write() as s:
-        add_host(ws, s, "cpu", local=True, gpus=2, data=str(tiny_data_dir))
-    daemon.start_detached(ws)
-    try:
+    with local_fleet(ws):
         yield ws
-    finally:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with ws.db(write=False) as db:
-                busy = db.rows("SELECT id FROM job WHERE state IN ('queued','staging','running')")
-            if not busy:
-                break
-            time.sleep(0.5)
-        daemon.stop(ws)
 
 
 @pytest.fixture

@@ -125,27 +125,11 @@ def task_ws(ws: Workspace) -> Workspace:
 
 
 @pytest.fixture
-def live(task_ws: Workspace, tiny_data_dir: Path) -> Iterator[Workspace]:
+def live(task_ws: Workspace, local_fleet) -> Iterator[Workspace]:  # noqa: ANN001
     """A 2-slot local CPU host on the shared tiny data, and a running daemon; stopped (its
     jobs drained first) after the test."""
-    from helm import daemon
-    from helm.remote.hosts import add_host
-
-    ws = task_ws
-    with ws.store.write() as s:
-        add_host(ws, s, "cpu", local=True, gpus=2, data=str(tiny_data_dir))
-    daemon.start_detached(ws)
-    try:
-        yield ws
-    finally:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with ws.db(write=False) as db:
-                busy = db.rows("SELECT id FROM job WHERE state IN ('queued','staging','running')")
-            if not busy:
-                break
-            time.sleep(0.5)
-        daemon.stop(ws)
+    with local_fleet(task_ws):
+        yield task_ws
 
 
 @pytest.fixture
