@@ -2,7 +2,12 @@
 
 Rules, in the order they apply:
 
-- Order: priority (higher first), then age (older first), then id.
+- Order: priority (higher first). Within a priority, jobs that have waited
+  ``reserve_after_s`` or more go first, oldest first; younger jobs follow largest first
+  (first-fit decreasing), so a burst of mixed 1/2/4-GPU jobs packs the aligned blocks with
+  the big jobs while there is room and fills the gaps with the small ones, instead of
+  leaving 4-GPU jobs waiting on fragmented hosts at the end of the queue. No job waits long
+  for this: once overdue, age rules.
 - Fit: a job needs ``gpus`` free GPUs on one host (a pinned job only on its host). Among the
   hosts that fit, best fit wins (fewest GPUs left over), so small jobs pack together and
   whole boxes stay free for 8-GPU jobs. Within a host, an aligned block (0-3, 4-7 for a
@@ -117,7 +122,11 @@ def place(
             reserved.add(target.name)
         return False
 
-    order = sorted(pending, key=lambda j: (-j.priority, j.queued_at, j.id))
+    def order_key(j: Pending) -> tuple:
+        overdue = now - j.queued_at >= reserve_after_s
+        return (-j.priority, not overdue, 0 if overdue else -j.gpus, j.queued_at, j.id)
+
+    order = sorted(pending, key=order_key)
     for job in order:
         over = limit is not None and usage.get(job.agent or "", 0) + job.gpus > limit
         if over and job.agent is not None:
