@@ -138,7 +138,10 @@ class CommunityScreen(HelmScreen):
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._detail(event.cursor_row)
 
+    @work(thread=True, exclusive=True, group="community-detail", exit_on_error=False)
     def _detail(self, index: int) -> None:
-        if 0 <= index < len(self.rows):
-            text = findings_text(self.helm.ws, int(self.rows[index]["id"]))
-            self.query_one("#audit-detail", Static).update(Text(text))
+        """The highlighted audit's findings, read off the UI thread (cursor moves stay instant)."""
+        rows = self.rows
+        if 0 <= index < len(rows):
+            text = findings_text(self.helm.ws, int(rows[index]["id"]))
+            self.app.call_from_thread(self.query_one("#audit-detail", Static).update, Text(text))
