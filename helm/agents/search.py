@@ -90,9 +90,14 @@ def propose(
     *,
     random_prob: float,
     seen: Callable[[dict[str, str]], bool],
+    avoid: Callable[[str, str], bool] = lambda key, value: False,
     tries: int = 60,
 ) -> Proposal | None:
-    """A change of one knob (or two, at random) that has not been run from this point."""
+    """A change of one knob (or two, at random) that has not been run from this point.
+
+    ``avoid(key, value)`` vetoes a value known to be bad wherever it is tried (one that
+    crashed the script, such as a head count the model dimension does not divide).
+    """
     if not keys:
         return None
     values = current_values(knobs, env)
@@ -108,6 +113,8 @@ def propose(
             choice = rng.choice(near) if pair else near[min(len(near) - 1, attempt // 6)]
             changes[key] = format_value(choice)
         if len(changes) != len(picked) or all(env.get(k) == v for k, v in changes.items()):
+            continue
+        if any(avoid(k, v) for k, v in changes.items()):
             continue
         if seen({**env, **changes}):
             continue

@@ -40,6 +40,7 @@ class SweepState:
     effects: dict[str, list[float]] = field(default_factory=dict)
     sweeps: dict[str, dict[str, float | None]] = field(default_factory=dict)
     exhausted_at: float | None = None
+    crashed: list[str] = field(default_factory=list)  # "KEY=value" a local move crashed with
 
 
 class SweepAgent:
@@ -257,6 +258,7 @@ class SweepAgent:
             self.rng,
             random_prob=conf.sweep.random_prob,
             seen=seen,
+            avoid=lambda key, value: f"{key}={value}" in self.state.crashed,
         )
 
     # Learning -----------------------------------------------------------------------------------
@@ -268,6 +270,18 @@ class SweepAgent:
                 self.state.fixed.pop(k, None)
             self._save()
             self._post(f"set {p.description} crashed; dropped it (see run {res.run_id})", "system")
+            return
+        if p.kind == "local" and res.verdict == "crash":
+            # one knob changed and the script died: that value is broken, not just unlucky
+            for k, v in p.changes.items():
+                if f"{k}={v}" not in self.state.crashed:
+                    self.state.crashed.append(f"{k}={v}")
+            self._save()
+            self._post(
+                f"{p.description} crashed the script; not trying that value again "
+                f"(see run {res.run_id})",
+                run_id=res.run_id,
+            )
             return
         if p.kind in ("local", "random", "queued") and res.verdict in ("keep", "discard"):
             if res.val_bpb is None or res.best_before is None:

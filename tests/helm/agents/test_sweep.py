@@ -105,3 +105,42 @@ def test_second_agent_reference_uses_another_seed(task_ws, backend) -> None:
     (r1,), (r2,) = _runs(task_ws, "s1"), _runs(task_ws, "s2")
     assert r1["seed"] is None and r2["seed"] == 1338  # same code and env: a noise sample
     assert r2["status"] == "keep"
+
+
+def test_propose_never_offers_a_vetoed_value() -> None:
+    import random
+
+    from helm.agents.search import propose
+
+    knobs = discover(SCRIPT)
+    offered = set()
+    for seed in range(40):
+        p = propose(knobs, {}, ["NUM_LAYERS"], random.Random(seed), random_prob=0.0,
+                    seen=lambda env: False, avoid=lambda k, v: (k, v) == ("NUM_LAYERS", "5"))  # fmt: skip
+        assert p is not None and p.changes != {"NUM_LAYERS": "5"}
+        offered.add(p.changes["NUM_LAYERS"])
+    unvetoed = propose(knobs, {}, ["NUM_LAYERS"], random.Random(0), random_prob=0.0,
+                       seen=lambda env: False)  # fmt: skip
+    assert unvetoed is not None and unvetoed.changes == {"NUM_LAYERS": "5"}  # nearest first
+    assert offered == {"3"}  # the next nearest value instead
+
+
+def test_a_value_that_crashed_is_remembered(task_ws, agent, fake_backend_class) -> None:
+    task_ws.config_path.write_text(
+        '[agents.sweep]\nmeasure_noise = false\nkeys = ["NUM_KV_HEADS"]\n'
+    )
+
+    def heads_must_divide(env: dict[str, str], seed: int | None) -> float | None:
+        kv = int(env.get("NUM_KV_HEADS", "4"))
+        return None if kv == 0 or 8 % kv else 1.5  # a crash, as the real script's assert
+
+    sa = SweepAgent(task_ws, agent, backend=fake_backend_class(heads_must_divide), poll_s=0.01,
+                    seed=0)  # fmt: skip
+    sa.run(max_steps=3)
+    crashed = [r for r in _runs(task_ws, agent) if r["status"] == "crash"]
+    assert crashed, "the first local move (NUM_KV_HEADS 4→5) should have crashed"
+    assert sa.state.crashed and all(x.startswith("NUM_KV_HEADS=") for x in sa.state.crashed)
+    assert SweepAgent(task_ws, agent).state.crashed == sa.state.crashed  # persisted
+    with task_ws.db(write=False) as db:
+        texts = [r["text"] for r in db.rows("SELECT text FROM feed_post WHERE kind='insight'")]
+    assert any("crashed the script; not trying that value again" in t for t in texts)
