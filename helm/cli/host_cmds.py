@@ -109,7 +109,8 @@ def _ls(args: argparse.Namespace) -> None:
                 h["target"] or "local",
                 h["gpus"],
                 _gpu_summary(h["check"]),
-                {True: "yes", False: "no", None: "?"}[h["reachable"]],
+                {True: "yes", False: "no", None: "?"}[h["reachable"]]
+                + ("" if h["enabled"] else " (disabled)"),
                 fmt_age(h["checked_at"]),
                 "; ".join(h["check"].get("problems", [])) or h["check"].get("error") or "-",
             )
@@ -188,6 +189,18 @@ def _rm(args: argparse.Namespace) -> None:
     print(f"removed host {args.name}")
 
 
+def _set_enabled(args: argparse.Namespace) -> None:
+    from helm.remote.hosts import set_enabled
+
+    enabled = args.host_cmd == "enable"
+    with workspace(args).store.write() as s:
+        set_enabled(s, args.name, enabled)
+    if enabled:
+        print(f"host {args.name} enabled: new jobs may be placed on it")
+    else:
+        print(f"host {args.name} disabled: no new jobs; running ones finish and are watched")
+
+
 def _trust(args: argparse.Namespace) -> None:
     import asyncio
 
@@ -226,7 +239,9 @@ def _trust(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     h = sub.add_parser("host", help="the boxes jobs run on (SSH or this machine)")
-    hs = h.add_subparsers(dest="host_cmd", required=True, metavar="{add,ls,check,rm,trust}")
+    hs = h.add_subparsers(
+        dest="host_cmd", required=True, metavar="{add,ls,check,disable,enable,rm,trust}"
+    )
     p = add_leaf(hs, "add", _add, "register a box", listing=True)
     p.add_argument("name")
     where = p.add_mutually_exclusive_group(required=True)
@@ -245,6 +260,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--env", action="append", metavar="K=V", help="environment for every job")
     add_leaf(hs, "ls", _ls, "list hosts with their last check", listing=True)
     p = add_leaf(hs, "check", _check, "probe a host: GPUs, python, torch, data, disk", listing=True)
+    p.add_argument("name")
+    p = add_leaf(hs, "disable", _set_enabled, "place no new jobs on a host (drain it)")
+    p.add_argument("name")
+    p = add_leaf(hs, "enable", _set_enabled, "let the scheduler use a host again")
     p.add_argument("name")
     p = add_leaf(hs, "rm", _rm, "forget a host (not while it runs jobs)")
     p.add_argument("name")

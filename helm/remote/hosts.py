@@ -131,6 +131,14 @@ def get_host(session: Session, name: str) -> Host:
     return host
 
 
+def set_enabled(session: Session, name: str, enabled: bool) -> Host:
+    """Take a box out of placement (jobs running there finish and are watched), or back in."""
+    host = get_host(session, name)
+    host.enabled = enabled
+    session.add(host)
+    return host
+
+
 def remove_host(ws: Workspace, session: Session, name: str) -> Host:
     from sqlmodel import col
 

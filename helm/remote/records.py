@@ -34,7 +34,8 @@ class Snapshot:
 
 def snapshot(store: Store) -> Snapshot:
     with store.read() as s:
-        hosts = list(s.exec(select(Host).where(col(Host.enabled).is_(True))))
+        # disabled hosts too: their running jobs are still watched (placement skips them)
+        hosts = list(s.exec(select(Host)))
         active = list(s.exec(select(Job).where(col(Job.state).in_(ACTIVE_JOB_STATES))))
         queued = list(s.exec(select(Job).where(Job.state == "queued")))
     cancel = {j.id for j in active + queued if j.cancel_requested and j.id is not None}

@@ -4,6 +4,7 @@ process that vanishes without an exit code (lost, requeued, then given up on).""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -242,3 +243,36 @@ async def test_queued_cancel_and_unplaceable_job(backend_ws: Workspace) -> None:
     assert job_row(ws, big).state == "queued"
     assert job_row(ws, big).error == "needs 8 GPUs on one host; the largest host has 4"
     assert job_row(ws, queued).state == "cancelled"
+
+
+SLOW_BODY = """
+import time
+print("step:1/2 train_loss:3.0000 train_time:5ms step_avg:5.00ms", flush=True)
+time.sleep(1.5)
+print("final_int8_zlib_roundtrip_exact val_loss:2.00000000 val_bpb:1.30000000", flush=True)
+"""
+
+
+async def test_disabled_host_drains_and_survives_a_restart(ws: Workspace, helm) -> None:
+    """``helm host disable``: the running job finishes (watched, even by a new dispatcher),
+    no new job is placed there until ``helm host enable``."""
+    from dispatch_helpers import add_local_host
+
+    add_local_host(ws, gpus=1)
+    async with Dispatcher(ws):
+        first = _submit(ws, SLOW_BODY)
+        await wait_state(ws, first, "running")
+        res = helm("host", "disable", "box")
+        assert res.code == 0 and "disabled" in res.out
+    second = _submit(ws, SLOW_BODY)
+    async with Dispatcher(ws):  # a restarted daemon reattaches to the disabled host's job
+        done = await wait_state(ws, first, "succeeded", "failed", "lost", timeout=30)
+        assert done.state == "succeeded", done.error
+        await asyncio.sleep(1.0)  # several scheduling passes with a free GPU
+        assert job_row(ws, second).state == "queued"
+        assert "(disabled)" in helm("host", "ls").out
+        assert helm("host", "enable", "box").code == 0
+        assert (await wait_state(ws, second, "succeeded", "failed", timeout=30)).state == (
+            "succeeded"
+        )
+    assert helm("host", "enable", "nope").code == 1
