@@ -88,6 +88,32 @@ class Workspace:
         """Host keys the user trusted through ``helm host trust`` (added to ~/.ssh's)."""
         return self.root / "known_hosts"
 
+    @cached_property
+    def campaign_id(self) -> str:
+        """A short random id of this campaign, made once (``<home>/campaign.id``).
+
+        Boxes are shared: two campaigns using the same default work folder on one box would
+        number their jobs alike and could take each other's job folders for their own (and the
+        dispatcher's stray reaper could stop the other's jobs). Each campaign's default work
+        folder therefore carries this id.
+        """
+        import secrets
+
+        path = self.root / "campaign.id"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        tmp = path.with_name(f"campaign.id.{os.getpid()}")
+        tmp.write_text(secrets.token_hex(6) + "\n")
+        try:
+            os.link(tmp, path)  # first writer wins; a racing one reads the winner's id
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        return path.read_text().strip()
+
     def job_dir(self, job_id: int) -> Path:
         return self.jobs_dir / str(job_id)
 

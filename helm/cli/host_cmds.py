@@ -249,7 +249,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--local", action="store_true", help="this machine (GPUs = job slots)")
     p.add_argument("--identity", metavar="KEY", help="SSH private key (default: ssh's own)")
     p.add_argument("--gpus", type=int, help="GPUs to schedule on it (default 8; local 1)")
-    p.add_argument("--workdir", help="where jobs live on the box (default ~/helm-jobs)")
+    p.add_argument(
+        "--workdir", help="where jobs live on the box (default ~/helm-jobs/<campaign id>)"
+    )
     p.add_argument("--data", metavar="DIR", help="dataset root on the box (sets DATA_PATH ...)")
     p.add_argument("--python", metavar="PATH", help="interpreter on the box (default python3)")
     p.add_argument(

@@ -115,7 +115,7 @@ def add_host(
         assert ssh is not None
         user, hostname, port = parse_target(ssh)
         host.ssh_user, host.ssh_host, host.ssh_port = user, hostname, port or 22
-        host.workdir = workdir or "~/helm-jobs"
+        host.workdir = workdir or f"~/helm-jobs/{ws.campaign_id}"
     session.add(host)
     session.flush()
     SecretStore(ws.root).put(f"host:{name}", secrets)

@@ -139,6 +139,36 @@ def kill_command(pgid: int, signal: str) -> str:
     return f"kill -s {signal} -- -{pgid} 2>/dev/null; kill -s {signal} {pgid} 2>/dev/null; exit 0\n"
 
 
+def reap_script(jobs_dir: str, keep: Sequence[str], *, min_age_s: int) -> str:
+    """TERM the process group of every job folder still running that helm no longer expects.
+
+    A try that was declared lost while its box was unreachable may still be running when the
+    box comes back, on GPUs the scheduler has since given to someone else. A folder is a
+    stray when its wrapper is alive (``/proc/<pid>/cwd`` is that folder), it has no exit
+    code yet, it is not in ``keep`` (the folders of this host's staging and running jobs),
+    and its pid file is older than ``min_age_s`` (never a job being launched right now).
+    Prints ``<folder> <pid>`` for each one signalled.
+    """
+    keep_words = " ".join(shlex.quote(k) for k in keep)
+    return (
+        f"cd {shlex.quote(jobs_dir)} 2>/dev/null || exit 0\n"
+        "now=$(date +%s)\n"
+        "for d in */; do\n"
+        "  d=${d%/}\n"
+        f'  case " {keep_words} " in *" $d "*) continue;; esac\n'
+        f'  [ -f "$d/{PID_FILE}" ] && [ ! -f "$d/{EXIT_FILE}" ] || continue\n'
+        f'  pid=$(cat "$d/{PID_FILE}")\n'
+        '  case "$pid" in ""|*[!0-9]*) continue;; esac\n'
+        '  cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || continue\n'
+        '  [ "${cwd##*/}" = "$d" ] || continue\n'
+        f'  [ $((now - $(stat -c %Y "$d/{PID_FILE}"))) -ge {int(min_age_s)} ] || continue\n'
+        # -s form: dash's kill takes "--" only after -s SIGNAL
+        '  kill -s TERM -- "-$pid" 2>/dev/null && echo "$d $pid"\n'
+        "done\n"
+        "exit 0\n"
+    )
+
+
 def remote_job_dir(workdir: str, job_id: int, attempt: int) -> str:
     """``<workdir>/jobs/<id>``; a retry gets its own folder so a stray first try can't clash."""
     name = str(job_id) if attempt <= 1 else f"{job_id}.{attempt}"

@@ -29,7 +29,7 @@ from helm.remote import records
 from helm.remote.backend import Box, BoxError
 from helm.remote.check import check_box
 from helm.remote.hosts import box_key, make_box, python_for
-from helm.remote.launch import JOBS_DIR, done_log
+from helm.remote.launch import JOBS_DIR, done_log, reap_script, remote_job_dir
 from helm.remote.scheduler import HostSlots, Pending, agent_limit, place
 from helm.remote.secrets import SecretStore
 from helm.remote.settings import RemoteSettings
@@ -74,6 +74,8 @@ class DispatchService:
         self._connecting: dict[str, asyncio.Task] = {}
         self._checks: dict[str, asyncio.Task] = {}
         self._checked_at: dict[str, float] = {}
+        self._reaps: dict[str, asyncio.Task] = {}
+        self._reaped_at: dict[str, float] = {}
         self._monitor: asyncio.Task | None = None
         self._last_heartbeat = 0.0
         self.placed = 0  # jobs placed since start (bench, tests)
@@ -91,6 +93,7 @@ class DispatchService:
         """Stop watching; jobs keep running on their boxes and are reattached next start."""
         tasks = [t for t, _ in self.watchers.values()]
         tasks += list(self._checks.values()) + list(self._connecting.values())
+        tasks += list(self._reaps.values())
         if self._poked is not None:
             tasks.append(self._poked)
         if self._monitor is not None:
@@ -127,6 +130,7 @@ class DispatchService:
             if job.id not in self.watchers:
                 self._attach(job, hosts.get(job.host or ""))
         self._schedule_checks(hosts)
+        self._schedule_reaps(hosts, snap.active)
         queued = [j for j in snap.queued if not j.cancel_requested]
         if queued:
             await self._place(queued, snap.active, hosts)
@@ -274,6 +278,47 @@ class DispatchService:
                 continue
             self._checked_at[name] = now
             self._checks[name] = asyncio.create_task(self.check_host(host))
+
+    def _schedule_reaps(self, hosts: dict[str, Host], active: list[Job]) -> None:
+        """Now and then, on each connected box, stop tries of jobs that helm gave up on."""
+        every = self.settings.reap_every_s
+        if every <= 0:
+            return
+        now = time.monotonic()
+        for name, host in hosts.items():
+            entry = self.boxes.get(name)
+            if entry is None or not getattr(entry[1], "connected", True):
+                continue
+            if name in self._reaps and not self._reaps[name].done():
+                continue
+            if now - self._reaped_at.get(name, -1e18) < every:
+                continue
+            self._reaped_at[name] = now
+            keep = [
+                remote_job_dir("", j.id, j.attempts).rsplit("/", 1)[-1]
+                for j in active
+                if j.host == name and j.id is not None
+            ]
+            self._reaps[name] = asyncio.create_task(self._reap(host, entry[1], keep))
+
+    async def _reap(self, host: Host, box: Box, keep: list[str]) -> None:
+        try:
+            workdir = await box.realpath(host.workdir)
+            script = reap_script(
+                f"{workdir}/{JOBS_DIR}", keep, min_age_s=int(self.settings.reap_min_age_s)
+            )
+            res = await box.run(script, timeout=30)
+        except BoxError as exc:
+            self.log.info("reap on %s skipped: %s", host.name, exc)
+            return
+        for line in res.stdout.splitlines():
+            folder, _, pid = line.partition(" ")
+            self.log.warning(
+                "host %s: stray try %s (pid %s) of a job helm gave up on: sent TERM",
+                host.name,
+                folder,
+                pid,
+            )
 
     async def check_host(self, host: Host) -> dict:
         """Run ``host check`` now and store the result (also used by the CLI)."""

@@ -26,6 +26,8 @@ class RemoteSettings:
     keepalive_s: float = 5.0  # SSH keep-alive interval; a silent peer is dead after 3 misses
     reserve_after_s: float = 60.0  # a job that waited this long gets a host drained for it
     agent_gpu_share: float = 0.5  # one agent may hold this share of the fleet while others wait
+    reap_every_s: float = 60.0  # look for stray tries of lost jobs on each connected box (0: off)
+    reap_min_age_s: float = 120.0  # never touch a job folder whose pid file is younger
 
     @classmethod
     def load(cls, ws: Workspace) -> RemoteSettings:

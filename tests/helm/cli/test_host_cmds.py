@@ -22,7 +22,10 @@ def test_add_ls_rm_local_and_ssh(helm, home: Path) -> None:
     res = helm("host", "ls", "--json")
     hosts = {h["name"]: h for h in res.json()}
     assert hosts["h100"]["target"] == "ubuntu@10.0.0.5:2222"
-    assert hosts["h100"]["gpus"] == 8 and hosts["h100"]["workdir"] == "~/helm-jobs"
+    assert (
+        hosts["h100"]["gpus"] == 8
+        and hosts["h100"]["workdir"] == f"~/helm-jobs/{(home / 'campaign.id').read_text().strip()}"
+    )
     assert hosts["h100"]["env"] == {"WANDB_API_KEY": "***", "NCCL_DEBUG": "WARN"}
     assert hosts["cpu"]["workdir"] == str(home / "boxes" / "cpu")
     assert b"abc123" not in (home / "helm.db").read_bytes()

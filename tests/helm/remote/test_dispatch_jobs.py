@@ -276,3 +276,44 @@ async def test_disabled_host_drains_and_survives_a_restart(ws: Workspace, helm) 
             "succeeded"
         )
     assert helm("host", "enable", "nope").code == 1
+
+
+async def test_stray_try_of_a_lost_job_is_stopped_when_its_box_answers(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """A try declared lost (its box was unreachable past ``lost_after_s``) may still run when
+    the box comes back, on GPUs the scheduler has given away: the reaper stops it, and only
+    it (the retry keeps running)."""
+    from dataclasses import replace
+
+    from dispatch_helpers import FAST, add_local_host
+
+    from helm.remote import records
+
+    add_local_host(ws, gpus=1)
+    release = tmp_path / "release"
+    body = (
+        "import os, time\n"
+        f"while not os.path.exists({str(release)!r}):\n"
+        "    time.sleep(0.05)\n"
+        'print("final_int8_zlib_roundtrip_exact val_loss:2.00000000 val_bpb:1.30000000")\n'
+    )
+    job_id = _submit(ws, body)
+    try:
+        async with Dispatcher(ws):
+            first = await wait_state(ws, job_id, "running")
+        assert first.pid is not None and not _dead(first.pid)
+        # what the dispatcher records when the box stays dark past lost_after_s
+        records.lost(ws.store, ws, job_id, "host box unreachable for 300s")
+        reaping = replace(FAST, reap_every_s=0.2, reap_min_age_s=0)
+        async with Dispatcher(ws, reaping):
+            retry = await wait_until(
+                ws, job_id, lambda j: j.state == "running" and j.pid != first.pid
+            )
+            await wait_until(ws, job_id, lambda j: _dead(first.pid), timeout=15)
+            assert not _dead(retry.pid)  # the retry is the job helm expects: left alone
+            release.write_text("go")
+            done = await wait_state(ws, job_id, "succeeded", "failed", timeout=30)
+        assert done.state == "succeeded" and done.attempts == 2
+    finally:
+        release.write_text("go")  # never leave a try waiting forever, pass or fail
