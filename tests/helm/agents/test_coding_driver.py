@@ -39,7 +39,14 @@ def _task_source(tmp_path: Path) -> Path:
     shutil.copy(HERE / "fake_train_gpt.py", src / "train_gpt.py")
     repo = Repo.init(src)
     repo.git.add("-A")
-    repo.git.commit("-m", "fake task", "--author", "t <t@t>")
+    # an identity of its own: a fresh machine may have no global git user
+    repo.git.commit(
+        "-m",
+        "fake task",
+        "--author",
+        "t <t@t>",
+        env={"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"},
+    )
     return src
 
 

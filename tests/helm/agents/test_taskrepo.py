@@ -27,7 +27,14 @@ def test_cloned_from_a_path(ws: Workspace, tmp_path) -> None:
     r = Repo.init(src)
     (src / "train_gpt.py").write_text("print(1)\n")
     r.git.add("-A")
-    r.git.commit("-m", "x", "--author", "t <t@t>")
+    # an identity of its own: a fresh machine may have no global git user
+    r.git.commit(
+        "-m",
+        "x",
+        "--author",
+        "t <t@t>",
+        env={"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"},
+    )
     repo, _ = tr.ensure_task_repo(ws, str(src))
     assert repo.active_branch.name == "base"
     assert (ws.task_dir / "train_gpt.py").read_text() == "print(1)\n"
