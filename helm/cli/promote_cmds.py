@@ -107,7 +107,7 @@ def _promote(args: argparse.Namespace) -> int:
         poll_s=args.poll,
     )
     try:
-        prepared = prepare(ws, args.run, opts)
+        prepared = prepare(ws, args.run, opts, require_identity=not args.dry_run)
     except (PromoteError, SourceError) as exc:
         report = getattr(exc, "report", None)
         if report is not None:

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,10 +104,20 @@ def _default_name(run: dict[str, Any]) -> str:
     return fd.clean_name(f"{agent}_run{run['id']}")
 
 
-def prepare(ws: Workspace, run_id: int, opts: PromoteOptions) -> Prepared:
-    """Everything that can be checked before spending GPU time; writes nothing that stays."""
+def prepare(
+    ws: Workspace, run_id: int, opts: PromoteOptions, *, require_identity: bool = True
+) -> Prepared:
+    """Everything that can be checked before spending GPU time; writes nothing that stays.
+
+    ``require_identity=False`` (a dry run) plans without an author and GitHub id: asking
+    what a promotion would cost should not need the submission's metadata yet.
+    """
     if opts.track not in fd.TRACKS:
         raise PromoteError(f"unknown track {opts.track!r}: record or non-record")
+    if not require_identity:  # placeholders for the pre-flight folder, which is thrown away
+        opts = replace(
+            opts, author=opts.author or "(dry run)", github_id=opts.github_id or "dry-run"
+        )
     for key, flag in (("author", "--author"), ("github_id", "--github-id")):
         if not (getattr(opts, key) or "").strip():
             raise PromoteError(f"{flag} is required: a record's submission.json names it")
