@@ -36,10 +36,43 @@ import argparse
 import codecs
 import json
 import math
-import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from golf_task.log_lines import (
+    BUDGET_LABEL,
+    BUDGET_RE,
+    CODE_RE,
+    EVAL_TIME_RE,
+    EVENT_KEYWORDS,
+    HP_BLOCK_RE,
+    HP_HEAD_RE,
+    KV_LINE_RE,
+    KV_RE,
+    NEEDS_NEWLINE,
+    PARAMS_RE,
+    PEAK_RE,
+    PY_START_RE,
+    RUN_MARKERS,
+    SCORE_HEAD_RE,
+    SEPARATOR_RE,
+    SERIALIZED_RE,
+    STEP_AVG_RE,
+    STEP_TRAIN_RE,
+    STEP_VAL_RE,
+    STOP_RE,
+    TOTAL_EVAL_RE,
+    TOTAL_RE,
+    TRAIN_KEYWORDS,
+    TRAIN_TIME_RE,
+    VAL_BPB_RE,
+    VAL_LOSS_RE,
+    duration_ms,
+    float_or_none,
+    number,
+    strip_ts,
+)
+from golf_task.log_summary import LogSummary
 
 __all__ = [
     "BUDGET_LABEL",
@@ -49,169 +82,11 @@ __all__ = [
     "parse_text",
 ]
 
-# A ``budget:N/16000000`` line carries no label of its own; this is the name the fixtures'
-# reference parser gives such totals (the ternary record's base-3 packing).
-BUDGET_LABEL = "budget/legendre"
-
 _MAX_LINE = 256 * 1024  # longer "lines" are garbage (binary noise); they are dropped
 _HEADER_LINE_LIMIT = 5000  # a header longer than this is not a header; scan in bulk
 _CHUNK = 1 << 20
 
-_NUM = r"[-+]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][-+]?\d{1,4})?|[-+]?(?:nan|inf)"
-_INT = r"\d{1,15}"
-_TS_RE = re.compile(r"\d{9,12}(?:\.\d{1,9})?[ \t]")  # one separator: keep indentation
-_STEP_TRAIN_RE = re.compile(
-    rf"(?:step:[ \t]*)?({_INT})/({_INT})[ \t]+(?:train_)?loss[:=][ \t]*({_NUM})(.*)"
-)
-_STEP_VAL_RE = re.compile(
-    rf"(?:step:[ \t]*)?({_INT})/({_INT})[ \t]+val_loss[:=][ \t]*({_NUM})[ \t]+"
-    rf"val_bpb[:=][ \t]*({_NUM})(.*)"
-)
-_TRAIN_TIME_RE = re.compile(rf"(?<![\w/])(?:train_time|t)[:=][ \t]*({_NUM})[ \t]*(ms|s|m)(?!\w)")
-_STEP_AVG_RE = re.compile(rf"(?<![\w/])(?:step_avg|avg)[:=][ \t]*({_NUM})[ \t]*ms")
-_SCORE_HEAD_RE = re.compile(r"(?:final_|legal_ttt|quantized)[\w.+\-]*")
-# score values must end at a word boundary: "val_bpb:1.22step:5/..." is two writers' lines
-# run together, not a score of 1.22
-_VAL_BPB_RE = re.compile(rf"(?<!\w)val_bpb[:=][ \t]*({_NUM})(?![\w.])")
-_VAL_LOSS_RE = re.compile(rf"(?<!\w)val_loss[:=][ \t]*({_NUM})(?![\w.])")
-_EVAL_TIME_RE = re.compile(rf"(?<!\w)eval_time[:=][ \t]*({_NUM})[ \t]*(ms|s)(?!\w)")
-_STOP_RE = re.compile(
-    rf"stopping_early:[ \t]*wallclock_cap[ \t]+train_time:[ \t]*({_NUM})ms[ \t]+"
-    rf"step:[ \t]*({_INT})/({_INT})"
-)
-_SERIALIZED_RE = re.compile(rf"Serialized model ([^\s:][^:]*?):[ \t]*({_INT}) bytes")
-_CODE_RE = re.compile(rf"Code size(?: \((compressed|uncompressed)\))?:[ \t]*({_INT}) bytes")
-_TOTAL_RE = re.compile(rf"Total submission size(?: ([^\s:][^:]*?))?:[ \t]*({_INT}) bytes")
-_BUDGET_RE = re.compile(rf"budget:[ \t]*({_INT})/({_INT})")
-_TOTAL_EVAL_RE = re.compile(rf"total_eval_time:[ \t]*({_NUM})[ \t]*(ms|s)")
-_PEAK_RE = re.compile(rf"peak memory allocated:[ \t]*({_NUM}) MiB")
-_PARAMS_RE = re.compile(rf"(?:model_)?params:[ \t]*({_INT})\b")
-_HP_HEAD_RE = re.compile(r"(?:-+[ \t]*)?Hyperparameters\b")
-_HP_BLOCK_RE = re.compile(r"[ \t]+([A-Za-z_][\w.]*):[ \t]*(.*)$")  # indented
-_KV_LINE_RE = re.compile(r"(?:[A-Za-z_][\w.]*[:=] ?\S+[ \t]*)+$")
-_KV_RE = re.compile(r"([A-Za-z_][\w.]*)[:=] ?(\S+)")
-_SEPARATOR_RE = re.compile(r"={20,}[ \t]*$")
-_PY_START_RE = re.compile(r"(?:\"\"\"|'''|#!|from\s+[\w.]+\s+import\b|import\s+\w)")
-
-# Substrings that every interesting non-step line contains (bulk scanning looks only at lines
-# holding one of these), and the substrings that may open a new run's header.
-_EVENT_KEYWORDS = ["val_bpb", "bytes", "budget:", "stopping_early", "total_eval_time", "peak"]
-_RUN_MARKERS = ("Hyperparameters", "params:")
-_TRAIN_KEYWORDS = ("train_loss", " loss:")
-_NEEDS_NEWLINE = (
-    "final_",
-    "legal_ttt",
-    "quantized",
-    "Serialized model",
-    "Code size",
-    "Total submission size",
-    "budget:",
-)
-_TIME_UNIT_MS = {"ms": 1.0, "s": 1000.0, "m": 60000.0}
-
 _INIT, _ECHO, _HEADER, _BULK = range(4)
-
-
-@dataclass
-class LogSummary:
-    """What a log says right now; every field is None until the log has said it."""
-
-    step: int | None = None
-    total_steps: int | None = None
-    train_loss: float | None = None
-    last_val_loss: float | None = None
-    last_val_bpb: float | None = None
-    train_time_ms: float | None = None
-    step_avg_ms: float | None = None
-    eta_s: float | None = None
-    wallclock_stopped: bool = False
-    score_line: str | None = None
-    val_loss: float | None = None
-    val_bpb: float | None = None
-    bytes_total: int | None = None
-    total_label: str | None = None
-    bytes_code: int | None = None
-    bytes_model: int | None = None
-    stop_step: int | None = None
-    eval_time_ms: float | None = None
-    peak_memory_mib: float | None = None
-    hyperparameters: dict[str, str] = field(default_factory=dict)
-    # Extras the validator uses: the uncompressed code size when a log prints both, and the
-    # model's own label (e.g. ``int8+zlib``).
-    bytes_code_raw: int | None = None
-    model_label: str | None = None
-
-    @property
-    def seed(self) -> int | None:
-        """The run's seed from its hyperparameters, if the log printed one."""
-        for key in ("seed", "s"):
-            value = self.hyperparameters.get(key)
-            if value is not None and value.isdigit():
-                return int(value)
-        return None
-
-    @property
-    def has_score(self) -> bool:
-        return self.val_bpb is not None
-
-    def to_json(self) -> dict:
-        """Fields named as in ``expected.json`` first, then the progress fields; absent = None."""
-        out: dict = {}
-        for key in _JSON_ORDER:
-            value = getattr(self, key)
-            if value is None or (isinstance(value, float) and not math.isfinite(value)):
-                continue
-            out[key] = value
-        out["wallclock_stopped"] = self.wallclock_stopped
-        if self.hyperparameters:
-            out["hyperparameters"] = dict(self.hyperparameters)
-        return out
-
-
-_JSON_ORDER = [
-    "val_bpb",
-    "val_loss",
-    "score_line",
-    "bytes_total",
-    "total_label",
-    "bytes_code",
-    "bytes_model",
-    "stop_step",
-    "train_time_ms",
-    "eval_time_ms",
-    "peak_memory_mib",
-    "bytes_code_raw",
-    "model_label",
-    "step",
-    "total_steps",
-    "train_loss",
-    "last_val_loss",
-    "last_val_bpb",
-    "step_avg_ms",
-    "eta_s",
-]
-
-
-def _num(text: str) -> float | int:
-    """A logged number as int when it is written as one (so ``600038ms`` stays ``600038``)."""
-    if text.isdigit():
-        return int(text)
-    return float(text)
-
-
-def _ms(value: str, unit: str) -> float | int:
-    """A duration in ms; whole milliseconds stay ints, other units are rounded to the µs."""
-    if unit == "ms":
-        return _num(value)
-    return round(float(value) * _TIME_UNIT_MS[unit], 3)
-
-
-def _strip_ts(line: str) -> str:
-    if line[:1].isdigit():
-        m = _TS_RE.match(line)
-        if m is not None:
-            return line[m.end() :]
-    return line
 
 
 class LogParser:
@@ -334,7 +209,7 @@ class LogParser:
             if self._mode == _INIT:
                 if not line.strip():
                     continue
-                if _PY_START_RE.match(line):
+                if PY_START_RE.match(line):
                     self._mode = _ECHO
                     return pos
                 self._mode = _HEADER
@@ -344,7 +219,7 @@ class LogParser:
                 self._in_hp_block = False
                 continue
             if self._in_hp_block:  # the long indented blocks: one match per line, nothing else
-                m = _HP_BLOCK_RE.match(_strip_ts(line))
+                m = HP_BLOCK_RE.match(strip_ts(line))
                 if m is not None:
                     self.hyperparameters[m.group(1)] = m.group(2).strip()
                     continue
@@ -362,7 +237,7 @@ class LogParser:
                 return end
             ls = max(pos, text.rfind("\n", pos, p) + 1)
             nl = text.find("\n", p, end)
-            if _SEPARATOR_RE.match(_strip_ts(text[ls:nl])):
+            if SEPARATOR_RE.match(strip_ts(text[ls:nl])):
                 self._mode = _HEADER
                 return nl + 1
             pos = nl + 1
@@ -370,17 +245,17 @@ class LogParser:
     def _bulk(self, text: str, pos: int, end: int) -> int:
         """Fast path: only lines holding an event keyword, plus the last step line, are read."""
         stop = end
-        for kw in _RUN_MARKERS:
+        for kw in RUN_MARKERS:
             p = text.find(kw, pos, stop)
             while p != -1:
                 ls = max(pos, text.rfind("\n", pos, p) + 1)
-                head = _strip_ts(text[ls : text.find("\n", p, end)])
-                if _HP_HEAD_RE.match(head) or _PARAMS_RE.match(head):
+                head = strip_ts(text[ls : text.find("\n", p, end)])
+                if HP_HEAD_RE.match(head) or PARAMS_RE.match(head):
                     stop = ls
                     break
                 p = text.find(kw, text.find("\n", p, end) + 1, stop)
         starts: set[int] = set()
-        for kw in _EVENT_KEYWORDS:
+        for kw in EVENT_KEYWORDS:
             p = text.find(kw, pos, stop)
             while p != -1:
                 starts.add(max(pos, text.rfind("\n", pos, p) + 1))
@@ -399,14 +274,14 @@ class LogParser:
 
     def _last_train_line(self, text: str, pos: int, end: int) -> int | None:
         best: int | None = None
-        for kw in _TRAIN_KEYWORDS:
+        for kw in TRAIN_KEYWORDS:
             hi = end
             for _ in range(32):
                 p = text.rfind(kw, pos, hi)
                 if p == -1:
                     break
                 ls = max(pos, text.rfind("\n", pos, p) + 1)
-                if _STEP_TRAIN_RE.match(_strip_ts(text[ls : text.find("\n", p, end)])):
+                if STEP_TRAIN_RE.match(strip_ts(text[ls : text.find("\n", p, end)])):
                     best = ls if best is None else max(best, ls)
                     break
                 hi = ls
@@ -416,12 +291,12 @@ class LogParser:
 
     def _line(self, line: str, *, header: bool, partial: bool = False) -> bool:
         """Apply one complete line; returns True when it is a training step line."""
-        line = _strip_ts(line.rstrip())
+        line = strip_ts(line.rstrip())
         if not line:
             self._in_hp_block = False
             return False
         first = line[0]
-        if first in "|+[W" or (partial and line.startswith(_NEEDS_NEWLINE)):
+        if first in "|+[W" or (partial and line.startswith(NEEDS_NEWLINE)):
             return False  # nvidia-smi tables and torch warnings say nothing we read
         if header and first in "wl" and line.startswith(("warmup", "loop_warmup")):
             return False
@@ -433,12 +308,12 @@ class LogParser:
         if first == "s" and line.startswith("stopping_early"):
             self._stopping(line)
         elif first == "S" and line.startswith("Serialized model"):
-            m = _SERIALIZED_RE.match(line)
+            m = SERIALIZED_RE.match(line)
             if m is not None:
                 self._model_label, self._bytes_model = m.group(1), int(m.group(2))
                 self._training_done = True
         elif first == "C" and line.startswith("Code size"):
-            m = _CODE_RE.match(line)
+            m = CODE_RE.match(line)
             if m is not None:
                 kind, n = m.group(1), int(m.group(2))
                 if kind == "compressed":
@@ -449,24 +324,24 @@ class LogParser:
                     self._code_plain = n
                 self._training_done = True
         elif first == "T" and line.startswith("Total submission size"):
-            m = _TOTAL_RE.match(line)
+            m = TOTAL_RE.match(line)
             if m is not None:
                 self._training_done = True
                 if m.group(1):  # unlabeled totals are raw sizes, not the artifact
                     self._total_label, self._bytes_total = m.group(1), int(m.group(2))
         elif first == "b" and line.startswith("budget:"):
-            m = _BUDGET_RE.match(line)
+            m = BUDGET_RE.match(line)
             if m is not None:
                 self._training_done = True
                 self._total_label, self._bytes_total = BUDGET_LABEL, int(m.group(1))
         elif first == "t" and line.startswith("total_eval_time"):
-            m = _TOTAL_EVAL_RE.match(line)
+            m = TOTAL_EVAL_RE.match(line)
             if m is not None:
-                self._total_eval_ms = _ms(m.group(1), m.group(2))
+                self._total_eval_ms = duration_ms(m.group(1), m.group(2))
         elif first == "p" and line.startswith("peak memory"):
-            m = _PEAK_RE.match(line)
+            m = PEAK_RE.match(line)
             if m is not None:
-                self._peak_mib = _num(m.group(1))
+                self._peak_mib = number(m.group(1))
         elif header:
             self._header_line(line)
         return False
@@ -475,8 +350,8 @@ class LogParser:
         """A train line sets every progress field (None when it lacks one): bulk reading
         skips all but a chunk's last train line, so no field may leak from the skipped ones.
         A periodic validation line only updates what it carries."""
-        train = _STEP_TRAIN_RE.match(line)
-        m = train if train is not None else _STEP_VAL_RE.match(line)
+        train = STEP_TRAIN_RE.match(line)
+        m = train if train is not None else STEP_VAL_RE.match(line)
         if m is None:
             return False
         if train is not None:
@@ -487,9 +362,9 @@ class LogParser:
             rest = m.group(5)
         step = self._step = int(m.group(1))
         self._total = int(m.group(2))
-        t = _TRAIN_TIME_RE.search(rest)
-        a = _STEP_AVG_RE.search(rest)
-        time_ms = _ms(t.group(1), t.group(2)) if t is not None else None
+        t = TRAIN_TIME_RE.search(rest)
+        a = STEP_AVG_RE.search(rest)
+        time_ms = duration_ms(t.group(1), t.group(2)) if t is not None else None
         if a is not None:
             avg: float | None = float(a.group(1))
         else:
@@ -501,33 +376,33 @@ class LogParser:
         return True
 
     def _score(self, line: str) -> bool:
-        head = _SCORE_HEAD_RE.match(line)
+        head = SCORE_HEAD_RE.match(line)
         if head is None or "{" in line:
             return False
         name = head.group(0)
         if name.startswith("final_eval_mode"):
             return False
-        bpb = _VAL_BPB_RE.search(line, head.end())
+        bpb = VAL_BPB_RE.search(line, head.end())
         if bpb is None or not math.isfinite(val_bpb := float(bpb.group(1))):
             return False
-        loss = _VAL_LOSS_RE.search(line, head.end())
+        loss = VAL_LOSS_RE.search(line, head.end())
         val_loss = float(loss.group(1)) if loss is not None else None
         if val_loss is not None and not math.isfinite(val_loss):
             val_loss = None
         self._score_line, self._val_bpb, self._val_loss = name, val_bpb, val_loss
         self._training_done = True
-        ev = _EVAL_TIME_RE.search(line, head.end())
+        ev = EVAL_TIME_RE.search(line, head.end())
         if ev is not None:
-            self._eval_sum_ms += _ms(ev.group(1), ev.group(2))
+            self._eval_sum_ms += duration_ms(ev.group(1), ev.group(2))
             self._eval_seen = True
         return True
 
     def _stopping(self, line: str) -> None:
         self._stopped = True
         self._training_done = True
-        m = _STOP_RE.match(line)
+        m = STOP_RE.match(line)
         if m is not None:
-            self._stop_time_ms = _num(m.group(1))
+            self._stop_time_ms = number(m.group(1))
             self._stop_step, self._total = int(m.group(2)), int(m.group(3))
             self._step = self._stop_step
             self._train_time_ms = self._stop_time_ms
@@ -538,16 +413,16 @@ class LogParser:
     def _header_line(self, line: str) -> None:
         """Best-effort hyperparameters from the three header styles seen in the records."""
         if self._in_hp_block:
-            m = _HP_BLOCK_RE.match(line)
+            m = HP_BLOCK_RE.match(line)
             if m is not None:
                 self.hyperparameters[m.group(1)] = m.group(2).strip()
                 return
             self._in_hp_block = False
-        if _HP_HEAD_RE.match(line):
+        if HP_HEAD_RE.match(line):
             self._in_hp_block = line.rstrip().endswith(":")
             return
-        if _KV_LINE_RE.match(line):
-            for key, value in _KV_RE.findall(line):
+        if KV_LINE_RE.match(line):
+            for key, value in KV_RE.findall(line):
                 if not key.endswith("step"):
                     self.hyperparameters[key] = value
 
@@ -570,7 +445,7 @@ class LogParser:
             eta = 0.0
         elif step is not None and total is not None and self._step_avg_ms:
             eta = (total - step) * self._step_avg_ms / 1000.0
-            cap = _float_or_none(hp.get("max_wallclock_seconds"))
+            cap = float_or_none(hp.get("max_wallclock_seconds"))
             if cap and cap > 0 and self._train_time_ms is not None:
                 eta = min(eta, max(0.0, cap - self._train_time_ms / 1000.0))
         if self._total_eval_ms is not None:
@@ -602,13 +477,6 @@ class LogParser:
             bytes_code_raw=self._code_raw,
             model_label=self._model_label,
         )
-
-
-def _float_or_none(text: str | None) -> float | None:
-    try:
-        return float(text) if text is not None else None
-    except ValueError:
-        return None
 
 
 def parse_text(text: str | bytes) -> LogSummary:

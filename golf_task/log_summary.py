@@ -1,0 +1,90 @@
+"""``LogSummary``: what a training log says, as the parser reports it.
+
+The result type is shared by the parser, the validator, the dispatcher and the promotion
+flow; it lives on its own so they can name it without reading the parser's internals.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LogSummary:
+    """What a log says right now; every field is None until the log has said it."""
+
+    step: int | None = None
+    total_steps: int | None = None
+    train_loss: float | None = None
+    last_val_loss: float | None = None
+    last_val_bpb: float | None = None
+    train_time_ms: float | None = None
+    step_avg_ms: float | None = None
+    eta_s: float | None = None
+    wallclock_stopped: bool = False
+    score_line: str | None = None
+    val_loss: float | None = None
+    val_bpb: float | None = None
+    bytes_total: int | None = None
+    total_label: str | None = None
+    bytes_code: int | None = None
+    bytes_model: int | None = None
+    stop_step: int | None = None
+    eval_time_ms: float | None = None
+    peak_memory_mib: float | None = None
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+    # Extras the validator uses: the uncompressed code size when a log prints both, and the
+    # model's own label (e.g. ``int8+zlib``).
+    bytes_code_raw: int | None = None
+    model_label: str | None = None
+
+    @property
+    def seed(self) -> int | None:
+        """The run's seed from its hyperparameters, if the log printed one."""
+        for key in ("seed", "s"):
+            value = self.hyperparameters.get(key)
+            if value is not None and value.isdigit():
+                return int(value)
+        return None
+
+    @property
+    def has_score(self) -> bool:
+        return self.val_bpb is not None
+
+    def to_json(self) -> dict:
+        """Fields named as in ``expected.json`` first, then the progress fields; absent = None."""
+        out: dict = {}
+        for key in _JSON_ORDER:
+            value = getattr(self, key)
+            if value is None or (isinstance(value, float) and not math.isfinite(value)):
+                continue
+            out[key] = value
+        out["wallclock_stopped"] = self.wallclock_stopped
+        if self.hyperparameters:
+            out["hyperparameters"] = dict(self.hyperparameters)
+        return out
+
+
+_JSON_ORDER = [
+    "val_bpb",
+    "val_loss",
+    "score_line",
+    "bytes_total",
+    "total_label",
+    "bytes_code",
+    "bytes_model",
+    "stop_step",
+    "train_time_ms",
+    "eval_time_ms",
+    "peak_memory_mib",
+    "bytes_code_raw",
+    "model_label",
+    "step",
+    "total_steps",
+    "train_loss",
+    "last_val_loss",
+    "last_val_bpb",
+    "step_avg_ms",
+    "eta_s",
+]
