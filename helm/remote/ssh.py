@@ -324,9 +324,3 @@ class SshBox:
             if isinstance(err, BoxError):
                 raise err from exc
             return None
-
-
-def _text(data: Any) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else str(data)

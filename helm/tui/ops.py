@@ -59,19 +59,6 @@ def broadcast(ws: Workspace, text: str, targets: Sequence[str] | None) -> dict[s
         raise OpError(str(exc)) from exc
 
 
-def saved_directives(ws: Workspace, limit: int = 30) -> list[str]:
-    """Distinct texts of recent directives, newest first: the re-send list of the composer."""
-    with ws.db(write=False) as db:
-        rows = hot.list_directives(db, limit=200)
-    seen: list[str] = []
-    for d in rows:
-        if d["text"] not in seen:
-            seen.append(d["text"])
-        if len(seen) >= limit:
-            break
-    return seen
-
-
 # Pin ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PinRequest:
