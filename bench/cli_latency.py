@@ -22,7 +22,7 @@ from pathlib import Path
 
 
 def fill(home: Path) -> None:
-    from helm.models import hot
+    from helm.models.directives import send_directive
     from helm.models.tables import Agent, FeedPost, Pin, Run
     from helm.workspace import Workspace
 
@@ -46,7 +46,7 @@ def fill(home: Path) -> None:
             s.add(FeedPost(agent=f"a{i % 50:02d}", text=f"insight {i}"))
     with ws.db(write=True) as db:
         for i in range(200):
-            hot.send_directive(db, f"directive {i}")
+            send_directive(db, f"directive {i}")
 
 
 def time_cmd(cmd: list[str], env: dict[str, str], repeat: int) -> list[float]:

@@ -34,9 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from helm import daemon  # noqa: E402
+from helm.models.states import TERMINAL_JOB  # noqa: E402
 from helm.models.tables import Job  # noqa: E402
 from helm.remote.hosts import add_host  # noqa: E402
-from helm.remote.jobs import DONE_STATES, request_cancel, submit_job  # noqa: E402
+from helm.remote.jobs import request_cancel, submit_job  # noqa: E402
 from helm.remote.loopback import LoopbackSshd  # noqa: E402
 from helm.workspace import Workspace  # noqa: E402
 
@@ -83,7 +84,7 @@ def _wait_all(ws: Workspace, ids: list[int], deadline: float) -> list[Job]:
     while True:
         with ws.store.read() as s:
             jobs = [s.get(Job, i) for i in ids]
-        if all(j is not None and j.state in DONE_STATES for j in jobs):
+        if all(j is not None and j.state in TERMINAL_JOB for j in jobs):
             return jobs  # type: ignore[return-value]
         if time.time() > deadline:
             for i in ids:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from helm.models.db import Db
     from helm.models.engine import Store
-    from helm.models.hot import Db
 
 ENV_HOME = "HELM_HOME"
 
@@ -145,12 +145,12 @@ class Workspace:
         alone (no ORM import: agents call helm constantly); anything else (a new or older
         store, ``HELM_DB_URL``) goes through the full ``Store``, which creates or migrates it.
         """
-        from helm.models import hot
+        from helm.models.db import SqlaDb, sqlite_ready, sqlite_tx
 
-        if not os.environ.get("HELM_DB_URL") and hot.sqlite_ready(self.db_path):
-            with hot.sqlite_tx(self.db_path, write=write) as db:
+        if not os.environ.get("HELM_DB_URL") and sqlite_ready(self.db_path):
+            with sqlite_tx(self.db_path, write=write) as db:
                 yield db
             return
         store = self.store
         with store.write() if write else store.read() as session:
-            yield hot.SqlaDb(session.connection())
+            yield SqlaDb(session.connection())

@@ -185,9 +185,9 @@ class CodingRunner:
                     fields.update(state="stalled", note=f"no experiment or output for {idle:.0f}s")
                     self._note(f"stalled: no experiment and no output for {idle:.0f}s")
                     with self.ws.db(write=True) as db:
-                        from helm.models import hot
+                        from helm.models.feed import post_feed
 
-                        hot.post_feed(
+                        post_feed(
                             db,
                             f"agent {self.agent} looks stalled: no experiment and no output "
                             f"for {idle:.0f}s",

@@ -142,10 +142,10 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 def deliver(ws: Workspace, agent: str, worktree: Path, driver: str) -> list[dict[str, Any]]:
     """Write the agent's pending directives into its worktree and record the delivery."""
-    from helm.models import hot
+    from helm.models.directives import list_directives, mark_delivered
 
     with ws.db(write=False) as db:
-        pending = hot.list_directives(db, agent=agent, pending_only=True)
+        pending = list_directives(db, agent=agent, pending_only=True)
     if not worktree.is_dir():
         return pending
     _write_if_changed(worktree / "DIRECTIVES.md", render_directives(pending))
@@ -159,5 +159,5 @@ def deliver(ws: Workspace, agent: str, worktree: Path, driver: str) -> list[dict
     ]
     if fresh:
         with ws.db(write=True) as db:
-            hot.mark_delivered(db, agent, fresh)
+            mark_delivered(db, agent, fresh)
     return pending

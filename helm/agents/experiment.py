@@ -115,10 +115,10 @@ def agent_lock(ws: Workspace, agent: str) -> Iterator[None]:
 
 
 def _agent_row(ws: Workspace, agent: str) -> dict[str, Any]:
-    from helm.models import hot
+    from helm.models.agents import get_agent
 
     with ws.db(write=False) as db:
-        return hot.get_agent(db, agent)
+        return get_agent(db, agent)
 
 
 def worktree_of(ws: Workspace, row: dict[str, Any]) -> Path:
@@ -130,11 +130,12 @@ def move_onto_base(ws: Workspace, agent: str) -> bool:
     from git import Repo
     from git.exc import GitCommandError
 
-    from helm.models import hot
+    from helm.models.feed import post_feed
+    from helm.models.pins import latest_pin
 
     row = _agent_row(ws, agent)
     with ws.db(write=False) as db:
-        pin = hot.current_pin(db)
+        pin = latest_pin(db)
     if pin is None or row["base_pin_id"] == pin["id"] or not pin["commit"]:
         return False
     wt = tr.ensure_worktree(ws, agent)
@@ -155,7 +156,7 @@ def move_onto_base(ws: Workspace, agent: str) -> bool:
         note = f"moved onto base pin #{pin['id']} ({pin['kind']} {pin['ref']})"
         if conflict:
             note += "; its uncommitted edit did not apply there and is kept in `git stash list`"
-        hot.post_feed(db, note, agent=agent, kind="system")
+        post_feed(db, note, agent=agent, kind="system")
     return True
 
 
@@ -375,7 +376,8 @@ def _tail(ws: Workspace, run: dict[str, Any], lines: int = 50) -> str | None:
 
 def finalize(ws: Workspace, run_id: int) -> ExpResult:
     """Judge a finished run, move the worktree accordingly, and post the result (idempotent)."""
-    from helm.models import hot
+    from helm.models.agents import get_agent
+    from helm.models.feed import post_feed
 
     conf = cfg.load(ws.config_path)
     with ws.db(write=False) as db:
@@ -391,7 +393,7 @@ def finalize(ws: Workspace, run_id: int) -> ExpResult:
         agent = run["agent"]
         best = q.branch_best(db, agent, run["base_pin_id"])
         spread, _dof = q.seed_spread(db)
-        row = hot.get_agent(db, agent)
+        row = get_agent(db, agent)
         pin = q.pin_by_id(db, run["base_pin_id"])
     if run["status"] == "cancelled":
         verdict_status, note = "cancelled", "cancelled before it finished"
@@ -414,7 +416,7 @@ def finalize(ws: Workspace, run_id: int) -> ExpResult:
         run = q.get_run(db, run_id) or run
         res = build_result(db, run, verdict=verdict_status, best=best)
         res.note = note
-        hot.post_feed(db, feed_text(res), agent=agent, kind="result", run_id=run_id)
+        post_feed(db, feed_text(res), agent=agent, kind="result", run_id=run_id)
         q.update_agent(db, agent, state="thinking", current_run_id=None, last_seen_at=time.time())
     wt = worktree_of(ws, row)
     if wt.is_dir() and row["base_pin_id"] == run["base_pin_id"]:

@@ -36,7 +36,7 @@ class PinError(ValueError):
 def _record(
     ws: Workspace, kind: str, ref: str, commit: str, by: str, note: str | None
 ) -> dict[str, Any]:
-    from helm.models import hot
+    from helm.models.feed import post_feed
 
     with ws.db(write=True) as db:
         pid = db.insert(
@@ -45,7 +45,7 @@ def _record(
             {"k": kind, "r": ref, "c": commit, "b": by, "n": note, "t": time.time()},
         )
         text = f"base pinned to {kind} {ref} (commit {commit[:10]})" + (f": {note}" if note else "")
-        hot.post_feed(db, text, agent=None, kind="system")
+        post_feed(db, text, agent=None, kind="system")
         return db.rows("SELECT * FROM pin WHERE id = :id", {"id": pid})[0]
 
 

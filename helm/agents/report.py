@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from helm.agents import runs as q
-from helm.models.hot import Db
+from helm.models.db import Db
 
 CAP = 16_000_000
 

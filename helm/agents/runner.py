@@ -57,10 +57,10 @@ def run_agent(ws: Workspace, agent: str, stopper: Stopper) -> int:
     from helm.agents.experiment import move_onto_base
     from helm.agents.sweep import SweepAgent
     from helm.agents.taskrepo import ensure_worktree
-    from helm.models import hot
+    from helm.models.agents import get_agent
 
     with ws.db(write=False) as db:
-        row = hot.get_agent(db, agent)
+        row = get_agent(db, agent)
     wt = ensure_worktree(ws, agent)
     resume_in_flight(ws, agent, stopper)
     if stopper():

@@ -1,6 +1,6 @@
 """The queries behind the experiment loop: branch best, reference, spread, duplicates.
 
-Plain SQL over ``hot.Db`` (no ORM), so that ``helm exp run`` and the sweep agent stay cheap.
+Plain SQL over ``Db`` (no ORM), so that ``helm exp run`` and the sweep agent stay cheap.
 A branch's *reference* is its latest kept baseline run on its current base (the first run
 after a base move or after a ``set`` directive); its *best* is the lowest kept val_bpb since
 that reference. Scores from before a reference were measured under other conditions and are
@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from helm.agents.keeprule import pooled_spread
-from helm.models.hot import Db
+from helm.models.db import Db
 
 SCORED = ("keep", "discard", "done")
 _SCORED_SQL = ", ".join(f"'{s}'" for s in SCORED)

@@ -25,14 +25,16 @@ def add_agent(
     ws: Workspace, name: str, *, driver: str = "sweep", env: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """Register an agent with its worktree on ``agents/<name>`` (from the current base)."""
-    from helm.models import hot
+    from helm.models.agents import get_agent
+    from helm.models.directives import deliver_recent_broadcasts
+    from helm.models.pins import latest_pin
 
     validate_driver(driver)
     tr.ensure_task_repo(ws)
     wt = tr.ensure_worktree(ws, name)
     procs.agent_dir(ws, name)
     with ws.db(write=True) as db:
-        pin = hot.current_pin(db)
+        pin = latest_pin(db)
         if db.rows("SELECT id FROM agent WHERE name = :n", {"n": name}):
             raise ValueError(f"agent {name!r} exists")
         db.insert(
@@ -49,8 +51,8 @@ def add_agent(
                 "env": json.dumps(env or {}, sort_keys=True),
             },
         )
-        hot.deliver_recent_broadcasts(db, name)
-        return hot.get_agent(db, name)
+        deliver_recent_broadcasts(db, name)
+        return get_agent(db, name)
 
 
 def up(
@@ -91,14 +93,15 @@ def up(
 
 def down(ws: Workspace, names: list[str] | None = None, *, timeout_s: float = 90.0) -> list[str]:
     """Mark agents down and stop their processes (each cancels its job in flight)."""
-    from helm.models import hot
+    from helm.models.agents import agent_names
+    from helm.models.db import NotFound
 
     with ws.db(write=True) as db:
-        known = hot.agent_names(db)
+        known = agent_names(db)
         targets = names or known
         unknown = sorted(set(targets) - set(known))
         if unknown:
-            raise hot.NotFound(f"unknown agent(s): {', '.join(unknown)}")
+            raise NotFound(f"unknown agent(s): {', '.join(unknown)}")
         for name in targets:
             db.execute("UPDATE agent SET desired = 'down' WHERE name = :n", {"n": name})
     for name in targets:

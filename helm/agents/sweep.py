@@ -77,10 +77,10 @@ class SweepAgent:
         tmp.replace(self.path)
 
     def _post(self, text: str, kind: str = "insight", run_id: int | None = None) -> None:
-        from helm.models import hot
+        from helm.models.feed import post_feed
 
         with self.ws.db(write=True) as db:
-            hot.post_feed(db, text, agent=self.agent, kind=kind, run_id=run_id)
+            post_feed(db, text, agent=self.agent, kind=kind, run_id=run_id)
 
     # Loop ---------------------------------------------------------------------------------------
     def run(self, max_steps: int | None = None) -> None:
@@ -145,7 +145,8 @@ class SweepAgent:
 
     # Directives -----------------------------------------------------------------------------------
     def _obey(self, pending: list[dict[str, Any]]) -> None:
-        from helm.models import hot
+        from helm.models.directives import ack_directive
+        from helm.models.feed import post_feed
 
         for d in sorted(pending, key=lambda d: d["id"]):
             try:
@@ -170,10 +171,10 @@ class SweepAgent:
             self.state.exhausted_at = None
             self._save()
             with self.ws.db(write=True) as db:
-                hot.ack_directive(db, d["id"], self.agent)
+                ack_directive(db, d["id"], self.agent)
                 if self.stopped_by_directive:
                     q.update_agent(db, self.agent, desired="down")
-                    hot.post_feed(
+                    post_feed(
                         db, f"stopping as directed by #{d['id']}", agent=self.agent, kind="system"
                     )
             if self.stopped_by_directive:
@@ -181,11 +182,11 @@ class SweepAgent:
 
     # Proposals ------------------------------------------------------------------------------------
     def _context(self) -> tuple[dict[str, str], dict[str, Knob], dict[str, Any], str]:
-        from helm.models import hot
+        from helm.models.agents import get_agent
 
         wt = tr.ensure_worktree(self.ws, self.agent)
         with self.ws.db(write=False) as db:
-            row = hot.get_agent(db, self.agent)
+            row = get_agent(db, self.agent)
         agent_env = json.loads(row.get("env_json") or "{}")
         source = (wt / "train_gpt.py").read_text() if (wt / "train_gpt.py").exists() else ""
         return agent_env, discover(source), row, tr.code_hash(wt, "HEAD")

@@ -58,11 +58,11 @@ def _base_script(ws: Workspace) -> bytes | None:
 def known_scripts(ws: Workspace, exclude_ref: str | None = None) -> list[sim.KnownScript]:
     """Scripts an audited one is compared with: the bundled baseline, the pinned base and
     every script audited before (except ``exclude_ref``'s own earlier audits)."""
-    from helm.models import hot
+    from helm.models.pins import latest_pin
 
     known = [sim.KnownScript(BUNDLED_LABEL, "bundled", bundled_script().read_bytes())]
     with ws.db(write=False) as db:
-        pin = hot.current_pin(db)
+        pin = latest_pin(db)
         rows = latest_audits(db)
     base = _base_script(ws)
     if base is not None and pin is not None and pin["ref"] != exclude_ref:
@@ -117,7 +117,7 @@ def find(ws: Workspace, key: str) -> dict[str, Any] | None:
 
 def record(ws: Workspace, evidence: dict[str, Any]) -> dict[str, Any]:
     """Insert the Audit row and post the verdict to the feed as a verification result."""
-    from helm.models import hot
+    from helm.models.feed import post_feed
 
     repro = evidence.get("reproduction") or {}
     text = f"audit {evidence['ref']}: {evidence['verdict'].upper()}: {evidence['reason']}"
@@ -136,7 +136,7 @@ def record(ws: Workspace, evidence: dict[str, Any]) -> dict[str, Any]:
                 "t": time.time(),
             },
         )
-        hot.post_feed(db, text, kind="verification", tags=("audit", evidence["verdict"]))
+        post_feed(db, text, kind="verification", tags=("audit", evidence["verdict"]))
         return db.rows("SELECT * FROM audit WHERE id = :i", {"i": audit_id})[0]
 
 

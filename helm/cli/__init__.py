@@ -63,7 +63,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _error_classes() -> tuple[type[BaseException], ...]:
-    from helm.models.hot import NotFound
+    from helm.models.db import NotFound
     from helm.workspace import WorkspaceError
 
     classes: list[type[BaseException]] = [CommandError, NotFound, WorkspaceError, ValueError]

@@ -122,10 +122,10 @@ def _ls(args: argparse.Namespace) -> None:
 def _check(args: argparse.Namespace) -> int:
     import asyncio
 
+    from helm.models.dispatch import save_check
     from helm.remote.backend import BoxError
     from helm.remote.check import check_box
     from helm.remote.hosts import get_host, make_box, python_for
-    from helm.remote.records import save_check
 
     ws = workspace(args)
     with ws.store.read() as s:

@@ -224,7 +224,7 @@ def _show(args: argparse.Namespace) -> None:
 
 def _logs(args: argparse.Namespace) -> None:
     from helm.models.queries import get_job
-    from helm.remote.jobs import DONE_STATES
+    from helm.models.states import TERMINAL_JOB
 
     ws = workspace(args)
     with ws.store.read() as s:
@@ -243,7 +243,7 @@ def _logs(args: argparse.Namespace) -> None:
             out.write(data)
             out.flush()
             offset += len(data)
-        if not args.follow or job.state in DONE_STATES:
+        if not args.follow or job.state in TERMINAL_JOB:
             return
         time.sleep(0.5)
         with ws.store.read() as s:

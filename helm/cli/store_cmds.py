@@ -25,12 +25,12 @@ from helm.cli.common import (
 
 # Feed ------------------------------------------------------------------------------------
 def _feed_post(args: argparse.Namespace) -> None:
-    from helm.models import hot
+    from helm.models.feed import post_feed
 
     text = nonempty(args.text, "feed text")
     agent = agent_name(args, required=False)
     with workspace(args).db(write=True) as db:
-        post = hot.post_feed(db, text, agent=agent, run_id=args.run, tags=args.tag or ())
+        post = post_feed(db, text, agent=agent, run_id=args.run, tags=args.tag or ())
     if args.json:
         print_json(post)
     else:
@@ -38,11 +38,11 @@ def _feed_post(args: argparse.Namespace) -> None:
 
 
 def _feed_ls(args: argparse.Namespace) -> None:
-    from helm.models import hot
+    from helm.models.feed import list_feed
 
     since = time.time() - parse_duration(args.since) if args.since else None
     with workspace(args).db(write=False) as db:
-        posts = hot.list_feed(db, since=since, limit=args.limit, kind=args.kind)
+        posts = list_feed(db, since=since, limit=args.limit, kind=args.kind)
     if args.json:
         print_json(posts)
         return
@@ -57,11 +57,11 @@ def _feed_ls(args: argparse.Namespace) -> None:
 
 # Directives ----------------------------------------------------------------------------------
 def _directive_send(args: argparse.Namespace) -> None:
-    from helm.models import hot
+    from helm.models.directives import send_directive
 
     text = nonempty(args.text, "directive text")
     with workspace(args).db(write=True) as db:
-        d = hot.send_directive(db, text, targets=parse_names(args.to))
+        d = send_directive(db, text, targets=parse_names(args.to))
     if args.json:
         print_json(d)
     else:
@@ -76,11 +76,11 @@ def _ack_summary(d: dict) -> str:
 
 
 def _directive_ls(args: argparse.Namespace) -> None:
-    from helm.models import hot
+    from helm.models.directives import list_directives
 
     agent = agent_name(args, required=False)
     with workspace(args).db(write=False) as db:
-        rows = hot.list_directives(db, agent=agent, pending_only=args.pending)
+        rows = list_directives(db, agent=agent, pending_only=args.pending)
     if args.json:
         print_json(rows)
         return
@@ -100,12 +100,12 @@ def _directive_ls(args: argparse.Namespace) -> None:
 
 
 def _directive_ack(args: argparse.Namespace) -> None:
-    from helm.models import hot
+    from helm.models.directives import ack_directive
 
     agent = agent_name(args)
     assert agent is not None
     with workspace(args).db(write=True) as db:
-        ack = hot.ack_directive(db, args.id, agent)
+        ack = ack_directive(db, args.id, agent)
     if args.json:
         print_json(ack)
     else:
@@ -133,10 +133,10 @@ def _print_runs(rows: list[dict], *, ranked: bool) -> None:
 
 
 def _runs(args: argparse.Namespace) -> None:
-    from helm.models import hot
+    from helm.models.runs import list_runs
 
     with workspace(args).db(write=False) as db:
-        rows = hot.list_runs(db, agent=args.by, status=args.status, limit=args.limit)
+        rows = list_runs(db, agent=args.by, status=args.status, limit=args.limit)
     if args.json:
         print_json(rows)
         return
@@ -147,10 +147,10 @@ def _runs(args: argparse.Namespace) -> None:
 
 
 def _leaderboard(args: argparse.Namespace) -> None:
-    from helm.models import hot
+    from helm.models.runs import leaderboard
 
     with workspace(args).db(write=False) as db:
-        rows = hot.leaderboard(db, limit=args.limit)
+        rows = leaderboard(db, limit=args.limit)
     if args.json:
         print_json(rows)
     else:
@@ -159,11 +159,11 @@ def _leaderboard(args: argparse.Namespace) -> None:
 
 # Context and claims --------------------------------------------------------------------------------
 def _context(args: argparse.Namespace) -> None:
-    from helm.models import hot
+    from helm.models.context import context
 
     agent = agent_name(args, required=False)
     with workspace(args).db(write=False) as db:
-        ctx = hot.context(db, agent)
+        ctx = context(db, agent)
     if args.json:
         print_json(ctx)
         return
@@ -173,14 +173,15 @@ def _context(args: argparse.Namespace) -> None:
 
 
 def _claim_add(args: argparse.Namespace) -> None:
-    from helm.models import hot
+    from helm.models.agents import get_agent
+    from helm.models.claims import add_claim
 
     agent = agent_name(args)
     assert agent is not None
     text = nonempty(args.text, "claim text")
     with workspace(args).db(write=True) as db:
-        hot.get_agent(db, agent)
-        claim = hot.add_claim(db, agent, text)
+        get_agent(db, agent)
+        claim = add_claim(db, agent, text)
     if args.json:
         print_json(claim)
     else:
@@ -188,10 +189,10 @@ def _claim_add(args: argparse.Namespace) -> None:
 
 
 def _claim_ls(args: argparse.Namespace) -> None:
-    from helm.models import hot
+    from helm.models.claims import live_claims
 
     with workspace(args).db(write=False) as db:
-        claims = hot.live_claims(db)
+        claims = live_claims(db)
     if args.json:
         print_json(claims)
     else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from helm.models.hot import NotFound
+from helm.models.db import NotFound
 from helm.models.tables import Job, Run
 
 

@@ -266,8 +266,3 @@ class Audit(SQLModel, table=True):
     verdict: str = "pending"  # real | not_reproduced | copy | invalid | unverified
     evidence_json: str = "{}"
     created_at: float = Field(default_factory=now)
-
-
-TERMINAL_JOB_STATES = frozenset({"succeeded", "failed", "cancelled"})
-ACTIVE_JOB_STATES = frozenset({"staging", "running"})
-FINISHED_RUN_STATES = frozenset({"keep", "discard", "done"})

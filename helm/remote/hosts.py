@@ -123,7 +123,7 @@ def add_host(
 
 
 def get_host(session: Session, name: str) -> Host:
-    from helm.models.hot import NotFound
+    from helm.models.db import NotFound
 
     host = session.exec(select(Host).where(Host.name == name)).first()
     if host is None:
@@ -142,12 +142,11 @@ def set_enabled(session: Session, name: str, enabled: bool) -> Host:
 def remove_host(ws: Workspace, session: Session, name: str) -> Host:
     from sqlmodel import col
 
-    from helm.models.tables import ACTIVE_JOB_STATES, Job
+    from helm.models.states import ACTIVE_JOB
+    from helm.models.tables import Job
 
     host = get_host(session, name)
-    busy = session.exec(
-        select(Job).where(Job.host == name, col(Job.state).in_(ACTIVE_JOB_STATES))
-    ).first()
+    busy = session.exec(select(Job).where(Job.host == name, col(Job.state).in_(ACTIVE_JOB))).first()
     if busy is not None:
         raise ValueError(f"host {name!r} runs job {busy.id}; cancel it or wait first")
     session.delete(host)

@@ -20,7 +20,8 @@ from sqlmodel import Session
 
 from helm.models.engine import Store
 from helm.models.queries import get_job
-from helm.models.tables import TERMINAL_JOB_STATES, Job, Run
+from helm.models.states import TERMINAL_JOB
+from helm.models.tables import Job, Run
 from helm.remote.launch import check_env_keys
 from helm.remote.secrets import SecretStore, split_env
 from helm.workspace import Workspace
@@ -28,7 +29,6 @@ from helm.workspace import Workspace
 VALID_GPUS = (1, 2, 4, 8)
 MAX_SNAPSHOT_BYTES = 200 * 1024 * 1024
 _SKIP = {".git", "__pycache__", ".venv", "logs", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
-DONE_STATES = TERMINAL_JOB_STATES | {"lost"}  # "lost" is final only once retries are spent
 
 CodeSource = Path | str | Mapping[str, str | bytes] | Iterable[Path | str]
 
@@ -133,16 +133,16 @@ def submit_job(
 
 def request_cancel(ws: Workspace, job_id: int) -> Job:
     """Ask for a job to stop; a queued job is cancelled at once, a running one by the daemon."""
-    from helm.remote import records
+    from helm.models import dispatch
 
     with ws.store.write() as s:
         job = get_job(s, job_id)
-        if job.state in DONE_STATES:
+        if job.state in TERMINAL_JOB:
             return job
         job.cancel_requested = True
         s.add(job)
     if job.state == "queued":
-        records.cancel_queued(ws.store, [job_id])
+        dispatch.cancel_queued(ws.store, [job_id])
     with ws.store.read() as s:
         return get_job(s, job_id)
 
@@ -165,7 +165,7 @@ def wait_for_job(
             last = key
             if on_progress is not None:
                 on_progress(job)
-        if job.state in DONE_STATES:
+        if job.state in TERMINAL_JOB:
             return job
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} still {job.state} after {timeout_s}s")

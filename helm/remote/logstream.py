@@ -11,12 +11,10 @@ copy on open, so live progress survives a daemon restart too.
 from __future__ import annotations
 
 import os
-from collections import deque
 from pathlib import Path
 
 from golf_task.logs import LogParser, LogSummary
-
-TAIL_LINES = 50
+from helm.models.dispatch import TAIL_LINES, read_tail
 
 
 class LogStream:
@@ -61,15 +59,3 @@ class LogStream:
     def tail(self, lines: int = TAIL_LINES) -> str:
         """The last lines of the local copy (kept on the run when a job fails)."""
         return read_tail(self.path, lines)
-
-
-def read_tail(path: Path, lines: int = TAIL_LINES, max_bytes: int = 256 * 1024) -> str:
-    try:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, size - max_bytes))
-            data = fh.read()
-    except OSError:
-        return ""
-    keep: deque[str] = deque(data.decode(errors="replace").splitlines(), maxlen=lines)
-    return "\n".join(keep)

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from helm.models import dispatch
 from helm.models.tables import Host, Job
-from helm.remote import records
 from helm.remote.backend import Box, BoxError
 from helm.remote.check import check_box
 from helm.remote.hosts import box_key, make_box, python_for
@@ -119,13 +119,13 @@ class DispatchService:
             await self._tick()
 
     async def _tick(self) -> None:
-        snap = await self.gate(records.snapshot, self.store)
+        snap = await self.gate(dispatch.fleet_state, self.store)
         hosts = {h.name: h for h in snap.hosts}
         self.cancel_ids = snap.cancel_ids
         self._reap_watchers()
         cancel_queued = [j.id for j in snap.queued if j.cancel_requested and j.id is not None]
         if cancel_queued:
-            await self.gate(records.cancel_queued, self.store, cancel_queued)
+            await self.gate(dispatch.cancel_queued, self.store, cancel_queued)
         for job in snap.active:
             if job.id not in self.watchers:
                 self._attach(job, hosts.get(job.host or ""))
@@ -148,7 +148,9 @@ class DispatchService:
         assert job.id is not None
         if host is None:  # its host row was removed under it: nothing to reconnect to
             task = asyncio.create_task(
-                self.gate(records.lost, self.store, self.ws, job.id, f"host {job.host} removed")
+                self.gate(
+                    dispatch.lost, self.store, self.ws.jobs_dir, job.id, f"host {job.host} removed"
+                )
             )
             self.watchers[job.id] = (task, None)  # type: ignore[assignment]
             return
@@ -210,10 +212,10 @@ class DispatchService:
             reserve_after_s=self.settings.reserve_after_s,
         )
         if plan.impossible and enabled:
-            await self.gate(records.note_waiting, self.store, plan.impossible)
+            await self.gate(dispatch.note_waiting, self.store, plan.impossible)
         if not plan.placements:
             return
-        claimed = await self.gate(records.claim, self.store, plan.placements)
+        claimed = await self.gate(dispatch.claim, self.store, plan.placements)
         self.placed += len(claimed)
         for job in claimed:
             self._attach(job, hosts[job.host or ""])
@@ -264,7 +266,7 @@ class DispatchService:
             if w is not None and w.last_seen and now - w.last_seen < self.settings.heartbeat_s
         ]
         if seen:
-            await self.gate(records.heartbeat, self.store, seen)
+            await self.gate(dispatch.heartbeat, self.store, seen)
 
     def _schedule_checks(self, hosts: dict[str, Host]) -> None:
         every = self.settings.check_every_s
@@ -331,7 +333,7 @@ class DispatchService:
             )
         except BoxError as exc:
             check = {"reachable": False, "error": str(exc), "checked_at": time.time()}
-        await self.gate(records.save_check, self.store, host.name, check["reachable"], check)
+        await self.gate(dispatch.save_check, self.store, host.name, check["reachable"], check)
         return check
 
     def forget_secrets_if_final(self, job_id: int) -> None:

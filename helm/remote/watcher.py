@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from helm.models import dispatch
 from helm.models.tables import Host, Job
-from helm.remote import records
 from helm.remote.backend import Box, BoxError, HostKeyError
 from helm.remote.hosts import host_env, python_for
 from helm.remote.launch import (
@@ -103,7 +103,7 @@ class JobWatcher:
             await self._end("failed", None, "time limit exceeded; box unreachable", None)
             return
         self.log.warning("job %s lost: %s", self.id, reason)
-        await self.svc.gate(records.lost, self.svc.store, self.svc.ws, self.id, reason)
+        await self.svc.gate(dispatch.lost, self.svc.store, self.svc.ws.jobs_dir, self.id, reason)
         self.svc.forget_secrets_if_final(self.id)
         self.svc.poke()
 
@@ -149,7 +149,7 @@ class JobWatcher:
             if not res.ok or pid is None:
                 raise LaunchError((res.stderr or res.stdout).strip()[-300:] or "no pid")
         started = await self.svc.gate(
-            records.mark_running, self.svc.store, self.id, pid, job.host, rdir
+            dispatch.mark_running, self.svc.store, self.id, pid, job.host, rdir
         )
         if started is not None:
             self.job = started
@@ -221,7 +221,7 @@ class JobWatcher:
                 break
         if got:
             await self.svc.gate(
-                records.save_progress, self.svc.store, self.id, stream.offset, stream.summary
+                dispatch.save_progress, self.svc.store, self.id, stream.offset, stream.summary
             )
 
     async def _maybe_kill(self, pid: int) -> None:
@@ -287,7 +287,7 @@ class JobWatcher:
         offset = stream.offset if stream is not None else self.job.log_offset
         tail = stream.tail() if stream is not None else None
         await self.svc.gate(
-            records.finish,
+            dispatch.finish,
             self.svc.store,
             self.id,
             state,

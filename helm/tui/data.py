@@ -13,7 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from helm.models import hot
+from helm.models.db import Db, NotFound
+from helm.models.directives import list_directives
+from helm.models.feed import list_feed
+from helm.models.pins import latest_pin
+from helm.models.runs import leaderboard, run_json
+from helm.models.states import FINISHED_RUN
 from helm.workspace import Workspace
 
 BYTES_CAP = 16_000_000
@@ -199,7 +204,7 @@ def _host(r: dict[str, Any], busy_ids: set[int]) -> HostView:
 
 
 def _base(
-    db: hot.Db, pin: dict[str, Any] | None, board: list[dict[str, Any]]
+    db: Db, pin: dict[str, Any] | None, board: list[dict[str, Any]]
 ) -> tuple[float | None, frozenset[int]]:
     """The pinned base's score and the runs that are the base (same commit, or the pinned run)."""
     if pin is None:
@@ -226,10 +231,10 @@ def _base(
     return None, ids
 
 
-def _board(db: hot.Db, flt: str) -> list[dict[str, Any]]:
+def _board(db: Db, flt: str) -> list[dict[str, Any]]:
     """The leaderboard (hot's order and rules), narrowed in SQL-fed Python by a filter so
     that it finds runs beyond the first page; ranks stay those among all scored runs."""
-    finished = ", ".join(f"'{s}'" for s in hot.FINISHED)
+    finished = ", ".join(f"'{s}'" for s in FINISHED_RUN)
     sql = (
         f"SELECT * FROM run WHERE status IN ({finished}) AND val_bpb IS NOT NULL "
         "ORDER BY val_bpb ASC, id ASC"
@@ -241,7 +246,7 @@ def _board(db: hot.Db, flt: str) -> list[dict[str, Any]]:
     for i, r in enumerate(db.rows(sql)):
         text = f"#{r['id']} {r['agent'] or ''} {r['description']} {r['status']}".lower()
         if needle in text:
-            out.append(dict(hot._run(r), rank=i + 1, code_hash=r["code_hash"]))
+            out.append(dict(run_json(r), rank=i + 1, code_hash=r["code_hash"]))
             if len(out) >= LEADERBOARD_ROWS:
                 break
     return out
@@ -260,12 +265,13 @@ def load_snapshot(
             )
         ]
         runs_total = int(db.rows("SELECT COUNT(*) AS n FROM run")[0]["n"])
+        ended = ", ".join(f"'{s}'" for s in (*FINISHED_RUN, "crash"))
         last_rows = db.rows(
             "SELECT r.* FROM run r JOIN (SELECT agent, MAX(id) AS id FROM run "
-            f"WHERE status IN ({', '.join(repr(s) for s in (*hot.FINISHED, 'crash'))}) "
+            f"WHERE status IN ({ended}) "
             "AND agent IS NOT NULL GROUP BY agent) m ON r.id = m.id"
         )
-        last = {r["agent"]: hot._run(r) for r in last_rows}
+        last = {r["agent"]: run_json(r) for r in last_rows}
         job_by_agent: dict[str, JobView] = {}
         for j in jobs:
             if j.agent and j.state != "queued" and j.agent not in job_by_agent:
@@ -306,8 +312,8 @@ def load_snapshot(
                 {f"h{i}": h for i, h in enumerate(hashes)},
             ):
                 seeds[r["code_hash"]] = int(r["n"])
-        best = hot.leaderboard(db, limit=1)
-        pin = hot.current_pin(db)
+        best = leaderboard(db, limit=1)
+        pin = latest_pin(db)
         base_bpb, base_ids = _base(db, pin, board)
         directives = tuple(
             DirectiveView(
@@ -319,9 +325,9 @@ def load_snapshot(
                 acked=sum(1 for x in d["deliveries"] if x["acked_at"] is not None),
                 created_at=d["created_at"],
             )
-            for d in hot.list_directives(db, limit=20)
+            for d in list_directives(db, limit=20)
         )
-        feed = tuple(hot.list_feed(db, limit=feed_rows))
+        feed = tuple(list_feed(db, limit=feed_rows))
     return Snapshot(
         taken_at=clock(),
         agents=agents,
@@ -351,7 +357,7 @@ class RunDetail:
     parent: dict[str, Any] | None
 
 
-def _one(db: hot.Db, sql: str, **params: Any) -> dict[str, Any] | None:
+def _one(db: Db, sql: str, **params: Any) -> dict[str, Any] | None:
     rows = db.rows(sql, params)
     return rows[0] if rows else None
 
@@ -362,7 +368,7 @@ def load_detail(ws: Workspace, run_id: int | None, job_id: int | None = None) ->
         if run_id is not None:
             run = _one(db, "SELECT * FROM run WHERE id = :id", id=run_id)
             if run is None:
-                raise hot.NotFound(f"no run {run_id}")
+                raise NotFound(f"no run {run_id}")
             job_id = job_id or run["job_id"]
         if job_id is not None:
             job = _one(db, "SELECT * FROM job WHERE id = :id", id=job_id)
@@ -373,7 +379,7 @@ def load_detail(ws: Workspace, run_id: int | None, job_id: int | None = None) ->
         if run is not None and run["parent_id"] is not None:
             parent = _one(db, "SELECT * FROM run WHERE id = :id", id=run["parent_id"])
     if run is None and job is None:
-        raise hot.NotFound(f"no job {job_id}")
+        raise NotFound(f"no job {job_id}")
     return RunDetail(run=run, job=job, parent=parent)
 
 

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from helm.models import hot
+from helm.models.db import NotFound
+from helm.models.directives import send_directive
 from helm.workspace import Workspace
 
 CLI_TIMEOUT_S = 120.0
@@ -54,8 +55,8 @@ def run_helm(ws: Workspace, *args: str, timeout_s: float = CLI_TIMEOUT_S) -> str
 def broadcast(ws: Workspace, text: str, targets: Sequence[str] | None) -> dict[str, Any]:
     try:
         with ws.db(write=True) as db:
-            return hot.send_directive(db, text, targets=list(targets) if targets else None)
-    except (ValueError, hot.NotFound) as exc:
+            return send_directive(db, text, targets=list(targets) if targets else None)
+    except (ValueError, NotFound) as exc:
         raise OpError(str(exc)) from exc
 
 

@@ -22,13 +22,45 @@ class Result:
         return json.loads(self.out)
 
 
+ENGINES = ("sqlite", "postgres")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``engines`` run once per store engine: the SQLite file and PostgreSQL.
+
+    The parameter sits on the store fixture (``store_engine``, under ``home``), so a suite
+    opts in with ``pytestmark = pytest.mark.engines`` and is not copied.
+    """
+    if "store_engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "engines"
+    ):
+        metafunc.parametrize("store_engine", ENGINES, indirect=True)
+
+
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty campaign folder; HELM_HOME points at it and no HELM_AGENT leaks in."""
+def store_engine(request: pytest.FixtureRequest) -> str:
+    """Which engine holds this test's store: "sqlite" unless the test is marked ``engines``."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def home(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    store_engine: str,
+    request: pytest.FixtureRequest,
+) -> Path:
+    """An empty campaign folder; HELM_HOME points at it and no HELM_AGENT leaks in.
+
+    On the ``postgres`` engine, ``HELM_DB_URL`` points every process of the test (the CLI in
+    process, the daemon, agents) at a fresh database on the session's real server.
+    """
     root = tmp_path / "home"
     monkeypatch.setenv("HELM_HOME", str(root))
     monkeypatch.delenv("HELM_AGENT", raising=False)
     monkeypatch.delenv("HELM_DB_URL", raising=False)
+    if store_engine == "postgres":
+        monkeypatch.setenv("HELM_DB_URL", request.getfixturevalue("postgres_url"))
     return root
 
 
@@ -61,6 +93,7 @@ def local_fleet(tiny_data_dir: Path):  # noqa: ANN201
     from contextlib import contextmanager
 
     from helm import daemon
+    from helm.models.jobs import live_job_ids
     from helm.remote.hosts import add_host
 
     @contextmanager
@@ -74,9 +107,7 @@ def local_fleet(tiny_data_dir: Path):  # noqa: ANN201
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 with ws.db(write=False) as db:
-                    busy = db.rows(
-                        "SELECT id FROM job WHERE state IN ('queued','staging','running')"
-                    )
+                    busy = live_job_ids(db)
                 if not busy:
                     break
                 time.sleep(0.5)

@@ -65,10 +65,10 @@ def test_claude_preset_with_a_fake_cli(ws: Workspace, tmp_path: Path) -> None:
     wt = ws.worktrees_dir / "claude-1"
     start_detached(ws)
     try:
-        from helm.models import hot
+        from helm.models.directives import list_directives, send_directive
 
         with ws.db(write=True) as db:
-            did = hot.send_directive(db, "focus on the learning rate")["id"]
+            did = send_directive(db, "focus on the learning rate")["id"]
 
         def two_judged() -> bool:
             with ws.db(write=False) as db:
@@ -81,7 +81,7 @@ def test_claude_preset_with_a_fake_cli(ws: Workspace, tmp_path: Path) -> None:
         with ws.db(write=False) as db:
             runs = db.rows("SELECT * FROM run WHERE agent = 'claude-1' ORDER BY id")
             posts = db.rows("SELECT * FROM feed_post WHERE agent = 'claude-1' ORDER BY id")
-            d = hot.list_directives(db, directive_id=did)[0]
+            d = list_directives(db, directive_id=did)[0]
         assert runs[0]["baseline"] == 1 and runs[0]["val_bpb"] == pytest.approx(1.94)
         assert runs[1]["status"] == "keep" and runs[1]["val_bpb"] == pytest.approx(1.93)
         assert runs[1]["parent_id"] == runs[0]["id"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helm.models import hot
+from helm.models.directives import send_directive
 from helm.models.tables import Agent
 from helm.workspace import Workspace
 
@@ -26,7 +26,7 @@ def test_twenty_processes_write_through_the_cli(home: Path) -> None:
         for i in range(PROCS):
             s.add(Agent(name=f"a{i:02d}"))
     with ws.db(write=True) as db:
-        ids = [hot.send_directive(db, f"directive {k}")["id"] for k in range(PER_PROC // 2)]
+        ids = [send_directive(db, f"directive {k}")["id"] for k in range(PER_PROC // 2)]
 
     helm_bin = shutil.which("helm", path=str(Path(sys.executable).parent)) or "helm"
     script = (

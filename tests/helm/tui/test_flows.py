@@ -9,7 +9,8 @@ from collections.abc import Callable
 from textual.widgets import DataTable, Log
 from tui_campaign import SIZE, settle
 
-from helm.models import hot
+from helm.models.directives import list_directives
+from helm.models.pins import latest_pin
 from helm.tui import commands as cmds
 from helm.tui import ops
 from helm.tui.app import HelmApp
@@ -47,7 +48,7 @@ async def test_broadcast_reaches_the_store_with_targets(make_app: MakeApp) -> No
         await pilot.press("tab", *"alpha,charlie", "enter")
         await until(lambda: any("directive #2" in m for m in messages(app)))
         with app.ws.db(write=False) as db:
-            d = hot.list_directives(db, directive_id=2)[0]
+            d = list_directives(db, directive_id=2)[0]
         assert d["text"] == "try int5" and d["targets"] == ["alpha", "charlie"]
         assert [x["agent"] for x in d["deliveries"]] == ["alpha", "charlie"]
         # the header shows the new directive's delivery and acknowledgement
@@ -64,7 +65,7 @@ async def test_broadcast_to_all_and_resend_a_saved_directive(make_app: MakeApp) 
         await pilot.press("enter")
         await until(lambda: any("directive #2" in m for m in messages(app)))
     with app.ws.db(write=False) as db:
-        d = hot.list_directives(db, directive_id=2)[0]
+        d = list_directives(db, directive_id=2)[0]
     assert d["text"] == "try int5 for MLP weights" and d["targets"] is None
     assert len(d["deliveries"]) == 3
 
@@ -250,7 +251,7 @@ async def test_pin_file_changes_the_base(campaign, make_app: MakeApp) -> None:
         await pilot.press("p", *str(base), "enter")
         await until(lambda: any("pin" in m.lower() for m in messages(app)), timeout=60)
     with campaign.db(write=False) as db:
-        pin = hot.current_pin(db)
+        pin = latest_pin(db)
     assert pin is not None and (pin["kind"], pin["ref"]) == ("file", str(base)), messages(app)
 
 

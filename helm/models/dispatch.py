@@ -1,4 +1,4 @@
-"""Every store write the dispatcher makes, one short transaction each.
+"""Every store write the dispatcher makes, one short transaction each (the job's life).
 
 The daemon's network code never holds a transaction open: it calls these functions (from one
 worker thread, see ``service.DbGate``) with what it learned, and each re-reads the row
@@ -12,41 +12,50 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 from sqlmodel import col, select
 
-from golf_task.logs import LogSummary
+from golf_task.log_summary import LogSummary
 from helm.models.engine import Store
-from helm.models.tables import ACTIVE_JOB_STATES, Host, Job, JobEvent, Run
-from helm.remote.scheduler import Placement
-from helm.workspace import Workspace
+from helm.models.states import ACTIVE_JOB, TERMINAL_JOB
+from helm.models.tables import Host, Job, JobEvent, Run
 
-FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "lost"})
+
+class PlacementLike(Protocol):
+    """What the scheduler decided for one job (``helm.remote.scheduler.Placement``)."""
+
+    job_id: int
+    host: str
+    gpu_ids: Sequence[int]
 
 
 @dataclass
-class Snapshot:
+class FleetState:
+    """The dispatcher's view of the fleet at one tick: hosts, busy and waiting jobs."""
+
     hosts: list[Host]
     active: list[Job]
     queued: list[Job]
     cancel_ids: set[int] = field(default_factory=set)
 
 
-def snapshot(store: Store) -> Snapshot:
+def fleet_state(store: Store) -> FleetState:
     with store.read() as s:
         # disabled hosts too: their running jobs are still watched (placement skips them)
         hosts = list(s.exec(select(Host)))
-        active = list(s.exec(select(Job).where(col(Job.state).in_(ACTIVE_JOB_STATES))))
+        active = list(s.exec(select(Job).where(col(Job.state).in_(ACTIVE_JOB))))
         queued = list(s.exec(select(Job).where(Job.state == "queued")))
     cancel = {j.id for j in active + queued if j.cancel_requested and j.id is not None}
-    return Snapshot(hosts, active, queued, cancel)
+    return FleetState(hosts, active, queued, cancel)
 
 
 def event(s, job_id: int, state: str, host: str | None, message: str = "") -> None:  # noqa: ANN001
     s.add(JobEvent(job_id=job_id, state=state, host=host, message=message))
 
 
-def claim(store: Store, placements: Sequence[Placement]) -> list[Job]:
+def claim(store: Store, placements: Sequence[PlacementLike]) -> list[Job]:
     """Move placed jobs from queued to staging (skipping any that changed meanwhile)."""
     claimed: list[Job] = []
     with store.write() as s:
@@ -210,11 +219,15 @@ def _record_run(s, job: Job, state: str, summary, tail, host) -> None:  # noqa: 
     s.add(run)
 
 
-def lost(store: Store, ws: Workspace, job_id: int, reason: str) -> Job | None:
-    """A job whose box or process vanished: requeue it, or give up after its last try."""
+def lost(store: Store, jobs_dir: Path, job_id: int, reason: str) -> Job | None:
+    """A job whose box or process vanished: requeue it, or give up after its last try.
+
+    ``jobs_dir`` is the workspace's ``jobs/`` folder: a requeued try's log is set aside there
+    in the same step, so the next try streams into a fresh file from offset zero.
+    """
     with store.write() as s:
         job = s.get(Job, job_id)
-        if job is None or job.state in FINAL_STATES:
+        if job is None or job.state in TERMINAL_JOB:
             return job
         event(s, job_id, "lost", job.host, reason)
         if job.cancel_requested:
@@ -224,7 +237,7 @@ def lost(store: Store, ws: Workspace, job_id: int, reason: str) -> Job | None:
             if job.run_id is not None:
                 _record_run(s, job, "cancelled", None, None, None)
         elif job.attempts < job.max_attempts:
-            _rotate_log(ws, job)
+            _rotate_log(jobs_dir, job)
             job.state = "queued"
             job.error = f"requeued after: {reason}"
             job.host = None
@@ -240,17 +253,30 @@ def lost(store: Store, ws: Workspace, job_id: int, reason: str) -> Job | None:
             job.error = f"lost after {job.attempts} tries: {reason}"
             job.finished_at = time.time()
             if job.run_id is not None:
-                from helm.remote.logstream import read_tail
-
-                tail = read_tail(ws.job_dir(job_id) / "train.log")
+                tail = read_tail(jobs_dir / str(job_id) / "train.log")
                 _record_run(s, job, "lost", None, tail, None)
         s.add(job)
         return job
 
 
-def _rotate_log(ws: Workspace, job: Job) -> None:
+TAIL_LINES = 50
+
+
+def read_tail(path: Path, lines: int = TAIL_LINES, max_bytes: int = 256 * 1024) -> str:
+    """The last lines of a log (kept on a run that ended without a score); "" if unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read()
+    except OSError:
+        return ""
+    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+def _rotate_log(jobs_dir: Path, job: Job) -> None:
     """Keep a failed try's log as ``train.try<N>.log``; the next try streams from zero."""
-    log = ws.job_dir(job.id) / "train.log"
+    log = jobs_dir / str(job.id) / "train.log"
     if log.exists():
         os.replace(log, log.with_name(f"train.try{job.attempts}.log"))
     job.log_offset = 0
