@@ -16,16 +16,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
+from golf_task.limits import (  # noqa: F401  (re-exported through golf_task.validate)
+    ARTIFACT_CAP_BYTES,
+    EVAL_CAP_MS,
+    MIN_IMPROVEMENT_NATS,
+    SIGNIFICANCE_ALPHA,
+    TIME_GRACE_MS,
+    TRAIN_CAP_MS,
+)
 from golf_task.logs import LogSummary, parse_file
-
-ARTIFACT_CAP_BYTES = 16_000_000
-TRAIN_CAP_MS = 600_000
-EVAL_CAP_MS = 600_000
-# The wallclock cap is checked between steps, so an honest run stops a step past 600 s
-# (the records show up to +128 ms); anything beyond a second is a longer run.
-TIME_GRACE_MS = 1_000
-MIN_IMPROVEMENT_NATS = 0.005
-SIGNIFICANCE_ALPHA = 0.01
 
 Add = Callable[..., None]
 

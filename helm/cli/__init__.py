@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -66,16 +67,21 @@ def _error_classes() -> tuple[type[BaseException], ...]:
     from helm.models.db import NotFound
     from helm.workspace import WorkspaceError
 
-    classes: list[type[BaseException]] = [CommandError, NotFound, WorkspaceError, ValueError]
-    if "helm.models.engine" in sys.modules:
-        from helm.models.engine import StoreError
+    return (CommandError, NotFound, WorkspaceError, ValueError)
 
-        classes.append(StoreError)
-    if "sqlite3" in sys.modules:
-        import sqlite3
 
-        classes.append(sqlite3.Error)
-    return tuple(classes)
+def _store_failure(exc: BaseException, args: argparse.Namespace) -> str | None:
+    """One line for a store fault (empty, read-only, corrupt, locked, newer ...), or None."""
+    from helm.models.db import BUSY_TIMEOUT_S
+    from helm.models.errors import store_failure
+
+    if os.environ.get("HELM_DB_URL"):
+        where = "at HELM_DB_URL"
+    else:
+        from helm.workspace import Workspace
+
+        where = str(Workspace(getattr(args, "home", None)).db_path)
+    return store_failure(exc, where, busy_timeout_s=BUSY_TIMEOUT_S)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,10 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:
-        if isinstance(exc, _error_classes()):
-            print(f"helm: {exc}", file=sys.stderr)
-            return 1
-        raise
+        line = _store_failure(exc, args)
+        if line is None and isinstance(exc, _error_classes()):
+            line = str(exc)
+        if line is None:
+            raise
+        print(f"helm: {line}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

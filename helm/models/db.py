@@ -11,6 +11,7 @@ so the same text runs on both engines.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -22,7 +23,8 @@ from helm.models.version import SCHEMA_VERSION
 Row = dict[str, Any]
 """One row of a table, by column name (the names of ``helm.models.tables``)."""
 
-BUSY_TIMEOUT_S = 60
+BUSY_TIMEOUT_S = float(os.environ.get("HELM_BUSY_TIMEOUT_S") or 60)
+"""How long a writer waits for the lock before giving up (tests shorten it)."""
 
 
 class NotFound(LookupError):
@@ -112,7 +114,7 @@ def sqlite_ready(path: Path) -> bool:
     except OSError:
         return False
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
         try:
             row = conn.execute("SELECT value FROM helm_meta WHERE key='schema_version'").fetchone()
         finally:
@@ -127,7 +129,7 @@ def sqlite_tx(path: Path, *, write: bool) -> Iterator[SqliteDb]:
     """One transaction on the SQLite store; writes take the lock up front (BEGIN IMMEDIATE)."""
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     try:
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
@@ -138,3 +140,17 @@ def sqlite_tx(path: Path, *, write: bool) -> Iterator[SqliteDb]:
         conn.execute("COMMIT")
     finally:
         conn.close()
+
+
+def checked_columns(table: str, names: Iterable[str], allowed: Iterable[str]) -> list[str]:
+    """``names`` as quoted SQL identifiers, once each is known to be a column of ``table``.
+
+    Column names cannot be bound as parameters, so a write that takes its fields by name
+    (``update_run(db, id, status=...)``) formats them into the SQL text: only names from the
+    table's own list may get there; anything else is a ValueError, never SQL.
+    """
+    names = list(names)
+    bad = sorted(set(names) - set(allowed))
+    if bad:
+        raise ValueError(f"not a column of {table}: {', '.join(bad)}")
+    return [f'"{n}"' for n in names]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
 from helm.models.version import CLAIM_TTL_S  # noqa: F401  (re-exported)
@@ -85,6 +86,10 @@ class Run(SQLModel, table=True):
     """
 
     __tablename__ = "run"
+    __table_args__ = (
+        Index("ix_run_status_val_bpb", "status", "val_bpb"),  # the leaderboard
+        Index("ix_run_agent_base_pin", "agent", "base_pin_id"),  # reference, branch best
+    )
     id: int | None = Field(default=None, primary_key=True)
     agent: str | None = Field(default=None, index=True)
     parent_id: int | None = Field(default=None, index=True)
@@ -206,7 +211,10 @@ class DirectiveDelivery(SQLModel, table=True):
     """Per-agent delivery and acknowledgement of one directive."""
 
     __tablename__ = "directive_delivery"
-    __table_args__ = (UniqueConstraint("directive_id", "agent"),)
+    __table_args__ = (
+        UniqueConstraint("directive_id", "agent"),
+        Index("ix_delivery_agent_acked", "agent", "acked_at"),  # an agent's pending ones
+    )
     id: int | None = Field(default=None, primary_key=True)
     directive_id: int = Field(index=True, foreign_key="directive.id")
     agent: str = Field(index=True)

@@ -1,0 +1,35 @@
+"""The schema's history: ``MIGRATIONS[N]`` upgrades a store from version N-1 to N.
+
+Each step receives alembic ``Operations`` in batch mode, so column changes work on SQLite
+(which rebuilds the table) and on PostgreSQL (which alters it). ``schema.upgrade`` runs them
+with foreign keys off and checks them before commit, so a step may rebuild a table that
+other tables reference. A step must leave the store exactly as ``tables.py`` creates a fresh
+one (a test compares the two).
+
+To change the schema: edit ``tables.py``, bump ``SCHEMA_VERSION`` in ``version.py`` and add
+the step here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from alembic.operations import Operations
+
+
+def _v2_query_indexes(ops: Operations) -> None:
+    """Indexes for the query layer's hot reads.
+
+    The leaderboard (scored runs by status and score), the experiment loop's reference and
+    branch-best lookups (an agent's runs on one base) and an agent's pending directives.
+    """
+    ops.create_index("ix_run_status_val_bpb", "run", ["status", "val_bpb"])
+    ops.create_index("ix_run_agent_base_pin", "run", ["agent", "base_pin_id"])
+    ops.create_index("ix_delivery_agent_acked", "directive_delivery", ["agent", "acked_at"])
+
+
+MIGRATIONS: dict[int, Callable[[Operations], None]] = {
+    2: _v2_query_indexes,
+}

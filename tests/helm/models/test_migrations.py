@@ -1,0 +1,145 @@
+"""Upgrades of populated stores: foreign keys, backups, and the shipped migration.
+
+Real SQLite files and a real PostgreSQL database; the store is filled through the query
+layer, then opened by a newer schema exactly as a helm upgrade would.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import inspect
+
+from helm.models import migrations, schema
+from helm.models.agents import agent_names
+from helm.models.db import SqlaDb
+from helm.models.directives import list_directives, send_directive
+from helm.models.engine import Store, StoreError
+from helm.models.tables import Agent
+from helm.models.version import SCHEMA_VERSION
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty store location on each engine."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'helm.db'}"
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
+def _populate(store: Store) -> int:
+    """Two agents and one directive delivered to both: rows that reference ``directive``."""
+    with store.write() as s:
+        s.add(Agent(name="a1"))
+        s.add(Agent(name="a2"))
+    with store.write() as s:
+        return send_directive(SqlaDb(s.connection()), "try int5 for MLP")["id"]
+
+
+def _deliveries(store: Store, directive_id: int) -> list[str]:
+    with store.read() as s:
+        d = list_directives(SqlaDb(s.connection()), directive_id=directive_id)
+    return [x["agent"] for x in d[0]["deliveries"]] if d else []
+
+
+def _add_directive_column(ops) -> None:  # noqa: ANN001
+    """Alter the table that directive_delivery references (SQLite rebuilds it by copy)."""
+    with ops.batch_alter_table("directive") as batch:
+        batch.add_column(sa.Column("priority", sa.Integer(), nullable=True))
+
+
+def test_upgrade_alters_a_referenced_table_of_a_populated_store(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(url)
+    did = _populate(store)
+    store.close()
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(schema, "MIGRATIONS", {SCHEMA_VERSION + 1: _add_directive_column})
+    upgraded = Store(url)
+    with upgraded.engine.connect() as conn:
+        assert schema.read_version(conn) == SCHEMA_VERSION + 1
+        assert "priority" in {c["name"] for c in inspect(conn).get_columns("directive")}
+    assert _deliveries(upgraded, did) == ["a1", "a2"]
+    if url.startswith("sqlite"):
+        path = Path(url.split("///", 1)[1])
+        backup = path.with_name(f"helm.db.bak-{SCHEMA_VERSION}")
+        conn = sqlite3.connect(backup)
+        kept = conn.execute("SELECT value FROM helm_meta WHERE key='schema_version'").fetchone()
+        assert int(kept[0]) == SCHEMA_VERSION
+        assert conn.execute("SELECT COUNT(*) FROM directive_delivery").fetchone()[0] == 2
+        conn.close()
+        # foreign keys are on again for every ordinary connection after the upgrade
+        with upgraded.engine.connect() as c:
+            assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    upgraded.close()
+
+
+def test_upgrade_that_breaks_references_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'helm.db'}"
+    store = Store(url)
+    did = _populate(store)
+    store.close()
+
+    def drop_directives(ops) -> None:  # noqa: ANN001
+        ops.execute("DELETE FROM directive")
+
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(schema, "MIGRATIONS", {SCHEMA_VERSION + 1: drop_directives})
+    with pytest.raises(StoreError, match="was not upgraded: .* broken references in"):
+        Store(url)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", SCHEMA_VERSION)
+    again = Store(url)
+    with again.engine.connect() as conn:
+        assert schema.read_version(conn) == SCHEMA_VERSION
+    assert _deliveries(again, did) == ["a1", "a2"]
+    again.close()
+
+
+def _index_names(store: Store) -> set[tuple[str, str]]:
+    """The (table, index) pairs helm named itself (engines add their own for constraints)."""
+    with store.engine.connect() as conn:
+        insp = inspect(conn)
+        return {
+            (t, i["name"])
+            for t in insp.get_table_names()
+            for i in insp.get_indexes(t)
+            if i["name"].startswith("ix_")
+        }
+
+
+def test_shipped_migration_upgrades_a_version_1_store_to_a_fresh_one(url: str) -> None:
+    """A store written by schema 1 (before the query indexes) ends as tables.py defines it."""
+    from sqlmodel import SQLModel
+
+    assert set(migrations.MIGRATIONS) == set(range(2, SCHEMA_VERSION + 1))
+    declared = {(t.name, i.name) for t in SQLModel.metadata.tables.values() for i in t.indexes}
+    store = Store(url)
+    assert _index_names(store) == declared
+    did = _populate(store)
+    v2 = {
+        ("run", "ix_run_status_val_bpb"),
+        ("run", "ix_run_agent_base_pin"),
+        ("directive_delivery", "ix_delivery_agent_acked"),
+    }
+    with store.engine.begin() as conn:  # take the store back to what schema 1 wrote
+        for _table, name in sorted(v2):
+            conn.execute(sa.text(f"DROP INDEX {name}"))
+        conn.execute(sa.text("UPDATE helm_meta SET value = '1' WHERE key = 'schema_version'"))
+    assert not v2 & _index_names(store)
+    store.close()
+    upgraded = Store(url)
+    with upgraded.engine.connect() as conn:
+        assert schema.read_version(conn) == SCHEMA_VERSION
+    assert _index_names(upgraded) == declared
+    with upgraded.read() as s:
+        assert agent_names(SqlaDb(s.connection())) == ["a1", "a2"]
+    assert _deliveries(upgraded, did) == ["a1", "a2"]
+    upgraded.close()
