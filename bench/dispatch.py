@@ -34,8 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from helm import daemon  # noqa: E402
-from helm.models.states import TERMINAL_JOB  # noqa: E402
-from helm.models.tables import Job  # noqa: E402
+from helm.models.db import Row  # noqa: E402
+from helm.models.jobs import get_job  # noqa: E402
+from helm.models.states import TERMINAL_JOB, JobState  # noqa: E402
 from helm.remote.hosts import add_host  # noqa: E402
 from helm.remote.jobs import request_cancel, submit_job  # noqa: E402
 from helm.remote.loopback import LoopbackSshd  # noqa: E402
@@ -80,12 +81,12 @@ def _times(ws: Workspace, job_id: int) -> tuple[float | None, float | None]:
     return start, end
 
 
-def _wait_all(ws: Workspace, ids: list[int], deadline: float) -> list[Job]:
+def _wait_all(ws: Workspace, ids: list[int], deadline: float) -> list[Row]:
     while True:
-        with ws.store.read() as s:
-            jobs = [s.get(Job, i) for i in ids]
-        if all(j is not None and j.state in TERMINAL_JOB for j in jobs):
-            return jobs  # type: ignore[return-value]
+        with ws.db(write=False) as db:
+            jobs = [get_job(db, i) for i in ids]
+        if all(j["state"] in TERMINAL_JOB for j in jobs):
+            return jobs
         if time.time() > deadline:
             for i in ids:
                 request_cancel(ws, i)
@@ -100,7 +101,7 @@ def warm_up(ws: Workspace, args: argparse.Namespace, deadline: float) -> None:
         submit_job(ws, ws.store, {"train_gpt.py": JOB}, env={"SLEEP_S": "0.1"}, host=f"h{i}").id
         for i in range(args.hosts)
     ]
-    _wait_all(ws, ids, deadline)  # type: ignore[arg-type]
+    _wait_all(ws, ids, deadline)
 
 
 def utilisation(ws: Workspace, args: argparse.Namespace, deadline: float) -> dict:
@@ -116,25 +117,25 @@ def utilisation(ws: Workspace, args: argparse.Namespace, deadline: float) -> dic
             submit_job(ws, s, {"train_gpt.py": JOB}, env={"SLEEP_S": str(args.sleep)}, gpus=g).id
             for g in plan
         ]
-    jobs = _wait_all(ws, ids, deadline)  # type: ignore[arg-type]
+    jobs = _wait_all(ws, ids, deadline)
     spans = []
     for j in jobs:
-        start, end = _times(ws, j.id or 0)
-        if start is None or end is None or j.state != "succeeded":
-            raise RuntimeError(f"job {j.id} {j.state}: {j.error}")
+        start, end = _times(ws, j["id"])
+        if start is None or end is None or j["state"] != JobState.SUCCEEDED:
+            raise RuntimeError(f"job {j['id']} {j['state']}: {j['error']}")
         spans.append((j, start, end))
     last_start = max(s for _, s, _ in spans)
     last_end = max(e for _, _, e in spans)
 
     def used(t_end: float) -> float:
-        return sum(j.gpus * max(0.0, min(e, t_end) - max(s, t0)) for j, s, e in spans)
+        return sum(j["gpus"] * max(0.0, min(e, t_end) - max(s, t0)) for j, s, e in spans)
 
     steady = used(last_start) / (total * (last_start - t0))
     whole = used(last_end) / (total * (last_end - t0))
     per_gpu: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for j, s, e in spans:
-        for g in json.loads(j.gpu_ids_json):
-            per_gpu.setdefault((j.host or "", g), []).append((s, e))
+        for g in json.loads(j["gpu_ids_json"]):
+            per_gpu.setdefault((j["host"] or "", g), []).append((s, e))
     gaps = []
     for intervals in per_gpu.values():
         intervals.sort()

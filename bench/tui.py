@@ -155,7 +155,7 @@ async def measure(ws: Workspace, seconds: float, lines: int) -> dict[str, float]
         out["refresh_render_ms_median"] = statistics.median(renders) * 1e3
         out["refresh_total_ms_max"] = max(a + b for a, b in zip(loads, renders, strict=True)) * 1e3
 
-        app.open_detail(RUNS + 1, 1)
+        app.flows.open_detail(RUNS + 1, 1)
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, RunDetailScreen)
@@ -180,7 +180,7 @@ async def measure(ws: Workspace, seconds: float, lines: int) -> dict[str, float]
         app.pop_screen()
         for label, open_detail in (("main", False), ("detail", True)):
             if open_detail:
-                app.open_detail(RUNS + 1, 1)
+                app.flows.open_detail(RUNS + 1, 1)
                 await pilot.pause()
             writer = subprocess.Popen(
                 [

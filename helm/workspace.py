@@ -139,7 +139,7 @@ class Workspace:
 
     @contextmanager
     def db(self, *, write: bool) -> Iterator[Db]:
-        """One transaction for the agent-facing queries of ``helm.models.hot``.
+        """One transaction for the query functions of ``helm.models`` (they all take a ``Db``).
 
         A SQLite store already at this helm's schema is opened with the standard library
         alone (no ORM import: agents call helm constantly); anything else (a new or older

@@ -22,9 +22,11 @@ from typing import Any
 
 from helm.agents import config as cfg
 from helm.agents import procs
-from helm.agents import runs as q
 from helm.agents.directives import deliver
 from helm.agents.drivers import command_for, write_program
+from helm.models.agents import count_restart, update_agent
+from helm.models.feed import post_feed
+from helm.models.runs import last_activity
 from helm.workspace import Workspace
 
 MIN_HEALTHY_S = 120.0  # a run at least this long resets the backoff
@@ -78,18 +80,14 @@ class CodingRunner:
 
     def _update(self, **fields: Any) -> None:
         with self.ws.db(write=True) as db:
-            q.update_agent(db, self.agent, **fields)
+            update_agent(db, self.agent, **fields)
 
     def _last_experiment(self) -> float:
         with self.ws.db(write=False) as db:
-            rows = db.rows(
-                "SELECT MAX(created_at) AS t, SUM(CASE WHEN status IN ('queued', 'running') "
-                "THEN 1 ELSE 0 END) AS busy FROM run WHERE agent = :a",
-                {"a": self.agent},
-            )
-        if rows and rows[0]["busy"]:
+            last, busy = last_activity(db, self.agent)
+        if busy:
             return time.time()  # waiting on a job is not a stall
-        return float(rows[0]["t"] or 0.0) if rows else 0.0
+        return float(last or 0.0)
 
     def _start(self) -> subprocess.Popen[bytes]:
         write_program(self.worktree, self.agent, self.driver)
@@ -152,10 +150,7 @@ class CodingRunner:
             failures = 0 if time.time() - started >= MIN_HEALTHY_S else failures + 1
             delay = min(cap, first * (2 ** max(0, failures - 1))) if failures else first
             with self.ws.db(write=True) as db:
-                db.execute(
-                    "UPDATE agent SET restarts = restarts + 1, state = 'waiting' WHERE name = :n",
-                    {"n": self.agent},
-                )
+                count_restart(db, self.agent, state="waiting")
             self._note(f"restarting in {delay:.0f}s")
             end = time.monotonic() + delay
             while time.monotonic() < end and not self.should_stop():
@@ -185,8 +180,6 @@ class CodingRunner:
                     fields.update(state="stalled", note=f"no experiment or output for {idle:.0f}s")
                     self._note(f"stalled: no experiment and no output for {idle:.0f}s")
                     with self.ws.db(write=True) as db:
-                        from helm.models.feed import post_feed
-
                         post_feed(
                             db,
                             f"agent {self.agent} looks stalled: no experiment and no output "

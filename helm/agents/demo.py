@@ -17,6 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from helm.models.agents import list_agents
+from helm.models.feed import list_feed
+from helm.models.hosts import edit_host, find_local_host
+from helm.models.jobs import live_job_ids
+from helm.models.runs import runs_since
+from helm.models.states import FINISHED_RUN, RunStatus
 from helm.workspace import Workspace
 
 Log = Callable[[str], None]
@@ -38,21 +44,21 @@ class DemoHandle:
 
 def ensure_local_host(ws: Workspace, slots: int) -> str:
     """A local host with at least ``slots`` parallel slots and the tiny data configured."""
-    from sqlmodel import select
-
-    from helm.models.tables import Host
+    with ws.db(write=True) as db:
+        host = find_local_host(db)
+        if host is not None:
+            edit_host(
+                db,
+                host["name"],
+                gpus=max(host["gpus"], slots),
+                data_dir=host["data_dir"] or str(ws.data_dir),
+                enabled=True,
+            )
+            return str(host["name"])
     from helm.remote.hosts import add_host
 
     with ws.store.write() as s:
-        host = s.exec(select(Host).where(Host.kind == "local")).first()
-        if host is None:
-            host = add_host(ws, s, LOCAL_HOST, local=True, gpus=slots, data=str(ws.data_dir))
-        else:
-            host.gpus = max(host.gpus, slots)
-            host.data_dir = host.data_dir or str(ws.data_dir)
-            host.enabled = True
-            s.add(host)
-        return host.name
+        return add_host(ws, s, LOCAL_HOST, local=True, gpus=slots, data=str(ws.data_dir)).name
 
 
 def start(ws: Workspace, n_agents: int, log: Log) -> DemoHandle:
@@ -73,7 +79,7 @@ def start(ws: Workspace, n_agents: int, log: Log) -> DemoHandle:
     pid, new = start_detached(ws)
     log(f"daemon {'started' if new else 'already running'} (pid {pid})")
     with ws.db(write=False) as db:
-        existing = {r["name"] for r in db.rows("SELECT name FROM agent WHERE driver = 'sweep'")}
+        existing = {r["name"] for r in list_agents(db, driver="sweep")}
     names = swarm.up(ws, n_agents, driver="sweep", env={**TINY_CPU_ENV, **DEMO_OVERRIDES})
     started = [n for n in names if n not in existing or procs.alive_pid(ws, n) is None]
     log(f"sweep agents up: {', '.join(names)}")
@@ -89,23 +95,14 @@ def stop(ws: Workspace, h: DemoHandle, log: Log, *, timeout_s: float = 60.0) -> 
         log(f"stopping agents {', '.join(h.started_agents)} (jobs in flight are cancelled)")
         swarm.down(ws, h.started_agents, timeout_s=timeout_s)
     with ws.db(write=False) as db:
-        names = ",".join(f"'{n}'" for n in h.agents) or "''"
-        open_jobs = db.rows(
-            f"SELECT id FROM job WHERE agent IN ({names}) AND state NOT IN "
-            "('succeeded', 'failed', 'cancelled', 'lost')"
-        )
-    for j in open_jobs:
-        request_cancel(ws, j["id"])
+        open_jobs = set(live_job_ids(db, agents=h.agents))
+    for job_id in sorted(open_jobs):
+        request_cancel(ws, job_id)
     deadline = time.monotonic() + timeout_s
     while open_jobs and time.monotonic() < deadline:
         with ws.db(write=False) as db:
-            ids = ",".join(str(j["id"]) for j in open_jobs)
-            left = db.rows(
-                f"SELECT id FROM job WHERE id IN ({ids}) AND state NOT IN "
-                "('succeeded', 'failed', 'cancelled', 'lost')"
-            )
-        if not left:
-            break
+            if not open_jobs & set(live_job_ids(db, agents=h.agents)):
+                break
         time.sleep(0.5)
     if h.daemon_started:
         log("stopping the daemon")
@@ -115,25 +112,15 @@ def stop(ws: Workspace, h: DemoHandle, log: Log, *, timeout_s: float = 60.0) -> 
 def summary(ws: Workspace, h: DemoHandle) -> dict[str, Any]:
     """What the demo achieved: counts, the best score, and the insights posted."""
     with ws.db(write=False) as db:
-        names = ",".join(f"'{n}'" for n in h.agents) or "''"
-        runs = db.rows(
-            f"SELECT id, agent, status, val_bpb, description FROM run WHERE agent IN ({names}) "
-            "AND created_at >= :t ORDER BY id",
-            {"t": h.since},
-        )
-        insights = db.rows(
-            "SELECT agent, text FROM feed_post WHERE kind = 'insight' AND created_at >= :t "
-            "ORDER BY id",
-            {"t": h.since},
-        )
-    by = {s: [r for r in runs if r["status"] == s] for s in ("keep", "discard", "crash", "done")}
-    cancelled = [r for r in runs if r["status"] == "cancelled"]
+        runs = runs_since(db, h.agents, h.since)
+        insights = list_feed(db, since=h.since, kind="insight", limit=10_000)[::-1]
+    counted = (RunStatus.KEEP, RunStatus.DISCARD, RunStatus.CRASH, RunStatus.DONE)
+    by = {s: [r for r in runs if r["status"] == s] for s in counted}
+    cancelled = [r for r in runs if r["status"] == RunStatus.CANCELLED]
     scored = [
         r
         for r in runs
-        if r["status"] in ("keep", "discard", "done")
-        and r["val_bpb"] is not None
-        and math.isfinite(r["val_bpb"])
+        if r["status"] in FINISHED_RUN and r["val_bpb"] is not None and math.isfinite(r["val_bpb"])
     ]
     best = min(scored, key=lambda r: r["val_bpb"]) if scored else None
     return {
@@ -141,9 +128,9 @@ def summary(ws: Workspace, h: DemoHandle) -> dict[str, Any]:
         "agents": h.agents,
         "runs": sum(len(v) for v in by.values()),
         "scored_runs": len(scored),
-        "keeps": len(by["keep"]),
-        "discards": len(by["discard"]),
-        "crashes": len(by["crash"]),
+        "keeps": len(by[RunStatus.KEEP]),
+        "discards": len(by[RunStatus.DISCARD]),
+        "crashes": len(by[RunStatus.CRASH]),
         "cancelled": len(cancelled),
         "best_val_bpb": best["val_bpb"] if best else None,
         "best_run": best["id"] if best else None,

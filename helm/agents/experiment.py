@@ -24,10 +24,28 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from helm.agents import config as cfg
-from helm.agents import runs as q
 from helm.agents import taskrepo as tr
-from helm.agents.keeprule import decide
+from helm.agents.keeprule import decide, seed_spread
 from helm.agents.report import ExpResult, build_result, feed_text
+from helm.models.agents import get_agent, update_agent
+from helm.models.db import Db, Row
+from helm.models.feed import post_feed
+from helm.models.jobs import find_job
+from helm.models.pins import find_pin, latest_pin
+from helm.models.runs import (
+    branch_best,
+    canonical_env,
+    find_duplicate,
+    find_run,
+    find_run_at_commit,
+    get_run,
+    in_flight_runs,
+    insert_run,
+    reference_run,
+    seed_scores,
+    update_run,
+)
+from helm.models.states import ENDED_RUN, TERMINAL_JOB, JobState, RunStatus
 from helm.workspace import Workspace
 
 Progress = Callable[[dict[str, Any]], None]
@@ -114,9 +132,7 @@ def agent_lock(ws: Workspace, agent: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _agent_row(ws: Workspace, agent: str) -> dict[str, Any]:
-    from helm.models.agents import get_agent
-
+def _agent_row(ws: Workspace, agent: str) -> Row:
     with ws.db(write=False) as db:
         return get_agent(db, agent)
 
@@ -129,9 +145,6 @@ def move_onto_base(ws: Workspace, agent: str) -> bool:
     """Reset the agent's branch onto the current pin if it is not on it; True if it moved."""
     from git import Repo
     from git.exc import GitCommandError
-
-    from helm.models.feed import post_feed
-    from helm.models.pins import latest_pin
 
     row = _agent_row(ws, agent)
     with ws.db(write=False) as db:
@@ -152,7 +165,7 @@ def move_onto_base(ws: Workspace, agent: str) -> bool:
             conflict = True
             tr.reset_to(wt, pin["commit"])
     with ws.db(write=True) as db:
-        q.update_agent(db, agent, base_pin_id=pin["id"])
+        update_agent(db, agent, base_pin_id=pin["id"])
         note = f"moved onto base pin #{pin['id']} ({pin['kind']} {pin['ref']})"
         if conflict:
             note += "; its uncommitted edit did not apply there and is kept in `git stash list`"
@@ -186,7 +199,7 @@ def run_experiment(
         row = _agent_row(ws, req.agent)
         wt = tr.ensure_worktree(ws, req.agent)
         with ws.db(write=False) as db:
-            busy = q.in_flight(db, req.agent)
+            busy = in_flight_runs(db, req.agent)
         if busy and not req.force:
             raise ExperimentError(
                 f"agent {req.agent} has run {busy[0]['id']} in flight; `helm exp wait "
@@ -200,11 +213,11 @@ def run_experiment(
         tree = tr.stage_tree(wt)
         changed = repo.git.diff("--cached", "--name-only").splitlines()
         full_env = {**json.loads(row.get("env_json") or "{}"), **run_env}
-        env_s = q.env_json(full_env)
+        env_s = canonical_env(full_env)
         chash = tr.code_hash(wt, tree)
         with ws.db(write=False) as db:
-            dup = None if req.force else q.duplicate(db, chash, env_s, req.seed)
-            best = q.branch_best(db, req.agent, row["base_pin_id"])
+            dup = None if req.force else find_duplicate(db, chash, env_s, req.seed)
+            best = branch_best(db, req.agent, row["base_pin_id"])
         if dup is not None:
             restore = best["commit"] if best else prev_head
             tr.reset_to(wt, restore)
@@ -215,7 +228,7 @@ def run_experiment(
         commit = tr.commit_staged(wt, description)
         with ws.db(write=True) as db:
             # checked again under the write lock: two agents may propose the same run at once
-            dup = None if req.force else q.duplicate(db, chash, env_s, req.seed)
+            dup = None if req.force else find_duplicate(db, chash, env_s, req.seed)
             if dup is None:
                 run_id = _insert_run(
                     db, req, row, conf, prev_head, commit, chash, env_s, description
@@ -239,19 +252,19 @@ def run_experiment(
             )
         except BaseException:
             with ws.db(write=True) as db:
-                q.update_run(db, run_id, status="crash", tail="could not queue the job")
+                update_run(db, run_id, status=RunStatus.CRASH, tail="could not queue the job")
             tr.reset_to(wt, best["commit"] if best else prev_head)
             raise
         finally:
             shutil.rmtree(export, ignore_errors=True)
         with ws.db(write=True) as db:
-            q.update_run(db, run_id, job_id=job_id)
-            q.update_agent(
+            update_run(db, run_id, job_id=job_id)
+            update_agent(
                 db, req.agent, state="training", current_run_id=run_id, last_seen_at=time.time()
             )
         if not req.wait:
             with ws.db(write=False) as db:
-                return build_result(db, q.get_run(db, run_id) or {}, verdict="queued")
+                return build_result(db, get_run(db, run_id), verdict="queued")
         try:
             wait_run(ws, run_id, on_progress=on_progress, poll_s=poll_s, should_stop=should_stop)
         except StopRequested:
@@ -261,9 +274,9 @@ def run_experiment(
 
 
 def _insert_run(
-    db: Any,
+    db: Db,
     req: ExpRequest,
-    row: dict[str, Any],
+    row: Row,
     conf: cfg.AgentsConfig,
     prev_head: str,
     commit: str,
@@ -272,39 +285,30 @@ def _insert_run(
     description: str,
 ) -> int:
     """Record the run (queued) with its parent, base and reference flag."""
-    parent = q.run_at_commit(db, req.agent, prev_head)
-    baseline = req.baseline or q.reference(db, req.agent, row["base_pin_id"]) is None
-    return db.insert(
-        'INSERT INTO run (agent, parent_id, branch, "commit", code_hash, description, '
-        "status, env_json, seed, gpus, created_at, base_pin_id, baseline) VALUES "
-        "(:agent, :parent, :branch, :commit, :hash, :desc, 'queued', :env, :seed, "
-        ":gpus, :t, :pin, :baseline)",
-        {
-            "agent": req.agent,
-            "parent": parent["id"] if parent else None,
-            "branch": tr.branch_of(req.agent),
-            "commit": commit,
-            "hash": chash,
-            "desc": description,
-            "env": env_s,
-            "seed": req.seed,
-            "gpus": req.gpus or conf.gpus,
-            "t": time.time(),
-            "pin": row["base_pin_id"],
-            "baseline": 1 if baseline else 0,
-        },
+    parent = find_run_at_commit(db, req.agent, prev_head)
+    return insert_run(
+        db,
+        agent=req.agent,
+        parent_id=parent["id"] if parent else None,
+        branch=tr.branch_of(req.agent),
+        commit=commit,
+        code_hash=chash,
+        description=description,
+        status=RunStatus.QUEUED,
+        env_json=env_s,
+        seed=req.seed,
+        gpus=req.gpus or conf.gpus,
+        base_pin_id=row["base_pin_id"],
+        baseline=req.baseline or reference_run(db, req.agent, row["base_pin_id"]) is None,
     )
 
 
-def _duplicate_result(ws: Workspace, dup: dict[str, Any]) -> ExpResult:
+def _duplicate_result(ws: Workspace, dup: Row) -> ExpResult:
     with ws.db(write=False) as db:
         res = build_result(db, dup, verdict="duplicate")
     res.note = f"same code, environment and seed as run {dup['id']} ({dup['status']}); not rerun"
     res.duplicate_of = dup["id"]
     return res
-
-
-FINAL = ("done", "crash", "cancelled", "keep", "discard")
 
 
 def wait_run(
@@ -329,38 +333,39 @@ def wait_run(
     beat = 0.0
     while True:
         with ws.db(write=False) as db:
-            run = q.get_run(db, run_id) or {}
-            job = q.get_job(db, run["job_id"]) if run.get("job_id") else None
-        if run.get("status") in FINAL:
+            run = get_run(db, run_id)
+            job = find_job(db, run["job_id"])
+        if run["status"] in ENDED_RUN:
             return run
         if job is not None:
             key = (job["state"], job["step"], job["val_bpb"], job["host"])
             if on_progress and key != last:
                 on_progress(job)
             last = key
-            over = job["state"] in ("succeeded", "failed", "cancelled", "lost")
+            over = job["state"] in TERMINAL_JOB
             if over and job["finished_at"] and time.time() - job["finished_at"] > grace_s:
                 # the daemon ended the job but wrote no result on the run: judge by the job
-                status = "cancelled" if job["state"] == "cancelled" else "crash"
+                cancelled = job["state"] == JobState.CANCELLED
+                status = RunStatus.CANCELLED if cancelled else RunStatus.CRASH
                 with ws.db(write=True) as db:
-                    q.update_run(db, run_id, status=status, finished_at=time.time())
+                    update_run(db, run_id, status=status, finished_at=time.time())
                 continue
         if should_stop is not None and should_stop():
             raise StopRequested
         if time.monotonic() - beat > 10:
             beat = time.monotonic()
             with ws.db(write=True) as db:
-                q.update_agent(db, run.get("agent") or "", last_seen_at=time.time())
+                update_agent(db, run["agent"] or "", last_seen_at=time.time())
         if deadline is not None and time.monotonic() > deadline:
             if cancel_on_timeout:
                 with ws.db(write=True) as db:
-                    q.update_run(db, run_id, status="cancelled", finished_at=time.time())
+                    update_run(db, run_id, status=RunStatus.CANCELLED, finished_at=time.time())
                 continue
             raise TimeoutError(f"run {run_id} has no result after {timeout_s:.0f}s")
         time.sleep(poll_s)
 
 
-def _tail(ws: Workspace, run: dict[str, Any], lines: int = 50) -> str | None:
+def _tail(ws: Workspace, run: Row, lines: int = 50) -> str | None:
     """The last lines of the job's streamed log (the whole log is there once it ended),
     else whatever tail the daemon recorded on the run."""
     if run.get("job_id"):
@@ -376,30 +381,27 @@ def _tail(ws: Workspace, run: dict[str, Any], lines: int = 50) -> str | None:
 
 def finalize(ws: Workspace, run_id: int) -> ExpResult:
     """Judge a finished run, move the worktree accordingly, and post the result (idempotent)."""
-    from helm.models.agents import get_agent
-    from helm.models.feed import post_feed
-
     conf = cfg.load(ws.config_path)
     with ws.db(write=False) as db:
-        run = q.get_run(db, run_id)
+        run = find_run(db, run_id)
         if run is None:
             raise ExperimentError(f"no run {run_id}")
-        if run["status"] in ("keep", "discard") or (
-            run["status"] in ("crash", "cancelled") and run.get("verdict_note")
+        if run["status"] in (RunStatus.KEEP, RunStatus.DISCARD) or (
+            run["status"] in (RunStatus.CRASH, RunStatus.CANCELLED) and run.get("verdict_note")
         ):
             return build_result(db, run, verdict=run["status"])
-        if run["status"] not in FINAL:
+        if run["status"] not in ENDED_RUN:
             raise ExperimentError(f"run {run_id} is still {run['status']}")
         agent = run["agent"]
-        best = q.branch_best(db, agent, run["base_pin_id"])
-        spread, _dof = q.seed_spread(db)
+        best = branch_best(db, agent, run["base_pin_id"])
+        spread, _dof = seed_spread(seed_scores(db))
         row = get_agent(db, agent)
-        pin = q.pin_by_id(db, run["base_pin_id"])
-    if run["status"] == "cancelled":
-        verdict_status, note = "cancelled", "cancelled before it finished"
+        pin = find_pin(db, run["base_pin_id"])
+    if run["status"] == RunStatus.CANCELLED:
+        verdict_status, note = RunStatus.CANCELLED.value, "cancelled before it finished"
     else:
         v = decide(
-            run["val_bpb"] if run["status"] == "done" else None,
+            run["val_bpb"] if run["status"] == RunStatus.DONE else None,
             best["val_bpb"] if best else None,
             conf.keep,
             spread,
@@ -409,18 +411,18 @@ def finalize(ws: Workspace, run_id: int) -> ExpResult:
     fields: dict[str, Any] = {"status": verdict_status, "verdict_note": note}
     if run.get("finished_at") is None:
         fields["finished_at"] = time.time()
-    if verdict_status == "crash":
+    if verdict_status == RunStatus.CRASH:
         fields["tail"] = _tail(ws, run)
     with ws.db(write=True) as db:
-        q.update_run(db, run_id, **fields)
-        run = q.get_run(db, run_id) or run
+        update_run(db, run_id, **fields)
+        run = get_run(db, run_id)
         res = build_result(db, run, verdict=verdict_status, best=best)
         res.note = note
         post_feed(db, feed_text(res), agent=agent, kind="result", run_id=run_id)
-        q.update_agent(db, agent, state="thinking", current_run_id=None, last_seen_at=time.time())
+        update_agent(db, agent, state="thinking", current_run_id=None, last_seen_at=time.time())
     wt = worktree_of(ws, row)
     if wt.is_dir() and row["base_pin_id"] == run["base_pin_id"]:
-        if verdict_status == "keep":
+        if verdict_status == RunStatus.KEEP:
             tr.reset_to(wt, run["commit"])
         else:
             target = best["commit"] if best else (pin["commit"] if pin else None)

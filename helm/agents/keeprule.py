@@ -12,8 +12,9 @@ autoresearch kept as an "improvement") can never clear the bar.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from helm.agents.config import KeepRule
 
@@ -39,6 +40,19 @@ def pooled_spread(groups: Iterable[Sequence[float]]) -> tuple[float | None, int]
     if dof == 0:
         return None, 0
     return math.sqrt(ss / dof), dof
+
+
+def seed_spread(scores: Iterable[Mapping[str, Any]]) -> tuple[float | None, int]:
+    """The pooled spread of scored runs (``code_hash``, ``env_json``, ``seed``, ``val_bpb``,
+    as ``helm.models.runs.seed_scores`` reads them), and its degrees of freedom.
+
+    Runs group by (code, env); a group counts one score per seed, since a replay of the same
+    seed says nothing about seed noise (the first score of a seed stands).
+    """
+    groups: dict[tuple[str, str], dict[Any, float]] = {}
+    for r in scores:
+        groups.setdefault((r["code_hash"], r["env_json"]), {}).setdefault(r["seed"], r["val_bpb"])
+    return pooled_spread(list(g.values()) for g in groups.values())
 
 
 def threshold(rule: KeepRule, spread: float | None) -> float:

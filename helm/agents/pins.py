@@ -16,16 +16,18 @@ A PR or file pin starts from the script's own defaults: ``run.env`` is emptied u
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import httpx
 from git import Repo
 
 from helm.agents import taskrepo as tr
 from helm.agents.github import DEFAULT_REPO, PullRecord, fetch_pull
+from helm.models.db import Row
+from helm.models.feed import post_feed
+from helm.models.pins import add_pin, pin_history
+from helm.models.runs import find_run
 from helm.workspace import Workspace
 
 
@@ -33,20 +35,13 @@ class PinError(ValueError):
     """The pin cannot be made (unknown run, missing file ...)."""
 
 
-def _record(
-    ws: Workspace, kind: str, ref: str, commit: str, by: str, note: str | None
-) -> dict[str, Any]:
-    from helm.models.feed import post_feed
-
+def _record(ws: Workspace, kind: str, ref: str, commit: str, by: str, note: str | None) -> Row:
+    """The pin row and its feed note, in one transaction."""
     with ws.db(write=True) as db:
-        pid = db.insert(
-            'INSERT INTO pin (kind, ref, "commit", pinned_by, note, created_at) '
-            "VALUES (:k, :r, :c, :b, :n, :t)",
-            {"k": kind, "r": ref, "c": commit, "b": by, "n": note, "t": time.time()},
-        )
+        pin = add_pin(db, kind=kind, ref=ref, commit=commit, pinned_by=by, note=note)
         text = f"base pinned to {kind} {ref} (commit {commit[:10]})" + (f": {note}" if note else "")
         post_feed(db, text, agent=None, kind="system")
-        return db.rows("SELECT * FROM pin WHERE id = :id", {"id": pid})[0]
+        return pin
 
 
 def _commit_on_base(ws: Workspace, message: str, write: dict[str, bytes], keep_env: bool) -> str:
@@ -75,7 +70,7 @@ def pin_pr(
     keep_env: bool = False,
     transport: httpx.BaseTransport | None = None,
     confirm: Callable[[PullRecord], None] | None = None,
-) -> dict[str, Any]:
+) -> Row:
     """Fetch PR ``number``'s records folder from GitHub and make its script the base.
 
     ``confirm`` sees the fetched PR before anything is written and raises to stop the pin
@@ -95,14 +90,13 @@ def pin_pr(
     return _record(ws, "pr", f"{repo}#{number}", commit, by, f"{pr.title} by {pr.author}")
 
 
-def pin_run(ws: Workspace, run_id: int, *, by: str = "operator") -> dict[str, Any]:
+def pin_run(ws: Workspace, run_id: int, *, by: str = "operator") -> Row:
     """Make run ``run_id``'s commit (code and run.env) the new base."""
     tr.ensure_task_repo(ws)
     with ws.db(write=False) as db:
-        rows = db.rows("SELECT * FROM run WHERE id = :id", {"id": run_id})
-    if not rows:
+        run = find_run(db, run_id)
+    if run is None:
         raise PinError(f"no run {run_id}")
-    run = rows[0]
     if not run["commit"]:
         raise PinError(f"run {run_id} has no commit (was it made outside an agent worktree?)")
     repo = Repo(ws.task_dir)
@@ -129,7 +123,7 @@ def pin_file(
     by: str = "operator",
     name: str = "train_gpt.py",
     keep_env: bool = False,
-) -> dict[str, Any]:
+) -> Row:
     """Make a local file the base's ``train_gpt.py`` (or ``name``)."""
     src = Path(path).expanduser()
     if not src.is_file():
@@ -142,6 +136,7 @@ def pin_file(
     return _record(ws, "file", str(src.resolve()), commit, by, None)
 
 
-def history(ws: Workspace, limit: int = 50) -> list[dict[str, Any]]:
+def history(ws: Workspace, limit: int = 50) -> list[Row]:
+    """Pins newest first (``helm pin show``)."""
     with ws.db(write=False) as db:
-        return db.rows("SELECT * FROM pin ORDER BY id DESC LIMIT :n", {"n": limit})
+        return pin_history(db, limit)

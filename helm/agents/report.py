@@ -2,8 +2,8 @@
 
 The same numbers everywhere: val_bpb; its difference from the branch's best before the run,
 from the reference run of the current base, and from the leaderboard's best (negative is
-better); the artifact's bytes and the headroom left under the 16,000,000-byte cap; the
-verdict and why.
+better); the artifact's bytes and the headroom left under the cap
+(``golf_task.limits.ARTIFACT_CAP_BYTES``); the verdict and why.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from helm.agents import runs as q
-from helm.models.db import Db
-
-CAP = 16_000_000
+from golf_task.limits import ARTIFACT_CAP_BYTES
+from helm import fmt
+from helm.models.db import Db, Row
+from helm.models.runs import best_run, branch_best, reference_run
 
 
 @dataclass
@@ -54,16 +54,14 @@ def _delta(a: float | None, b: float | None) -> float | None:
     return a - b
 
 
-def build_result(
-    db: Db, run: dict[str, Any], *, verdict: str, best: dict[str, Any] | None = None
-) -> ExpResult:
+def build_result(db: Db, run: Row, *, verdict: str, best: Row | None = None) -> ExpResult:
     """Assemble the comparison numbers for ``run`` (``best``: the branch best before it)."""
     if best is None and run.get("agent"):
-        best = q.branch_best(db, run["agent"], run.get("base_pin_id"))
+        best = branch_best(db, run["agent"], run.get("base_pin_id"))
         if best is not None and best["id"] == run.get("id"):
             best = None
-    ref = q.reference(db, run["agent"], run.get("base_pin_id")) if run.get("agent") else None
-    top = q.leader(db, exclude_run=run.get("id"))
+    ref = reference_run(db, run["agent"], run.get("base_pin_id")) if run.get("agent") else None
+    top = best_run(db, exclude_run=run.get("id"))
     bpb = run.get("val_bpb")
     size = run.get("bytes_total")
     return ExpResult(
@@ -83,7 +81,7 @@ def build_result(
         delta_base=_delta(bpb, ref["val_bpb"] if ref and ref["id"] != run.get("id") else None),
         delta_leader=_delta(bpb, top["val_bpb"] if top else None),
         bytes_total=size,
-        headroom=CAP - size if size is not None else None,
+        headroom=ARTIFACT_CAP_BYTES - size if size is not None else None,
         steps=run.get("steps"),
         host=run.get("host"),
         env=json.loads(run.get("env_json") or "{}"),
@@ -93,11 +91,11 @@ def build_result(
 
 def signed(x: float) -> str:
     """``+0.0012`` / ``\u22120.0031``: a real minus sign, as the feed is read by people."""
-    return f"{x:+.4f}".replace("-", "\u2212")
+    return fmt.signed(x, true_minus=True)
 
 
 def _d(x: float | None) -> str:
-    return "n/a" if x is None else signed(x)
+    return fmt.MISSING if x is None else signed(x)
 
 
 def _last_line(tail: str | None) -> str:
@@ -112,8 +110,12 @@ def feed_text(r: ExpResult) -> str:
         return f"{head}: {r.description} \u2014 {_last_line(r.tail)}"
     if r.verdict == "cancelled":
         return f"{head}: {r.description}"
-    bpb = "n/a" if r.val_bpb is None else f"{r.val_bpb:.4f}"
-    size = "size n/a" if r.bytes_total is None else f"{r.bytes_total:,} B (headroom {r.headroom:,})"
+    bpb = fmt.score(r.val_bpb)
+    size = (
+        f"size {fmt.MISSING}"
+        if r.bytes_total is None
+        else f"{fmt.byte_count(r.bytes_total)} B (headroom {r.headroom:,})"
+    )
     return (
         f"{head}: val_bpb {bpb} (vs best {_d(r.delta_best)}, vs base {_d(r.delta_base)}, "
         f"vs leader {_d(r.delta_leader)}), {size} \u2014 {r.description}"

@@ -18,7 +18,8 @@ import time
 import traceback
 
 from helm.agents import procs
-from helm.agents import runs as q
+from helm.models.agents import update_agent
+from helm.models.runs import in_flight_runs
 from helm.workspace import Workspace
 
 
@@ -40,7 +41,7 @@ def resume_in_flight(ws: Workspace, agent: str, stopper: Stopper) -> None:
     from helm.agents.experiment import RemoteBackend, StopRequested, finalize, wait_run
 
     with ws.db(write=False) as db:
-        pending = q.in_flight(db, agent)
+        pending = in_flight_runs(db, agent)
     for run in pending:
         print(f"resuming run {run['id']} (job {run['job_id']})", flush=True)
         try:
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, stopper.handle)
     print(f"[{time.strftime('%F %T')}] agent {args.agent} starting (pid {procs.os.getpid()})")
     with ws.db(write=True) as db:
-        q.update_agent(
+        update_agent(
             db,
             args.agent,
             pid=procs.os.getpid(),
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     finally:
         with ws.db(write=True) as db:
-            q.update_agent(db, args.agent, pid=None, state="stopped", current_run_id=None)
+            update_agent(db, args.agent, pid=None, state="stopped", current_run_id=None)
         print(f"[{time.strftime('%F %T')}] agent {args.agent} exiting ({code})", flush=True)
         lock.close()
     return code

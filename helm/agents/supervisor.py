@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 
 from helm.agents import procs
-from helm.agents import runs as q
+from helm.models.agents import count_restart, list_agents, update_agent
 from helm.workspace import Workspace
 
 HEALTHY_S = 60.0
@@ -64,7 +64,7 @@ class AgentSupervisor:
         conf = cfg.load(self.ws.config_path)
         first, cap = conf.backoff_s
         with self.ws.db(write=False) as db:
-            agents = db.rows("SELECT * FROM agent ORDER BY id")
+            agents = list_agents(db)
         now = time.time()
         for a in agents:
             name = a["name"]
@@ -80,17 +80,14 @@ class AgentSupervisor:
                         life.started_at = None
                         self.log.warning("agent %s exited after %.0fs", name, lived)
                         with self.ws.db(write=True) as db:
-                            db.execute(
-                                "UPDATE agent SET restarts = restarts + 1 WHERE name = :n",
-                                {"n": name},
-                            )
+                            count_restart(db, name)
                     if now >= life.next_start:
                         wt = ensure_worktree(self.ws, name)
                         new = procs.spawn(self.ws, name, wt)
                         life.started_at = now
                         self.log.info("agent %s started (pid %d)", name, new)
                         with self.ws.db(write=True) as db:
-                            q.update_agent(db, name, state="starting", pid=new, worktree=str(wt))
+                            update_agent(db, name, state="starting", pid=new, worktree=str(wt))
                 else:
                     if life.started_at is None:
                         life.started_at = a["started_at"] or now  # adopted
@@ -108,7 +105,7 @@ class AgentSupervisor:
                         self.log.warning("agent %s killed (ignored SIGTERM)", name)
                 elif pid is None and a["state"] != "stopped":
                     with self.ws.db(write=True) as db:
-                        q.update_agent(db, name, state="stopped", pid=None)
+                        update_agent(db, name, state="stopped", pid=None)
 
 
 def make_service(ws: Workspace, logger: logging.Logger) -> AgentSupervisor:

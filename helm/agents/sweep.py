@@ -20,13 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from helm.agents import config as cfg
-from helm.agents import runs as q
 from helm.agents import taskrepo as tr
 from helm.agents.directives import GrammarError, deliver, parse_directive
 from helm.agents.experiment import Backend, ExpRequest, move_onto_base, run_experiment
+from helm.agents.keeprule import seed_spread
 from helm.agents.knobs import Knob, discover
 from helm.agents.report import ExpResult, signed
 from helm.agents.search import Proposal, candidate_keys, propose
+from helm.models.agents import get_agent, update_agent
+from helm.models.directives import ack_directive
+from helm.models.feed import post_feed
+from helm.models.runs import canonical_env, find_duplicate, reference_run, seed_scores
 from helm.workspace import Workspace
 
 
@@ -77,8 +81,6 @@ class SweepAgent:
         tmp.replace(self.path)
 
     def _post(self, text: str, kind: str = "insight", run_id: int | None = None) -> None:
-        from helm.models.feed import post_feed
-
         with self.ws.db(write=True) as db:
             post_feed(db, text, agent=self.agent, kind=kind, run_id=run_id)
 
@@ -106,7 +108,7 @@ class SweepAgent:
         move_onto_base(self.ws, self.agent)
         wt = tr.ensure_worktree(self.ws, self.agent)
         with self.ws.db(write=True) as db:
-            q.update_agent(db, self.agent, state="thinking", last_seen_at=time.time())
+            update_agent(db, self.agent, state="thinking", last_seen_at=time.time())
         self._obey(deliver(self.ws, self.agent, wt, "sweep"))
         if self.stopped_by_directive:
             return None
@@ -145,9 +147,6 @@ class SweepAgent:
 
     # Directives -----------------------------------------------------------------------------------
     def _obey(self, pending: list[dict[str, Any]]) -> None:
-        from helm.models.directives import ack_directive
-        from helm.models.feed import post_feed
-
         for d in sorted(pending, key=lambda d: d["id"]):
             try:
                 commands = parse_directive(d["text"])
@@ -173,7 +172,7 @@ class SweepAgent:
             with self.ws.db(write=True) as db:
                 ack_directive(db, d["id"], self.agent)
                 if self.stopped_by_directive:
-                    q.update_agent(db, self.agent, desired="down")
+                    update_agent(db, self.agent, desired="down")
                     post_feed(
                         db, f"stopping as directed by #{d['id']}", agent=self.agent, kind="system"
                     )
@@ -182,8 +181,6 @@ class SweepAgent:
 
     # Proposals ------------------------------------------------------------------------------------
     def _context(self) -> tuple[dict[str, str], dict[str, Knob], dict[str, Any], str]:
-        from helm.models.agents import get_agent
-
         wt = tr.ensure_worktree(self.ws, self.agent)
         with self.ws.db(write=False) as db:
             row = get_agent(db, self.agent)
@@ -194,7 +191,8 @@ class SweepAgent:
     def _seen(self, agent_env: dict[str, str], chash: str, seed: int | None = None):  # type: ignore[no-untyped-def]
         def seen(env: dict[str, str]) -> bool:
             with self.ws.db(write=False) as db:
-                return q.duplicate(db, chash, q.env_json({**agent_env, **env}), seed) is not None
+                env_s = canonical_env({**agent_env, **env})
+                return find_duplicate(db, chash, env_s, seed) is not None
 
         return seen
 
@@ -213,8 +211,8 @@ class SweepAgent:
         wt = tr.ensure_worktree(self.ws, self.agent)
         env = tr.read_env(wt)
         with self.ws.db(write=False) as db:
-            has_ref = q.reference(db, self.agent, row["base_pin_id"]) is not None
-            repeats = q.has_repeats(db)
+            has_ref = reference_run(db, self.agent, row["base_pin_id"]) is not None
+            repeats = seed_spread(seed_scores(db))[0] is not None
         fixed = {k: v for k, v in self.state.fixed.items() if env.get(k) != v}
         if fixed:
             ids = sorted({self.state.fixed_by.get(k, 0) for k in fixed})

@@ -23,6 +23,7 @@ from pathlib import Path
 from git import Repo
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
+from helm.models.pins import add_pin, latest_pin
 from helm.workspace import Workspace
 
 BASE = "base"
@@ -131,25 +132,18 @@ def _create(ws: Workspace, source: str | None) -> Repo:
 
 
 def _record_init_pin(ws: Workspace, repo: Repo, source: str | None) -> None:
-    import time
-
+    """The first pin: the starting base (only on a store that has no pin yet)."""
     with ws.db(write=True) as db:
-        if db.rows("SELECT id FROM pin LIMIT 1"):
+        if latest_pin(db) is not None:
             return
-        db.insert(
-            'INSERT INTO pin (kind, ref, "commit", pinned_by, note, created_at) '
-            "VALUES ('init', :ref, :c, 'helm', :note, :t)",
-            {
-                "ref": source or "golf_task",
-                "c": repo.commit(BASE).hexsha,
-                "note": "the starting base",
-                "t": time.time(),
-            },
+        add_pin(
+            db,
+            kind="init",
+            ref=source or "golf_task",
+            commit=repo.commit(BASE).hexsha,
+            pinned_by="helm",
+            note="the starting base",
         )
-
-
-def base_commit(repo: Repo) -> str:
-    return repo.commit(BASE).hexsha
 
 
 # Worktrees ----------------------------------------------------------------------------------------
@@ -174,24 +168,6 @@ def ensure_worktree(ws: Workspace, agent: str) -> Path:
         except GitCommandError as exc:
             raise TaskRepoError(f"cannot create worktree {path}: {exc.stderr.strip()}") from exc
     return path
-
-
-def remove_worktree(ws: Workspace, agent: str) -> None:
-    """Remove the folder only; the branch (and so every commit) stays."""
-    repo = open_task_repo(ws)
-    with repo_lock(ws):
-        path = ws.worktrees_dir / agent
-        if path.exists():
-            repo.git.worktree("remove", "--force", str(path))
-        repo.git.worktree("prune")
-
-
-def head(wt: Path) -> str:
-    return Repo(wt).head.commit.hexsha
-
-
-def is_dirty(wt: Path) -> bool:
-    return Repo(wt).is_dirty(untracked_files=True)
 
 
 def reset_to(wt: Path, commit: str) -> None:

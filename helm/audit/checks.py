@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from golf_task.log_lines import PY_START_RE, SEPARATOR_RE, strip_ts
 from golf_task.logs import LogSummary, parse_file
 from golf_task.validate import Report
 from helm.audit import config as cfgmod
@@ -58,9 +59,6 @@ PUBLISHED_DATA: dict[str, tuple[frozenset[int], int]] = {
     "fineweb10B_sp1024": (frozenset({62_021_632, 63_779_840}), 80),
     "fineweb10B_sp8192": (frozenset({40_540_160, 47_851_520}), 128),
 }
-
-_PY_START = re.compile(r"(?:\"\"\"|'''|#!|from\s+[\w.]+\s+import\b|import\s+\w)")
-_SEPARATOR = re.compile(r"^={20,}\s*$", re.MULTILINE)
 
 
 @dataclass
@@ -195,10 +193,15 @@ def echoed_source(path: Path) -> str | None:
             head = handle.read(4 * 1024 * 1024)
     except OSError:
         return None
-    if not _PY_START.match(head.lstrip()[:200]):
+    # the parser's own grammar: where an echo starts, and the separator line that ends it
+    if not PY_START_RE.match(head.lstrip()[:200]):
         return None
-    m = _SEPARATOR.search(head)
-    return head[: m.start()] if m else None
+    pos = 0
+    for line in head.split("\n"):
+        if SEPARATOR_RE.match(strip_ts(line.rstrip())):
+            return head[:pos]
+        pos += len(line) + 1
+    return None
 
 
 def check_log_echo(code: bytes, logs: list[Log]) -> Finding | None:

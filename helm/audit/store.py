@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from helm.audit import similarity as sim
 from helm.audit.fetch import audits_dir
 from helm.audit.verdict import PASSING
+from helm.models.audits import (
+    find_audit,
+    insert_audit,
+    latest_audit,
+    latest_audit_of_number,
+    latest_audits,
+)
+from helm.models.feed import post_feed
+from helm.models.pins import latest_pin
 from helm.workspace import Workspace
 
 BUNDLED_LABEL = "helm's bundled train_gpt.py (the baseline)"
@@ -58,8 +66,6 @@ def _base_script(ws: Workspace) -> bytes | None:
 def known_scripts(ws: Workspace, exclude_ref: str | None = None) -> list[sim.KnownScript]:
     """Scripts an audited one is compared with: the bundled baseline, the pinned base and
     every script audited before (except ``exclude_ref``'s own earlier audits)."""
-    from helm.models.pins import latest_pin
-
     known = [sim.KnownScript(BUNDLED_LABEL, "bundled", bundled_script().read_bytes())]
     with ws.db(write=False) as db:
         pin = latest_pin(db)
@@ -84,60 +90,42 @@ def known_scripts(ws: Workspace, exclude_ref: str | None = None) -> list[sim.Kno
     return known
 
 
-def latest_audits(db: Any) -> list[dict[str, Any]]:
-    """The newest audit of every ref, newest first."""
-    return db.rows(
-        "SELECT * FROM audit WHERE id IN (SELECT MAX(id) FROM audit GROUP BY ref) ORDER BY id DESC"
-    )
-
-
 def latest(ws: Workspace, ref: str) -> dict[str, Any] | None:
+    """The newest audit of ``ref``, or None."""
     with ws.db(write=False) as db:
-        rows = db.rows("SELECT * FROM audit WHERE ref = :r ORDER BY id DESC LIMIT 1", {"r": ref})
-    return rows[0] if rows else None
+        return latest_audit(db, ref)
 
 
 def find(ws: Workspace, key: str) -> dict[str, Any] | None:
     """An audit by id, or the latest of a ref: ``owner/name#N``, ``#N``/``N``, a folder."""
     with ws.db(write=False) as db:
         if key.isdigit():
-            rows = db.rows("SELECT * FROM audit WHERE id = :i", {"i": int(key)})
-            if rows:
-                return rows[0]
+            row = find_audit(db, int(key))
+            if row is not None:
+                return row
         number = key.lstrip("#")
         if number.isdigit():
-            sql = "SELECT * FROM audit WHERE ref LIKE :s ORDER BY id DESC LIMIT 1"
-            rows = db.rows(sql, {"s": f"%#{number}"})
-        else:
-            refs = [key, str(Path(key).expanduser().resolve())]
-            sql = "SELECT * FROM audit WHERE ref IN (:a, :b) ORDER BY id DESC LIMIT 1"
-            rows = db.rows(sql, {"a": refs[0], "b": refs[1]})
-    return rows[0] if rows else None
+            return latest_audit_of_number(db, int(number))
+        return latest_audit(db, key, str(Path(key).expanduser().resolve()))
 
 
 def record(ws: Workspace, evidence: dict[str, Any]) -> dict[str, Any]:
     """Insert the Audit row and post the verdict to the feed as a verification result."""
-    from helm.models.feed import post_feed
-
     repro = evidence.get("reproduction") or {}
     text = f"audit {evidence['ref']}: {evidence['verdict'].upper()}: {evidence['reason']}"
     if len(text) > 400:
         text = text[:397] + "..."
     with ws.db(write=True) as db:
-        audit_id = db.insert(
-            "INSERT INTO audit (ref, claimed_bpb, reproduced_bpb, verdict, evidence_json, "
-            "created_at) VALUES (:ref, :c, :r, :v, :e, :t)",
-            {
-                "ref": evidence["ref"],
-                "c": evidence.get("claimed_bpb"),
-                "r": repro.get("mean_bpb"),
-                "v": evidence["verdict"],
-                "e": json.dumps(evidence, default=str),
-                "t": time.time(),
-            },
+        row = insert_audit(
+            db,
+            ref=evidence["ref"],
+            verdict=evidence["verdict"],
+            evidence=evidence,
+            claimed_bpb=evidence.get("claimed_bpb"),
+            reproduced_bpb=repro.get("mean_bpb"),
         )
         post_feed(db, text, kind="verification", tags=("audit", evidence["verdict"]))
-        return db.rows("SELECT * FROM audit WHERE id = :i", {"i": audit_id})[0]
+        return row
 
 
 def listing(ws: Workspace) -> list[dict[str, Any]]:

@@ -10,12 +10,11 @@ import argparse
 import sys
 from typing import Any
 
+from helm import fmt
 from helm.cli.common import (
     CommandError,
     UsageError,
     add_leaf,
-    fmt_age,
-    fmt_num,
     parse_duration,
     parse_env,
     print_json,
@@ -79,7 +78,7 @@ def _print(ev: dict[str, Any]) -> None:
         for r in repro["runs"]:
             print(
                 f"  rerun seed {r['seed']}: job {r['job_id']} {r['state']}, "
-                f"val_bpb {fmt_num(r['val_bpb'], '.6f')}"
+                f"val_bpb {fmt.num(r['val_bpb'], '.6f')}"
             )
         print(f"  reproduction: {repro['summary']}")
     elif ev.get("rerun_note"):
@@ -131,11 +130,11 @@ def _ls(args: argparse.Namespace) -> int:
         [
             (
                 r["id"],
-                fmt_age(r["created_at"]),
+                fmt.since(r["created_at"]),
                 r["ref"] if not r["ref"].startswith("/") else r["ref"].rsplit("/", 1)[-1],
                 r["verdict"],
-                fmt_num(r["claimed_bpb"], ".5f"),
-                fmt_num(r["reproduced_bpb"], ".5f"),
+                fmt.num(r["claimed_bpb"], ".5f"),
+                fmt.num(r["reproduced_bpb"], ".5f"),
                 "-" if r["gap_bpb"] is None else f"{r['gap_bpb']:+.5f} ({r['gap_spreads']:+.1f}σ)",
                 "-"
                 if r["similarity"] is None

@@ -11,9 +11,10 @@ import json
 import os
 import re
 import sys
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+from helm import fmt
 
 Handler = Callable[[argparse.Namespace], int | None]
 
@@ -132,23 +133,10 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-def fmt_age(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    s = max(0.0, time.time() - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{int(s // size)}{unit}"
-    return f"{int(s)}s"
-
-
-def fmt_num(value: float | int | None, spec: str = "") -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """A plain aligned table, like `kubectl get`: easy to read and to grep."""
-    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
+    cells = [[str(h) for h in headers]]
+    cells += [[fmt.MISSING if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for r in cells:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

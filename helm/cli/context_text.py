@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-CAP = 16_000_000
+from golf_task.limits import ARTIFACT_CAP_BYTES
+from helm import fmt
 
 
 def _run_line(r: dict[str, Any]) -> str:
-    bpb = f"{r['val_bpb']:.4f}" if r.get("val_bpb") is not None else "-"
-    size = f"{r['bytes_total']:,} B" if r.get("bytes_total") else "size ?"
-    return f"run {r['id']} by {r.get('agent') or '-'}: val_bpb {bpb}, {size} — {r['description']}"
+    bpb = fmt.score(r.get("val_bpb"))
+    size = f"{fmt.byte_count(r['bytes_total'])} B" if r.get("bytes_total") else "size ?"
+    who = r.get("agent") or fmt.MISSING
+    return f"run {r['id']} by {who}: val_bpb {bpb}, {size} — {r['description']}"
 
 
 def render_context(ctx: dict[str, Any]) -> str:
@@ -22,7 +24,7 @@ def render_context(ctx: dict[str, Any]) -> str:
     me = ctx.get("agent")
     if me:
         best = me["best"]
-        best_s = f"{best['val_bpb']:.4f} (run {best['id']})" if best else "none yet"
+        best_s = f"{fmt.score(best['val_bpb'])} (run {best['id']})" if best else "none yet"
         out.append(
             f"You are agent {me['name']} (driver {me['driver']}, branch {me['branch']}). "
             f"Runs: {me['runs']}, keeps: {me['keeps']}, your best: {best_s}."
@@ -41,7 +43,8 @@ def render_context(ctx: dict[str, Any]) -> str:
     else:
         out.append("- no base pinned yet")
     out.append("")
-    out.append("## Leaderboard (val_bpb, lower is better; artifact cap 16,000,000 bytes)")
+    cap = fmt.byte_count(ARTIFACT_CAP_BYTES)
+    out.append(f"## Leaderboard (val_bpb, lower is better; artifact cap {cap} bytes)")
     out += [f"{r['rank']}. {_run_line(r)}" for r in ctx["leaderboard"]] or ["- no scored runs yet"]
     out.append("")
     out.append("## Recent feed")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from helm.cli.common import CommandError, add_leaf, fmt_age, print_json, workspace
+from helm import fmt
+from helm.cli.common import CommandError, add_leaf, print_json, workspace
 
 EXIT_NOT_RUNNING = 3  # as LSB init scripts report a stopped service
 
@@ -54,7 +55,7 @@ def _status(args: argparse.Namespace) -> int:
     else:
         up = time.time() - (state.get("started_at") or time.time())
         print(
-            f"daemon running (pid {pid}), up {int(up)}s, heartbeat {fmt_age(state.get('heartbeat_at'))} ago, "
+            f"daemon running (pid {pid}), up {int(up)}s, heartbeat {fmt.since(state.get('heartbeat_at'))} ago, "
             f"services: {', '.join(info['services']) or 'none'}"
         )
     return 0 if pid is not None else EXIT_NOT_RUNNING

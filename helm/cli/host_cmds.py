@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
+from typing import Any
 
+from helm import fmt
 from helm.cli.common import (
     CommandError,
     UsageError,
     add_leaf,
-    fmt_age,
     parse_env,
     print_json,
     print_table,
@@ -21,29 +23,29 @@ from helm.cli.common import (
 )
 
 
-def host_dict(host) -> dict:  # noqa: ANN001  (a helm.models.tables.Host)
-    """The JSON shape of a host (environment values are stored already masked)."""
-    check = json.loads(host.check_json or "{}")
+def host_dict(host: Mapping[str, Any]) -> dict:
+    """The JSON shape of a host row (environment values are stored already masked)."""
     target = None
-    if host.kind == "ssh":
-        user = f"{host.ssh_user}@" if host.ssh_user else ""
-        port = f":{host.ssh_port}" if host.ssh_port and host.ssh_port != 22 else ""
-        target = f"{user}{host.ssh_host}{port}"
+    if host["kind"] == "ssh":
+        user = f"{host['ssh_user']}@" if host["ssh_user"] else ""
+        port = f":{host['ssh_port']}" if host["ssh_port"] and host["ssh_port"] != 22 else ""
+        target = f"{user}{host['ssh_host']}{port}"
+    reachable = host["reachable"]
     return {
-        "name": host.name,
-        "kind": host.kind,
+        "name": host["name"],
+        "kind": host["kind"],
         "target": target,
-        "identity": host.identity,
-        "gpus": host.gpus,
-        "workdir": host.workdir,
-        "data_dir": host.data_dir,
-        "python": host.python,
-        "launcher": host.launcher,
-        "env": json.loads(host.env_json or "{}"),
-        "enabled": host.enabled,
-        "reachable": host.reachable,
-        "checked_at": host.checked_at,
-        "check": check,
+        "identity": host["identity"],
+        "gpus": host["gpus"],
+        "workdir": host["workdir"],
+        "data_dir": host["data_dir"],
+        "python": host["python"],
+        "launcher": host["launcher"],
+        "env": json.loads(host["env_json"] or "{}"),
+        "enabled": bool(host["enabled"]),
+        "reachable": None if reachable is None else bool(reachable),
+        "checked_at": host["checked_at"],
+        "check": json.loads(host["check_json"] or "{}"),
     }
 
 
@@ -68,7 +70,7 @@ def _add(args: argparse.Namespace) -> None:
                 launcher=args.launcher,
                 env=env,
             )
-            out = host_dict(host)
+            out = host_dict(host.model_dump())
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if args.json:
@@ -76,7 +78,7 @@ def _add(args: argparse.Namespace) -> None:
     else:
         where = out["target"] or "this machine"
         print(f"added host {args.name} ({where}, {out['gpus']} GPUs)")
-        if host.kind == "ssh":
+        if out["kind"] == "ssh":
             print(
                 f"next: helm host check {args.name}  (helm host trust {args.name} if its key is new)"
             )
@@ -90,13 +92,10 @@ def _gpu_summary(check: dict) -> str:
 
 
 def _ls(args: argparse.Namespace) -> None:
-    from sqlmodel import select
+    from helm.models.hosts import list_hosts
 
-    from helm.models.tables import Host
-
-    ws = workspace(args)
-    with ws.store.read() as s:
-        hosts = [host_dict(h) for h in s.exec(select(Host).order_by(Host.name))]
+    with workspace(args).db(write=False) as db:
+        hosts = [host_dict(h) for h in list_hosts(db)]
     if args.json:
         print_json(hosts)
         return
@@ -111,7 +110,7 @@ def _ls(args: argparse.Namespace) -> None:
                 _gpu_summary(h["check"]),
                 {True: "yes", False: "no", None: "?"}[h["reachable"]]
                 + ("" if h["enabled"] else " (disabled)"),
-                fmt_age(h["checked_at"]),
+                fmt.since(h["checked_at"]),
                 "; ".join(h["check"].get("problems", [])) or h["check"].get("error") or "-",
             )
             for h in hosts
@@ -122,14 +121,14 @@ def _ls(args: argparse.Namespace) -> None:
 def _check(args: argparse.Namespace) -> int:
     import asyncio
 
-    from helm.models.dispatch import save_check
+    from helm.models.dispatch import load_host, save_check
     from helm.remote.backend import BoxError
     from helm.remote.check import check_box
-    from helm.remote.hosts import get_host, make_box, python_for
+    from helm.remote.hosts import make_box, python_for
 
     ws = workspace(args)
     with ws.store.read() as s:
-        host = get_host(s, args.name)
+        host = load_host(s, args.name)
 
     async def go() -> dict:
         box = make_box(ws, host)
@@ -182,19 +181,19 @@ def _rm(args: argparse.Namespace) -> None:
 
     ws = workspace(args)
     try:
-        with ws.store.write() as s:
-            remove_host(ws, s, args.name)
+        with ws.db(write=True) as db:
+            remove_host(ws, db, args.name)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     print(f"removed host {args.name}")
 
 
 def _set_enabled(args: argparse.Namespace) -> None:
-    from helm.remote.hosts import set_enabled
+    from helm.models.hosts import set_host_enabled
 
     enabled = args.host_cmd == "enable"
-    with workspace(args).store.write() as s:
-        set_enabled(s, args.name, enabled)
+    with workspace(args).db(write=True) as db:
+        set_host_enabled(db, args.name, enabled)
     if enabled:
         print(f"host {args.name} enabled: new jobs may be placed on it")
     else:
@@ -204,15 +203,16 @@ def _set_enabled(args: argparse.Namespace) -> None:
 def _trust(args: argparse.Namespace) -> None:
     import asyncio
 
+    from helm.models.hosts import get_host
     from helm.remote import hostkeys
-    from helm.remote.hosts import get_host
 
     ws = workspace(args)
-    with ws.store.read() as s:
-        host = get_host(s, args.name)
-    if host.kind != "ssh":
-        raise CommandError(f"host {host.name} is local: there is no host key to trust")
-    target = hostkeys.resolve(host.ssh_host or host.name, host.ssh_port)
+    with ws.db(write=False) as db:
+        host = get_host(db, args.name)
+    name = host["name"]
+    if host["kind"] != "ssh":
+        raise CommandError(f"host {name} is local: there is no host key to trust")
+    target = hostkeys.resolve(host["ssh_host"] or name, host["ssh_port"])
     try:
         key = asyncio.run(hostkeys.fetch_key(target))
     except Exception as exc:
@@ -222,11 +222,11 @@ def _trust(args: argparse.Namespace) -> None:
     fp = hostkeys.fingerprint(key)
     known = hostkeys.known_keys(hostkeys.known_hosts_blob(ws.known_hosts_path), target)
     if any(k.public_data == key.public_data for k in known):
-        print(f"{host.name}: key {fp} is already trusted")
+        print(f"{name}: key {fp} is already trusted")
         return
     if known:
-        print(f"WARNING: {host.name} presents a DIFFERENT key than the one trusted before.")
-    print(f"{host.name} ({target.host}:{target.port}) presents {fp}")
+        print(f"WARNING: {name} presents a DIFFERENT key than the one trusted before.")
+    print(f"{name} ({target.host}:{target.port}) presents {fp}")
     if not args.yes:
         if not sys.stdin.isatty():
             raise CommandError("not a terminal: pass --yes to trust this key without asking")

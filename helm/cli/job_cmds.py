@@ -7,16 +7,18 @@ daemon does the rest. Handlers import the remote package only when they run.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
+from helm import fmt
 from helm.cli.common import (
     CommandError,
     UsageError,
     add_leaf,
     agent_name,
-    fmt_age,
-    fmt_num,
     parse_duration,
     parse_env,
     print_json,
@@ -24,46 +26,48 @@ from helm.cli.common import (
     workspace,
 )
 
+if TYPE_CHECKING:
+    from helm.models.tables import Job
+    from helm.workspace import Workspace
 
-def job_dict(job, ws=None) -> dict:  # noqa: ANN001  (a Job, a Workspace)
-    """The JSON shape of a job (its environment is stored with secrets already masked)."""
-    import json
+_JSON_FIELDS = (
+    "id",
+    "state",
+    "agent",
+    "run_id",
+    "host",
+    "gpus",
+    "seed",
+    "priority",
+    "attempts",
+    "max_attempts",
+    "cancel_requested",
+    "step",
+    "total_steps",
+    "train_loss",
+    "val_bpb",
+    "eta_s",
+    "exit_code",
+    "error",
+    "pid",
+    "remote_dir",
+    "time_limit_s",
+    "queued_at",
+    "staged_at",
+    "started_at",
+    "finished_at",
+    "heartbeat_at",
+)
 
-    out = {
-        k: getattr(job, k)
-        for k in (
-            "id",
-            "state",
-            "agent",
-            "run_id",
-            "host",
-            "gpus",
-            "seed",
-            "priority",
-            "attempts",
-            "max_attempts",
-            "cancel_requested",
-            "step",
-            "total_steps",
-            "train_loss",
-            "val_bpb",
-            "eta_s",
-            "exit_code",
-            "error",
-            "pid",
-            "remote_dir",
-            "time_limit_s",
-            "queued_at",
-            "staged_at",
-            "started_at",
-            "finished_at",
-            "heartbeat_at",
-        )
-    }
-    out["gpu_ids"] = json.loads(job.gpu_ids_json or "[]")
-    out["env"] = json.loads(job.env_json or "{}")
+
+def job_dict(job: Mapping[str, Any], ws: Workspace | None = None) -> dict:
+    """The JSON shape of a job row (its environment is stored with secrets already masked)."""
+    out = {k: job[k] for k in _JSON_FIELDS}
+    out["cancel_requested"] = bool(out["cancel_requested"])
+    out["gpu_ids"] = json.loads(job["gpu_ids_json"] or "[]")
+    out["env"] = json.loads(job["env_json"] or "{}")
     if ws is not None:
-        out["log"] = str(ws.job_dir(job.id) / "train.log")
+        out["log"] = str(ws.job_dir(job["id"]) / "train.log")
     return out
 
 
@@ -76,7 +80,7 @@ def _ensure_daemon(ws) -> None:  # noqa: ANN001
         raise CommandError(f"job queued, but the daemon did not start: {exc}") from exc
 
 
-def _progress_line(job) -> str:  # noqa: ANN001
+def _progress_line(job: Job) -> str:
     parts = [f"job {job.id} {job.state}"]
     if job.host:
         parts.append(f"on {job.host}")
@@ -90,10 +94,11 @@ def _progress_line(job) -> str:  # noqa: ANN001
 
 
 def _run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
-    from helm.models.tables import Run
+    from helm.models.db import db_of
+    from helm.models.runs import insert_run
+    from helm.models.states import JobState
     from helm.remote.jobs import submit_job, wait_for_job
     from helm.remote.secrets import mask_env
 
@@ -105,16 +110,15 @@ def _run(args: argparse.Namespace) -> int:
     ws = workspace(args)
     limit = parse_duration(args.time_limit)
     try:
-        with ws.store.write() as s:
-            run = Run(
+        with ws.store.write() as s:  # the run and its job appear together, or not at all
+            run_id = insert_run(
+                db_of(s),
                 agent=agent,
                 description=args.m or f"job {args.dir}",
                 env_json=json.dumps(mask_env(env)),
                 seed=args.seed,
                 gpus=args.gpus,
             )
-            s.add(run)
-            s.flush()
             job = submit_job(
                 ws,
                 s,
@@ -123,12 +127,12 @@ def _run(args: argparse.Namespace) -> int:
                 gpus=args.gpus,
                 seed=args.seed,
                 agent=agent,
-                run_id=run.id,
+                run_id=run_id,
                 time_limit_s=limit,
                 priority=args.priority,
                 host=args.host,
             )
-            out = job_dict(job, ws)
+            out = job_dict(job.model_dump(), ws)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if not args.no_daemon:
@@ -142,36 +146,29 @@ def _run(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"queued job {out['id']} (run {out['run_id']}); waiting")
 
-    def show(j) -> None:  # noqa: ANN001
+    def show(j: Job) -> None:
         if not args.json:
             print(_progress_line(j), flush=True)
 
     final = wait_for_job(ws, out["id"], on_progress=show, poll_s=0.5)
     if args.json:
-        print_json(job_dict(final, ws))
-    if final.state != "succeeded":
+        print_json(job_dict(final.model_dump(), ws))
+    if final.state != JobState.SUCCEEDED:
         raise CommandError(f"job {final.id} {final.state}: {final.error or 'no reason recorded'}")
     if not args.json:
         print(
             f"job {final.id} succeeded"
-            + (f": val_bpb {final.val_bpb:.4f}" if final.val_bpb else "")
+            + (f": val_bpb {fmt.score(final.val_bpb)}" if final.val_bpb is not None else "")
         )
     return 0
 
 
 def _ls(args: argparse.Namespace) -> None:
-    from sqlmodel import col, select
-
-    from helm.models.tables import Job
+    from helm.models.jobs import list_jobs
 
     ws = workspace(args)
-    with ws.store.read() as s:
-        q = select(Job).order_by(col(Job.id).desc()).limit(args.limit)
-        if args.state:
-            q = q.where(Job.state == args.state)
-        elif not args.all:
-            q = q.where(col(Job.state).in_(("queued", "staging", "running")))
-        jobs = list(s.exec(q))
+    with ws.db(write=False) as db:
+        jobs = list_jobs(db, state=args.state, live_only=not args.all, limit=args.limit)
     if args.json:
         print_json([job_dict(j, ws) for j in jobs])
         return
@@ -179,17 +176,17 @@ def _ls(args: argparse.Namespace) -> None:
         ["JOB", "STATE", "AGENT", "RUN", "HOST", "GPUS", "STEP", "LOSS", "ETA", "AGE", "NOTE"],
         [
             (
-                j.id,
-                j.state,
-                j.agent,
-                j.run_id,
-                j.host,
-                j.gpus,
-                f"{j.step}/{j.total_steps or '?'}" if j.step is not None else "-",
-                fmt_num(j.train_loss, ".4f"),
-                fmt_num(j.eta_s, ".0f"),
-                fmt_age(j.queued_at),
-                (j.error or "")[:60] or "-",
+                j["id"],
+                j["state"],
+                j["agent"],
+                j["run_id"],
+                j["host"],
+                j["gpus"],
+                f"{j['step']}/{j['total_steps'] or '?'}" if j["step"] is not None else "-",
+                fmt.num(j["train_loss"], ".4f"),
+                fmt.num(j["eta_s"], ".0f"),
+                fmt.since(j["queued_at"]),
+                (j["error"] or "")[:60] or "-",
             )
             for j in jobs
         ],
@@ -197,20 +194,16 @@ def _ls(args: argparse.Namespace) -> None:
 
 
 def _show(args: argparse.Namespace) -> None:
-    from sqlmodel import col, select
-
-    from helm.models.queries import get_job
-    from helm.models.tables import JobEvent
+    from helm.models.jobs import get_job, job_events
 
     ws = workspace(args)
-    with ws.store.read() as s:
-        job = get_job(s, args.id)
-        events = list(
-            s.exec(select(JobEvent).where(JobEvent.job_id == args.id).order_by(col(JobEvent.id)))
-        )
+    with ws.db(write=False) as db:
+        job = get_job(db, args.id)
+        events = job_events(db, args.id)
     out = job_dict(job, ws)
     out["events"] = [
-        {"state": e.state, "host": e.host, "message": e.message, "at": e.created_at} for e in events
+        {"state": e["state"], "host": e["host"], "message": e["message"], "at": e["created_at"]}
+        for e in events
     ]
     if args.json:
         print_json(out)
@@ -219,16 +212,23 @@ def _show(args: argparse.Namespace) -> None:
         print(f"{key:10} {out[key]}")
     print(f"{'env':10} {out['env']}")
     for e in out["events"]:
-        print(f"  {fmt_age(e['at']):>4} ago  {e['state']:10} {e['host'] or '-':12} {e['message']}")
+        print(
+            f"  {fmt.since(e['at']):>4} ago  {e['state']:10} {e['host'] or '-':12} {e['message']}"
+        )
+
+
+def _job_state(ws: Workspace, job_id: int) -> str:
+    from helm.models.jobs import get_job
+
+    with ws.db(write=False) as db:
+        return str(get_job(db, job_id)["state"])
 
 
 def _logs(args: argparse.Namespace) -> None:
-    from helm.models.queries import get_job
     from helm.models.states import TERMINAL_JOB
 
     ws = workspace(args)
-    with ws.store.read() as s:
-        job = get_job(s, args.id)
+    state = _job_state(ws, args.id)
     path = ws.job_dir(args.id) / "train.log"
     offset = 0
     out = sys.stdout.buffer
@@ -243,20 +243,20 @@ def _logs(args: argparse.Namespace) -> None:
             out.write(data)
             out.flush()
             offset += len(data)
-        if not args.follow or job.state in TERMINAL_JOB:
+        if not args.follow or state in TERMINAL_JOB:
             return
         time.sleep(0.5)
-        with ws.store.read() as s:
-            job = get_job(s, args.id)
+        state = _job_state(ws, args.id)
 
 
 def _cancel(args: argparse.Namespace) -> None:
+    from helm.models.states import TERMINAL_JOB, JobState
     from helm.remote.jobs import request_cancel
 
     job = request_cancel(workspace(args), args.id)
-    if job.state == "cancelled":
+    if job.state == JobState.CANCELLED:
         print(f"job {job.id} cancelled")
-    elif job.state in ("succeeded", "failed", "lost"):
+    elif job.state in TERMINAL_JOB:
         print(f"job {job.id} already {job.state}")
     else:
         print(f"job {job.id}: cancel requested (the daemon stops it: TERM, then KILL)")

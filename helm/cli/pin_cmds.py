@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from helm.cli.common import CommandError, add_leaf, fmt_age, print_json, print_table, workspace
+from helm import fmt
+from helm.cli.common import CommandError, add_leaf, print_json, print_table, workspace
 
 
 def _show_pin(pin: dict, as_json: bool) -> None:
@@ -91,7 +92,7 @@ def _show(args: argparse.Namespace) -> int:
         [
             (
                 p["id"],
-                fmt_age(p["created_at"]),
+                fmt.since(p["created_at"]),
                 p["kind"],
                 p["ref"],
                 (p["commit"] or "")[:10],

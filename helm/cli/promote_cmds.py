@@ -17,21 +17,22 @@ from helm.cli.common import CommandError, UsageError, add_leaf, print_json, work
 
 # diff -------------------------------------------------------------------------------------------
 def _diff(args: argparse.Namespace) -> None:
+    from helm.models.db import NotFound
     from helm.promote.diff import DiffError, diff_runs
-    from helm.promote.sources import SourceError
+    from helm.promote.render import render_diff
 
     if args.base and args.run_b is not None:
         raise UsageError("give RUN_B or --base, not both")
     try:
         d = diff_runs(workspace(args), args.run_a, args.run_b, base=args.base)
-    except (DiffError, SourceError) as exc:
+    except (DiffError, NotFound) as exc:  # NotFound: an unknown run, or its code or log
         raise CommandError(str(exc)) from exc
     except subprocess.CalledProcessError as exc:  # git refused (a commit gone from the repo)
         raise CommandError(f"git diff failed: {(exc.stderr or '').strip()}") from exc
     if args.json:
         print_json(d.to_json())
     else:
-        print(d.render(patch=not args.stat))
+        print(render_diff(d, patch=not args.stat))
 
 
 # promote ----------------------------------------------------------------------------------------
@@ -83,10 +84,10 @@ def _ensure_daemon(ws) -> None:  # noqa: ANN001 - Workspace, imported lazily
 
 
 def _promote(args: argparse.Namespace) -> int:
+    from helm.models.db import NotFound
     from helm.promote.plan import PromoteError
     from helm.promote.promote import PromoteOptions, execute, prepare
     from helm.promote.render import render_report
-    from helm.promote.sources import SourceError
 
     if (args.git is None) != (args.branch is None):
         raise UsageError("--git and --branch go together")
@@ -108,7 +109,7 @@ def _promote(args: argparse.Namespace) -> int:
     )
     try:
         prepared = prepare(ws, args.run, opts, require_identity=not args.dry_run)
-    except (PromoteError, SourceError) as exc:
+    except (PromoteError, NotFound) as exc:
         report = getattr(exc, "report", None)
         if report is not None:
             print(render_report(report), file=sys.stderr)
@@ -136,7 +137,7 @@ def _promote(args: argparse.Namespace) -> int:
 
     try:
         result = execute(ws, prepared, show)
-    except (PromoteError, SourceError) as exc:
+    except (PromoteError, NotFound) as exc:
         report = getattr(exc, "report", None)
         if report is not None:
             if args.json:

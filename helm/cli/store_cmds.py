@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from helm import fmt
 from helm.cli.common import (
     add_leaf,
     agent_name,
-    fmt_age,
-    fmt_num,
     nonempty,
     parse_duration,
     parse_names,
@@ -21,6 +20,7 @@ from helm.cli.common import (
     print_table,
     workspace,
 )
+from helm.models.states import RunStatus
 
 
 # Feed ------------------------------------------------------------------------------------
@@ -49,7 +49,7 @@ def _feed_ls(args: argparse.Namespace) -> None:
     print_table(
         ["ID", "AGE", "AGENT", "KIND", "RUN", "TEXT"],
         [
-            (p["id"], fmt_age(p["created_at"]), p["agent"], p["kind"], p["run_id"], p["text"])
+            (p["id"], fmt.since(p["created_at"]), p["agent"], p["kind"], p["run_id"], p["text"])
             for p in posts
         ],
     )
@@ -89,7 +89,7 @@ def _directive_ls(args: argparse.Namespace) -> None:
         [
             (
                 d["id"],
-                fmt_age(d["created_at"]),
+                fmt.since(d["created_at"]),
                 _ack_summary(d),
                 ",".join(x["agent"] for x in d["deliveries"] if x["acked_at"] is None) or "-",
                 d["text"],
@@ -123,8 +123,8 @@ def _print_runs(rows: list[dict], *, ranked: bool) -> None:
             r["id"],
             r["agent"],
             r["status"],
-            fmt_num(r["val_bpb"], ".4f"),
-            fmt_num(r["bytes_total"], ","),
+            fmt.score(r["val_bpb"]),
+            fmt.byte_count(r["bytes_total"]),
             r["steps"],
             r["description"][:60],
         ]
@@ -142,7 +142,7 @@ def _runs(args: argparse.Namespace) -> None:
         return
     _print_runs(rows, ranked=False)
     for r in rows:  # crashed runs keep their last log lines; show where it broke
-        if r["status"] == "crash" and r["tail"] and args.tails:
+        if r["status"] == RunStatus.CRASH and r["tail"] and args.tails:
             print(f"\n--- run {r['id']} (crash) ---\n{r['tail']}")
 
 
@@ -198,7 +198,7 @@ def _claim_ls(args: argparse.Namespace) -> None:
     else:
         print_table(
             ["ID", "AGENT", "AGE", "TEXT"],
-            [(c["id"], c["agent"], fmt_age(c["created_at"]), c["text"]) for c in claims],
+            [(c["id"], c["agent"], fmt.since(c["created_at"]), c["text"]) for c in claims],
         )
 
 
@@ -242,7 +242,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = add_leaf(sub, "runs", _runs, "every run, newest first (crashes included)", listing=True)
     p.add_argument("--by", metavar="AGENT", help="only this agent's runs")
-    p.add_argument("--status", help="queued, running, keep, discard, crash, cancelled, done")
+    p.add_argument("--status", help=", ".join(RunStatus))
     p.add_argument("--limit", type=int, default=200)
     p.add_argument("--tails", action="store_true", help="print crashed runs' last log lines")
     p = add_leaf(

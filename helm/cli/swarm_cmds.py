@@ -6,12 +6,11 @@ import argparse
 import os
 import sys
 
+from helm import fmt
 from helm.cli.common import (
     CommandError,
     UsageError,
     add_leaf,
-    fmt_age,
-    fmt_num,
     parse_env,
     parse_names,
     print_json,
@@ -23,6 +22,7 @@ from helm.cli.common import (
 def _up(args: argparse.Namespace) -> int:
     from helm.agents import swarm
     from helm.agents.drivers import DriverError
+    from helm.models.agents import list_agents
 
     if args.n is not None and args.n < 1:
         raise UsageError("-n must be at least 1")
@@ -32,11 +32,8 @@ def _up(args: argparse.Namespace) -> int:
     n = args.n
     if args.add is not None:
         with ws.db(write=False) as db:
-            have = db.rows(
-                "SELECT COUNT(*) AS n FROM agent WHERE driver = :d AND desired = 'up'",
-                {"d": args.driver},
-            )[0]["n"]
-        n = int(have) + args.add
+            have = sum(a["desired"] == "up" for a in list_agents(db, driver=args.driver))
+        n = have + args.add
     try:
         names = swarm.up(
             ws, n, driver=args.driver, env=parse_env(args.env), task_repo=args.task_repo
@@ -105,8 +102,8 @@ def _ls(args: argparse.Namespace) -> int:
                 current(r),
                 r["runs"],
                 r["keeps"],
-                fmt_num(r["best"], ".4f"),
-                fmt_age(r["last_seen_at"]),
+                fmt.num(r["best"], ".4f"),
+                fmt.since(r["last_seen_at"]),
             )
             for r in rows
         ],

@@ -1,8 +1,11 @@
-"""Every store write the dispatcher makes, one short transaction each (the job's life).
+"""Every store write of a job's life as ORM objects: queued, placed, running, ended.
 
 The daemon's network code never holds a transaction open: it calls these functions (from one
-worker thread, see ``service.DbGate``) with what it learned, and each re-reads the row
-first, so an operator's cancel or a concurrent edit is never overwritten with stale state.
+worker thread, see ``helm.remote.gate.DbGate``) with what it learned, and each re-reads the
+row first, so an operator's cancel or a concurrent edit is never overwritten with stale state.
+``helm.remote.jobs`` queues and cancels through the same functions. The dispatcher works on
+``Job`` and ``Host`` objects (its boxes and watchers keep them); plain reads for the CLI and
+the TUI are ``jobs`` and ``hosts``.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from golf_task.log_summary import LogSummary
+from helm.models.db import NotFound
 from helm.models.engine import Store
-from helm.models.states import ACTIVE_JOB, TERMINAL_JOB
+from helm.models.states import ACTIVE_JOB, IN_FLIGHT_RUN, TERMINAL_JOB, JobState, RunStatus
 from helm.models.tables import Host, Job, JobEvent, Run
 
 
@@ -42,17 +46,101 @@ class FleetState:
 
 
 def fleet_state(store: Store) -> FleetState:
+    """One consistent read of what the dispatcher acts on at a tick."""
     with store.read() as s:
         # disabled hosts too: their running jobs are still watched (placement skips them)
         hosts = list(s.exec(select(Host)))
         active = list(s.exec(select(Job).where(col(Job.state).in_(ACTIVE_JOB))))
-        queued = list(s.exec(select(Job).where(Job.state == "queued")))
+        queued = list(s.exec(select(Job).where(Job.state == JobState.QUEUED)))
     cancel = {j.id for j in active + queued if j.cancel_requested and j.id is not None}
     return FleetState(hosts, active, queued, cancel)
 
 
-def event(s, job_id: int, state: str, host: str | None, message: str = "") -> None:  # noqa: ANN001
+def load_job(session: Session, job_id: int) -> Job:
+    """The job as an ORM object of this session (to read attributes or change it); NotFound."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def load_host(session: Session, name: str) -> Host:
+    """The host as the ORM object boxes are made from (``helm.remote.hosts``); NotFound."""
+    host = session.exec(select(Host).where(Host.name == name)).first()
+    if host is None:
+        raise NotFound(f"no host {name!r}")
+    return host
+
+
+def event(s: Session, job_id: int, state: str, host: str | None, message: str = "") -> None:
+    """One line of the job's history (``helm job show``)."""
     s.add(JobEvent(job_id=job_id, state=state, host=host, message=message))
+
+
+# Queueing and cancelling (helm.remote.jobs) -----------------------------------------------------
+def insert_job(
+    session: Session,
+    *,
+    run_id: int | None,
+    agent: str | None,
+    entry: str,
+    env_json: str,
+    gpus: int,
+    seed: int | None,
+    time_limit_s: float,
+    priority: int,
+    host: str | None,
+    max_attempts: int,
+) -> Job:
+    """A new queued job, flushed so that its id (which names its code folder) is known.
+
+    The daemon cannot see it before the caller's transaction commits, by which time
+    ``set_job_code`` has pointed it at its snapshot.
+    """
+    job = Job(
+        run_id=run_id,
+        agent=agent,
+        entry=entry,
+        env_json=env_json,
+        gpus=gpus,
+        seed=seed,
+        time_limit_s=time_limit_s,
+        priority=priority,
+        host=host,
+        max_attempts=max_attempts,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def set_job_code(session: Session, job: Job, code_dir: str) -> None:
+    """Point the job at its code snapshot, and its run (if it has one) at the job."""
+    job.code_dir = code_dir
+    session.add(job)
+    if job.run_id is not None:
+        run = session.get(Run, job.run_id)
+        if run is not None:
+            run.job_id = job.id
+            session.add(run)
+    session.flush()
+
+
+def request_job_cancel(store: Store, job_id: int) -> Job:
+    """Ask a job to stop; returns it as it now is (NotFound if there is none).
+
+    A queued job is cancelled in the same transaction; a staging or running one is stopped by
+    its watcher (TERM, then KILL); an ended one is left as it is.
+    """
+    with store.write() as s:
+        job = load_job(s, job_id)
+        if job.state in TERMINAL_JOB:
+            return job
+        job.cancel_requested = True
+        s.add(job)
+        if job.state == JobState.QUEUED:
+            _cancel_queued_job(s, job)
+        return job
 
 
 def claim(store: Store, placements: Sequence[PlacementLike]) -> list[Job]:
@@ -61,9 +149,9 @@ def claim(store: Store, placements: Sequence[PlacementLike]) -> list[Job]:
     with store.write() as s:
         for p in placements:
             job = s.get(Job, p.job_id)
-            if job is None or job.state != "queued" or job.cancel_requested:
+            if job is None or job.state != JobState.QUEUED or job.cancel_requested:
                 continue
-            job.state = "staging"
+            job.state = JobState.STAGING
             job.host = p.host
             job.gpu_ids_json = json.dumps(list(p.gpu_ids))
             job.attempts += 1
@@ -73,7 +161,9 @@ def claim(store: Store, placements: Sequence[PlacementLike]) -> list[Job]:
             job.pid = None
             job.error = None
             s.add(job)
-            event(s, p.job_id, "staging", p.host, f"gpus {list(p.gpu_ids)}, try {job.attempts}")
+            event(
+                s, p.job_id, JobState.STAGING, p.host, f"gpus {list(p.gpu_ids)}, try {job.attempts}"
+            )
             claimed.append(job)
     return claimed
 
@@ -83,7 +173,7 @@ def note_waiting(store: Store, reasons: dict[int, str]) -> None:
     with store.write() as s:
         for job_id, why in reasons.items():
             job = s.get(Job, job_id)
-            if job is not None and job.state == "queued" and job.error != why:
+            if job is not None and job.state == JobState.QUEUED and job.error != why:
                 job.error = why
                 s.add(job)
 
@@ -91,21 +181,22 @@ def note_waiting(store: Store, reasons: dict[int, str]) -> None:
 def mark_running(
     store: Store, job_id: int, pid: int, host: str | None, remote_dir: str
 ) -> Job | None:
+    """The job's process started on its box (its run too, if that is still in flight)."""
     with store.write() as s:
         job = s.get(Job, job_id)
         if job is None:
             return None
-        job.state = "running"
+        job.state = JobState.RUNNING
         job.pid = pid
         job.remote_dir = remote_dir
         job.started_at = job.started_at or time.time()
         job.heartbeat_at = time.time()
         s.add(job)
-        event(s, job_id, "running", host, f"pid {pid}")
+        event(s, job_id, JobState.RUNNING, host, f"pid {pid}")
         if job.run_id is not None:
             run = s.get(Run, job.run_id)
-            if run is not None and run.status in ("queued", "running"):
-                run.status = "running"
+            if run is not None and run.status in IN_FLIGHT_RUN:
+                run.status = RunStatus.RUNNING
                 run.host = host
                 run.job_id = job_id
                 s.add(run)
@@ -113,6 +204,7 @@ def mark_running(
 
 
 def save_progress(store: Store, job_id: int, offset: int, summary: LogSummary | None) -> None:
+    """How far the streamed log got, and what it says so far (the TUI shows it live)."""
     with store.write() as s:
         job = s.get(Job, job_id)
         if job is None:
@@ -129,6 +221,7 @@ def save_progress(store: Store, job_id: int, offset: int, summary: LogSummary | 
 
 
 def heartbeat(store: Store, job_ids: Sequence[int]) -> None:
+    """These jobs' boxes answered recently (a job without heartbeats looks stuck)."""
     with store.write() as s:
         for job_id in job_ids:
             job = s.get(Job, job_id)
@@ -179,7 +272,7 @@ def finish(
             job.total_steps = summary.total_steps
             job.train_loss = summary.train_loss
             job.val_bpb = summary.val_bpb if summary.val_bpb is not None else summary.last_val_bpb
-            job.eta_s = summary.eta_s if state == "succeeded" else None
+            job.eta_s = summary.eta_s if state == JobState.SUCCEEDED else None
         s.add(job)
         event(s, job_id, state, job.host, error or (f"exit {exit_code}" if exit_code else ""))
         if job.run_id is not None:
@@ -188,7 +281,15 @@ def finish(
         return job
 
 
-def _record_run(s, job: Job, state: str, summary, tail, host) -> None:  # noqa: ANN001
+def _record_run(
+    s: Session,
+    job: Job,
+    state: str,
+    summary: LogSummary | None,
+    tail: str | None,
+    host: Host | None,
+) -> None:
+    """The job's result on its run; the run's verdict only if it is still in flight."""
     run = s.get(Run, job.run_id)
     if run is None:
         return
@@ -207,15 +308,15 @@ def _record_run(s, job: Job, state: str, summary, tail, host) -> None:  # noqa: 
         run.step_avg_ms = summary.step_avg_ms
     run.finished_at = time.time()
     scored = summary is not None and summary.val_bpb is not None
-    if state != "succeeded" or not scored:
+    if state != JobState.SUCCEEDED or not scored:
         run.tail = tail
-    if run.status in ("queued", "running"):
-        if state == "cancelled":
-            run.status = "cancelled"
-        elif state == "succeeded" and scored:
-            run.status = "done"
+    if run.status in IN_FLIGHT_RUN:
+        if state == JobState.CANCELLED:
+            run.status = RunStatus.CANCELLED
+        elif state == JobState.SUCCEEDED and scored:
+            run.status = RunStatus.DONE
         else:
-            run.status = "crash"
+            run.status = RunStatus.CRASH
     s.add(run)
 
 
@@ -229,16 +330,16 @@ def lost(store: Store, jobs_dir: Path, job_id: int, reason: str) -> Job | None:
         job = s.get(Job, job_id)
         if job is None or job.state in TERMINAL_JOB:
             return job
-        event(s, job_id, "lost", job.host, reason)
+        event(s, job_id, JobState.LOST, job.host, reason)
         if job.cancel_requested:
-            job.state = "cancelled"
+            job.state = JobState.CANCELLED
             job.error = f"cancelled ({reason})"
             job.finished_at = time.time()
             if job.run_id is not None:
-                _record_run(s, job, "cancelled", None, None, None)
+                _record_run(s, job, JobState.CANCELLED, None, None, None)
         elif job.attempts < job.max_attempts:
             _rotate_log(jobs_dir, job)
-            job.state = "queued"
+            job.state = JobState.QUEUED
             job.error = f"requeued after: {reason}"
             job.host = None
             job.gpu_ids_json = "[]"
@@ -247,14 +348,16 @@ def lost(store: Store, jobs_dir: Path, job_id: int, reason: str) -> Job | None:
             job.queued_at = time.time()
             for name in ("step", "total_steps", "train_loss", "val_bpb", "eta_s"):
                 setattr(job, name, None)
-            event(s, job_id, "queued", None, f"retry {job.attempts + 1} of {job.max_attempts}")
+            event(
+                s, job_id, JobState.QUEUED, None, f"retry {job.attempts + 1} of {job.max_attempts}"
+            )
         else:
-            job.state = "lost"
+            job.state = JobState.LOST
             job.error = f"lost after {job.attempts} tries: {reason}"
             job.finished_at = time.time()
             if job.run_id is not None:
                 tail = read_tail(jobs_dir / str(job_id) / "train.log")
-                _record_run(s, job, "lost", None, tail, None)
+                _record_run(s, job, JobState.LOST, None, tail, None)
         s.add(job)
         return job
 
@@ -283,20 +386,26 @@ def _rotate_log(jobs_dir: Path, job: Job) -> None:
 
 
 def cancel_queued(store: Store, job_ids: Sequence[int]) -> None:
+    """Cancel these jobs if they are still queued (the dispatcher's pass over cancel requests)."""
     with store.write() as s:
         for job_id in job_ids:
             job = s.get(Job, job_id)
-            if job is None or job.state != "queued":
-                continue
-            job.state = "cancelled"
-            job.finished_at = time.time()
-            s.add(job)
-            event(s, job_id, "cancelled", None, "cancelled while queued")
-            if job.run_id is not None:
-                _record_run(s, job, "cancelled", None, None, None)
+            if job is not None and job.state == JobState.QUEUED:
+                _cancel_queued_job(s, job)
+
+
+def _cancel_queued_job(s: Session, job: Job) -> None:
+    assert job.id is not None
+    job.state = JobState.CANCELLED
+    job.finished_at = time.time()
+    s.add(job)
+    event(s, job.id, JobState.CANCELLED, None, "cancelled while queued")
+    if job.run_id is not None:
+        _record_run(s, job, JobState.CANCELLED, None, None, None)
 
 
 def save_check(store: Store, host_name: str, reachable: bool, check: dict) -> None:
+    """The result of ``helm host check`` (or the daemon's periodic one) on the host row."""
     with store.write() as s:
         host = s.exec(select(Host).where(Host.name == host_name)).first()
         if host is not None:

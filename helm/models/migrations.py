@@ -15,16 +15,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
+
 if TYPE_CHECKING:
     from alembic.operations import Operations
 
 
 def _v2_query_indexes(ops: Operations) -> None:
-    """Indexes for the query layer's hot reads.
+    """Indexes for the query layer's hot reads, and seeds as 64-bit integers.
 
     The leaderboard (scored runs by status and score), the experiment loop's reference and
-    branch-best lookups (an agent's runs on one base) and an agent's pending directives.
+    branch-best lookups (an agent's runs on one base) and an agent's pending directives. Seeds
+    were 32-bit INTEGER columns, which PostgreSQL refuses for seeds of 2**31 and above (numpy
+    takes any uint32); SQLite stores 64 bits either way, but its tables are rebuilt alike, so
+    that this step also proves that rebuilding a table works on a populated store.
     """
+    for table in ("run", "job"):
+        with ops.batch_alter_table(table) as batch:
+            batch.alter_column(
+                "seed", existing_type=sa.Integer(), type_=sa.BigInteger(), existing_nullable=True
+            )
     ops.create_index("ix_run_status_val_bpb", "run", ["status", "val_bpb"])
     ops.create_index("ix_run_agent_base_pin", "run", ["agent", "base_pin_id"])
     ops.create_index("ix_delivery_agent_acked", "directive_delivery", ["agent", "acked_at"])

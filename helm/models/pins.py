@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from helm.models.db import Db, NotFound, Row, one
 
 
@@ -28,3 +30,13 @@ def get_pin(db: Db, pin_id: int) -> Row:
 def pin_history(db: Db, limit: int = 20) -> list[Row]:
     """Pins newest first."""
     return db.rows("SELECT * FROM pin ORDER BY id DESC LIMIT :n", {"n": limit})
+
+
+def add_pin(db: Db, *, kind: str, ref: str, commit: str, pinned_by: str, note: str | None) -> Row:
+    """Record a new base (``kind``: init, pr, run or file); returns the pin row."""
+    pin_id = db.insert(
+        'INSERT INTO pin (kind, ref, "commit", pinned_by, note, created_at) '
+        "VALUES (:k, :r, :c, :b, :n, :t)",
+        {"k": kind, "r": ref, "c": commit, "b": pinned_by, "n": note, "t": time.time()},
+    )
+    return get_pin(db, pin_id)

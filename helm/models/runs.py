@@ -1,16 +1,59 @@
 """Run rows: one experiment each (a commit plus an environment) and what it scored.
 
 Lower val_bpb is better. The leaderboard ordering (score, then the earlier run) is defined
-here once; everything that ranks runs calls ``leaderboard``.
+here once; everything that ranks runs calls ``ranked_rows``.
+
+The experiment loop's questions are here too, as queries only (the keep rule and the pooled
+seed spread are ``helm.agents.keeprule``): a branch's *reference* is its latest kept baseline
+run on its current base (the first run after a base move or a ``set`` directive); its *best*
+is the lowest kept val_bpb since that reference. Scores from before a reference were measured
+under other conditions and are not compared against.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from helm.models.db import Db, NotFound, Row, in_list, one
-from helm.models.states import FINISHED_RUN
+from helm.models.db import Db, NotFound, Row, checked_columns, in_list, one
+from helm.models.states import ENDED_RUN, FINISHED_RUN, IN_FLIGHT_RUN, RunStatus
+
+RUN_COLUMNS = frozenset(
+    {
+        "agent",
+        "parent_id",
+        "branch",
+        "commit",
+        "code_hash",
+        "description",
+        "status",
+        "env_json",
+        "seed",
+        "gpus",
+        "val_bpb",
+        "val_loss",
+        "score_line",
+        "bytes_total",
+        "bytes_code",
+        "bytes_model",
+        "train_time_ms",
+        "steps",
+        "step_avg_ms",
+        "host",
+        "gpu_type",
+        "job_id",
+        "tail",
+        "created_at",
+        "finished_at",
+        "base_pin_id",
+        "baseline",
+        "verdict_note",
+    }
+)
+"""The columns of ``run`` a caller may write by name (all but ``id``; a test compares this
+with ``tables.Run``, which cannot be imported here: it would load SQLModel on the fast path)."""
 
 _JSON_FIELDS = (
     "id",
@@ -126,6 +169,248 @@ def run_counts(db: Db, agent: str) -> tuple[int, int]:
     row = db.rows(
         "SELECT COUNT(*) AS runs, SUM(CASE WHEN status = :keep THEN 1 ELSE 0 END) AS keeps "
         "FROM run WHERE agent = :a",
-        {"a": agent, "keep": "keep"},
+        {"a": agent, "keep": RunStatus.KEEP.value},
     )[0]
     return int(row["runs"] or 0), int(row["keeps"] or 0)
+
+
+# Writes --------------------------------------------------------------------------------------
+_RUN_DEFAULTS: dict[str, Any] = {
+    "description": "",
+    "status": RunStatus.QUEUED.value,
+    "env_json": "{}",
+    "gpus": 1,
+    "baseline": False,
+}
+
+
+def canonical_env(env: Mapping[str, str]) -> str:
+    """The one text a run's environment is stored and de-duplicated under (keys sorted)."""
+    return json.dumps(dict(sorted(env.items())), sort_keys=True)
+
+
+def insert_run(db: Db, **fields: Any) -> int:
+    """Record a run (queued, now, unless ``fields`` say otherwise); returns its id.
+
+    ``fields`` are columns of ``run`` (checked against ``RUN_COLUMNS``); ``baseline`` is a
+    Python bool, as the BOOLEAN column wants on PostgreSQL.
+    """
+    values = {**_RUN_DEFAULTS, "created_at": time.time(), **fields}
+    cols = checked_columns("run", values, RUN_COLUMNS)
+    return db.insert(
+        f"INSERT INTO run ({', '.join(cols)}) VALUES ({', '.join(f':{k}' for k in values)})",
+        values,
+    )
+
+
+def update_run(db: Db, run_id: int, **fields: Any) -> None:
+    """Set these columns of run ``run_id`` (names checked against ``RUN_COLUMNS``)."""
+    if not fields:
+        return
+    cols = checked_columns("run", fields, RUN_COLUMNS)
+    sets = ", ".join(f"{c} = :{k}" for c, k in zip(cols, fields, strict=True))
+    db.execute(f"UPDATE run SET {sets} WHERE id = :id_", {**fields, "id_": int(run_id)})
+
+
+# The experiment loop's reads -------------------------------------------------------------------
+def reference_run(db: Db, agent: str, base_pin_id: int | None) -> Row | None:
+    """The agent's latest kept baseline run on this base (None: the next run is a reference)."""
+    return one(
+        db,
+        "SELECT * FROM run WHERE agent = :a AND base_pin_id = :p AND baseline = :yes "
+        "AND status = :keep ORDER BY id DESC LIMIT 1",
+        {"a": agent, "p": base_pin_id, "yes": True, "keep": RunStatus.KEEP.value},
+    )
+
+
+def branch_best(db: Db, agent: str, base_pin_id: int | None) -> Row | None:
+    """The agent's best kept run since its reference on this base (None: no reference yet).
+
+    Ties go to the later run: it is the one the branch is on.
+    """
+    ref = reference_run(db, agent, base_pin_id)
+    if ref is None:
+        return None
+    best = one(
+        db,
+        "SELECT * FROM run WHERE agent = :a AND base_pin_id = :p AND status = :keep "
+        "AND val_bpb IS NOT NULL AND id >= :r ORDER BY val_bpb ASC, id DESC LIMIT 1",
+        {"a": agent, "p": base_pin_id, "r": ref["id"], "keep": RunStatus.KEEP.value},
+    )
+    return best or ref
+
+
+def seed_scores(db: Db) -> list[Row]:
+    """``code_hash, env_json, seed, val_bpb`` of every finished, scored run of known code:
+    the repeats of one (code, env) under other seeds measure the seed noise."""
+    params: dict[str, Any] = {}
+    return db.rows(
+        "SELECT code_hash, env_json, seed, val_bpb FROM run WHERE "
+        f"{in_list('status', sorted(FINISHED_RUN), params, 'st')} "
+        "AND val_bpb IS NOT NULL AND code_hash IS NOT NULL ORDER BY id",
+        params,
+    )
+
+
+def find_duplicate(db: Db, code_hash: str, env: str, seed: int | None) -> Row | None:
+    """The latest run of exactly this code, environment (``canonical_env``) and seed that was
+    not cancelled, or None."""
+    return one(
+        db,
+        "SELECT * FROM run WHERE code_hash = :h AND env_json = :e "
+        "AND COALESCE(seed, -1) = :s AND status != :cancelled ORDER BY id DESC LIMIT 1",
+        {
+            "h": code_hash,
+            "e": env,
+            "s": -1 if seed is None else seed,
+            "cancelled": RunStatus.CANCELLED.value,
+        },
+    )
+
+
+def in_flight_runs(db: Db, agent: str) -> list[Row]:
+    """The agent's runs whose job has not ended (queued or running), oldest first."""
+    params: dict[str, Any] = {"a": agent}
+    return db.rows(
+        f"SELECT * FROM run WHERE agent = :a AND "
+        f"{in_list('status', sorted(IN_FLIGHT_RUN), params, 'st')} ORDER BY id",
+        params,
+    )
+
+
+def find_run_at_commit(db: Db, agent: str, commit: str) -> Row | None:
+    """The agent's latest run of this commit (the parent of the next experiment), or None."""
+    return one(
+        db,
+        'SELECT * FROM run WHERE agent = :a AND "commit" = :c ORDER BY id DESC LIMIT 1',
+        {"a": agent, "c": commit},
+    )
+
+
+def last_activity(db: Db, agent: str) -> tuple[float | None, bool]:
+    """When the agent last started a run, and whether one of its runs is in flight (a coding
+    agent waiting on a job is not stalled)."""
+    params: dict[str, Any] = {"a": agent}
+    busy = in_list("status", sorted(IN_FLIGHT_RUN), params, "st")
+    row = db.rows(
+        f"SELECT MAX(created_at) AS t, SUM(CASE WHEN {busy} THEN 1 ELSE 0 END) AS busy "
+        "FROM run WHERE agent = :a",
+        params,
+    )[0]
+    return row["t"], bool(row["busy"])
+
+
+# Views for the swarm ----------------------------------------------------------------------------
+def agent_run_stats(db: Db) -> dict[str, Row]:
+    """Per agent: ``runs``, ``keeps``, ``crashes`` and the ``best`` finished val_bpb."""
+    params: dict[str, Any] = {"keep": RunStatus.KEEP.value, "crash": RunStatus.CRASH.value}
+    finished = in_list("status", sorted(FINISHED_RUN), params, "st")
+    rows = db.rows(
+        "SELECT agent, COUNT(*) AS runs, "
+        "SUM(CASE WHEN status = :keep THEN 1 ELSE 0 END) AS keeps, "
+        "SUM(CASE WHEN status = :crash THEN 1 ELSE 0 END) AS crashes, "
+        f"MIN(CASE WHEN {finished} THEN val_bpb END) AS best "
+        "FROM run WHERE agent IS NOT NULL GROUP BY agent",
+        params,
+    )
+    return {r["agent"]: r for r in rows}
+
+
+def runs_with_jobs(db: Db, run_ids: Sequence[int]) -> dict[int, Row]:
+    """These runs by id, each with its job's progress (``step``, ``total_steps``,
+    ``job_state``, ``host``; None before the job exists)."""
+    params: dict[str, Any] = {}
+    rows = db.rows(
+        "SELECT run.id, run.description, run.status, job.step, job.total_steps, "
+        "job.state AS job_state, job.host FROM run LEFT JOIN job ON job.id = run.job_id "
+        f"WHERE {in_list('run.id', [int(i) for i in run_ids], params, 'r')}",
+        params,
+    )
+    return {int(r["id"]): r for r in rows}
+
+
+def runs_since(db: Db, agents: Sequence[str], since: float) -> list[Row]:
+    """Runs these agents made since ``since``, oldest first (what a demo achieved)."""
+    params: dict[str, Any] = {"t": since}
+    return db.rows(
+        "SELECT id, agent, status, val_bpb, description FROM run WHERE "
+        f"{in_list('agent', agents, params, 'ag')} AND created_at >= :t ORDER BY id",
+        params,
+    )
+
+
+def runs_with_code(db: Db, code_hash: str, *, scored: bool = False) -> list[Row]:
+    """Every run of this code hash, oldest first (a promotion's reuse and a diff's seeds);
+    ``scored``: only finished runs with a score."""
+    params: dict[str, Any] = {"h": code_hash}
+    sql = "SELECT * FROM run WHERE code_hash = :h"
+    if scored:
+        sql += f" AND {in_list('status', sorted(FINISHED_RUN), params, 'st')}"
+        sql += " AND val_bpb IS NOT NULL"
+    return db.rows(sql + " ORDER BY id", params)
+
+
+# Views for the TUI -----------------------------------------------------------------------------
+def count_runs(db: Db) -> int:
+    """How many runs the store holds, whatever their status."""
+    return int(db.rows("SELECT COUNT(*) AS n FROM run")[0]["n"])
+
+
+def leaderboard_ranks(db: Db, run_ids: Sequence[int]) -> dict[int, int]:
+    """The leaderboard rank of each of these runs among *all* ranked runs (``ranked_rows``'
+    order), so that a filtered board still shows where each run stands; unranked ids are
+    left out."""
+    ids = [int(i) for i in run_ids]
+    if not ids:
+        return {}
+    params: dict[str, Any] = {}
+    finished = in_list("status", sorted(FINISHED_RUN), params, "st")
+    wanted = in_list("id", ids, params, "r")
+    rows = db.rows(
+        "SELECT id, rk FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY val_bpb ASC, id ASC) AS rk "
+        f"FROM run WHERE {finished} AND val_bpb IS NOT NULL) ranked WHERE {wanted}",
+        params,
+    )
+    return {int(r["id"]): int(r["rk"]) for r in rows}
+
+
+def last_ended_runs(db: Db) -> dict[str, Row]:
+    """Each agent's newest run that has ended (finished, crashed or cancelled), by agent."""
+    params: dict[str, Any] = {}
+    ended = in_list("status", sorted(ENDED_RUN), params, "st")
+    rows = db.rows(
+        "SELECT r.* FROM run r JOIN (SELECT agent, MAX(id) AS id FROM run "
+        f"WHERE {ended} AND agent IS NOT NULL GROUP BY agent) m ON r.id = m.id",
+        params,
+    )
+    return {r["agent"]: r for r in rows}
+
+
+def scored_counts(db: Db, code_hashes: Sequence[str]) -> dict[str, int]:
+    """How many scored runs each of these code hashes has (its seeds), by hash."""
+    if not code_hashes:
+        return {}
+    params: dict[str, Any] = {}
+    rows = db.rows(
+        "SELECT code_hash, COUNT(*) AS n FROM run WHERE val_bpb IS NOT NULL AND "
+        f"{in_list('code_hash', code_hashes, params, 'h')} GROUP BY code_hash",
+        params,
+    )
+    return {r["code_hash"]: int(r["n"]) for r in rows}
+
+
+def scored_runs_at_commit(db: Db, commit: str, *, limit: int = 20) -> list[Row]:
+    """``id, val_bpb`` of the scored runs of one commit, best first (a pinned base's runs)."""
+    return db.rows(
+        'SELECT id, val_bpb FROM run WHERE "commit" = :c AND val_bpb IS NOT NULL '
+        "ORDER BY val_bpb ASC, id ASC LIMIT :n",
+        {"c": commit, "n": limit},
+    )
+
+
+def scored_runs_in_order(db: Db) -> list[Row]:
+    """``id, val_bpb, status, description`` of every scored run, oldest first (the x axis
+    of the progress plot)."""
+    return db.rows(
+        "SELECT id, val_bpb, status, description FROM run WHERE val_bpb IS NOT NULL ORDER BY id"
+    )

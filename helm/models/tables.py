@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import Index
+from sqlalchemy import BigInteger, Index
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
 from helm.models.version import CLAIM_TTL_S  # noqa: F401  (re-exported)
@@ -100,7 +100,7 @@ class Run(SQLModel, table=True):
     status: str = Field(default="queued", index=True)
     # queued | running | keep | discard | crash | cancelled | done (finished, no verdict asked)
     env_json: str = "{}"
-    seed: int | None = None
+    seed: int | None = Field(default=None, sa_type=BigInteger)  # any uint32 seed and more
     gpus: int = 1
     val_bpb: float | None = None
     val_loss: float | None = None
@@ -142,7 +142,7 @@ class Job(SQLModel, table=True):
     entry: str = "train_gpt.py"
     env_json: str = "{}"
     gpus: int = 1
-    seed: int | None = None
+    seed: int | None = Field(default=None, sa_type=BigInteger)  # any uint32 seed and more
     time_limit_s: float = 1800.0
     priority: int = 0
     host: str | None = Field(default=None, index=True)

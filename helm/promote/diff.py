@@ -14,6 +14,9 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from helm.models.db import NotFound
+from helm.models.pins import find_pin, latest_pin
+from helm.models.runs import find_run, get_run, runs_with_code
 from helm.promote import sources as src
 from helm.workspace import Workspace
 
@@ -124,11 +127,6 @@ class RunDiff:
             ],
         }
 
-    def render(self, *, patch: bool = True) -> str:
-        from helm.promote.render import render_diff
-
-        return render_diff(self, patch=patch)
-
 
 # Sides --------------------------------------------------------------------------------------------
 def _results(ws: Workspace, run: dict[str, Any]) -> dict[str, Any]:
@@ -137,11 +135,7 @@ def _results(ws: Workspace, run: dict[str, Any]) -> dict[str, Any]:
     seeds: dict[int, float] = {}
     if run.get("code_hash"):
         with ws.db(write=False) as db:
-            same = db.rows(
-                "SELECT * FROM run WHERE code_hash = :h AND status IN ('keep','discard','done') "
-                "AND val_bpb IS NOT NULL ORDER BY id",
-                {"h": run["code_hash"]},
-            )
+            same = runs_with_code(db, run["code_hash"], scored=True)
         want = src.config_env(run)
         for other in same:
             if src.config_env(other) == want:
@@ -172,11 +166,10 @@ def run_side(ws: Workspace, run: dict[str, Any], role: str = "") -> Side:
 def base_side(ws: Workspace, a_run: dict[str, Any], pin: dict[str, Any]) -> Side:
     """The pinned base: its run when it is one, else its commit with A's non-file environment."""
     if pin["kind"] == "run" and str(pin["ref"]).isdigit():
-        try:
-            side = run_side(ws, src.get_run(ws, int(pin["ref"])))
-        except src.SourceError:
-            pass
-        else:
+        with ws.db(write=False) as db:
+            pinned = find_run(db, int(pin["ref"]))
+        if pinned is not None:
+            side = run_side(ws, pinned)
             side.label = f"base pin #{pin['id']} (run #{pin['ref']})"
             return side
     from helm.agents.taskrepo import parse_env, show_file
@@ -199,22 +192,6 @@ def base_side(ws: Workspace, a_run: dict[str, Any], pin: dict[str, Any]) -> Side
         description=pin.get("note") or "",
         env=env,
     )
-
-
-def _pin_for(ws: Workspace) -> dict[str, Any]:
-    with ws.db(write=False) as db:
-        rows = db.rows("SELECT * FROM pin ORDER BY id DESC LIMIT 1")
-    if not rows:
-        raise DiffError("no base is pinned yet")
-    return rows[0]
-
-
-def _pin_by_id(ws: Workspace, pin_id: int | None) -> dict[str, Any] | None:
-    if pin_id is None:
-        return None
-    with ws.db(write=False) as db:
-        rows = db.rows("SELECT * FROM pin WHERE id = :id", {"id": pin_id})
-    return rows[0] if rows else None
 
 
 # Code ------------------------------------------------------------------------------------------
@@ -296,15 +273,24 @@ def _rows(a: dict[str, str], b: dict[str, str]) -> list[Row]:
     return [Row(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))]
 
 
+def _run(ws: Workspace, run_id: int) -> dict[str, Any]:
+    with ws.db(write=False) as db:
+        return get_run(db, run_id)
+
+
 def diff_runs(ws: Workspace, a: int, b: int | None = None, *, base: bool = False) -> RunDiff:
     """Compare run ``a`` with run ``b`` (default: a's parent; ``base``: the pinned base)."""
-    a_run = src.get_run(ws, a)
+    with ws.db(write=False) as db:
+        a_run = get_run(db, a)
+        pin = latest_pin(db) if base else None
     b_run: dict[str, Any] | None
     if base:
+        if pin is None:
+            raise DiffError("no base is pinned yet")
         b_run = None
-        b_side = base_side(ws, a_run, _pin_for(ws))
+        b_side = base_side(ws, a_run, pin)
         if b_side.run_id is not None:
-            b_run = src.get_run(ws, b_side.run_id)
+            b_run = _run(ws, b_side.run_id)
     else:
         if b is None:
             b = a_run.get("parent_id")
@@ -313,7 +299,7 @@ def diff_runs(ws: Workspace, a: int, b: int | None = None, *, base: bool = False
             role = "parent"
         else:
             role = ""
-        b_run = src.get_run(ws, b)
+        b_run = _run(ws, b)
         b_side = run_side(ws, b_run, role)
     a_side = run_side(ws, a_run)
     files, patch = code_diff(ws, a_side, b_side, a_run, b_run)
@@ -333,16 +319,15 @@ def diff_runs(ws: Workspace, a: int, b: int | None = None, *, base: bool = False
 
 def diff_against_base_pin(ws: Workspace, run_id: int) -> RunDiff | None:
     """The run against the base it was made on (for a submission's README), if known."""
-    run = src.get_run(ws, run_id)
-    pin = _pin_by_id(ws, run.get("base_pin_id"))
-    if pin is None and run.get("parent_id") is None:
-        with ws.db(write=False) as db:  # made outside the agents' loop: the current base
-            rows = db.rows("SELECT * FROM pin ORDER BY id DESC LIMIT 1")
-        pin = rows[0] if rows else None
+    with ws.db(write=False) as db:
+        run = get_run(db, run_id)
+        pin = find_pin(db, run.get("base_pin_id"))
+        if pin is None and run.get("parent_id") is None:
+            pin = latest_pin(db)  # made outside the agents' loop: the current base
     try:
         if pin is not None and pin.get("commit"):
             b_side = base_side(ws, run, pin)
-            b_run = src.get_run(ws, b_side.run_id) if b_side.run_id is not None else None
+            b_run = _run(ws, b_side.run_id) if b_side.run_id is not None else None
             a_side = run_side(ws, run)
             files, patch = code_diff(ws, a_side, b_side, run, b_run)
             return RunDiff(
@@ -356,6 +341,6 @@ def diff_against_base_pin(ws: Workspace, run_id: int) -> RunDiff | None:
             )
         if run.get("parent_id") is not None:
             return diff_runs(ws, run_id)
-    except (DiffError, src.SourceError, subprocess.CalledProcessError):
+    except (DiffError, NotFound, subprocess.CalledProcessError):
         return None
     return None

@@ -12,11 +12,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from helm.models.jobs import find_job
+from helm.models.runs import get_run, runs_with_code
+from helm.models.states import FINISHED_RUN, IN_FLIGHT_RUN
 from helm.promote import sources as src
 from helm.workspace import Workspace
 
 DEFAULT_SEEDS = (42, 1337, 2025)
-IN_FLIGHT = ("queued", "running")
+# The script seeds numpy, which takes 0 .. 2**32 - 1 (the store keeps seeds as 64-bit
+# integers), so a larger one is refused before any GPU time is spent.
+MAX_SEED = 2**32 - 1
 
 
 class PromoteError(RuntimeError):
@@ -109,15 +114,14 @@ def _same_config(ws: Workspace, run: dict[str, Any]) -> list[dict[str, Any]]:
     if not run.get("code_hash"):
         return [run]
     with ws.db(write=False) as db:
-        rows = db.rows(
-            "SELECT * FROM run WHERE code_hash = :h ORDER BY id", {"h": run["code_hash"]}
-        )
+        rows = runs_with_code(db, run["code_hash"])
     want = src.config_env(run)
     return [r for r in rows if src.config_env(r) == want]
 
 
 def _estimate(ws: Workspace, run: dict[str, Any], limit_s: float) -> tuple[float, str]:
-    job = src.get_job(ws, run.get("job_id"))
+    with ws.db(write=False) as db:
+        job = find_job(db, run.get("job_id"))
     if job and job.get("started_at") and job.get("finished_at"):
         wall = float(job["finished_at"]) - float(job["started_at"])
         if wall > 0:
@@ -147,8 +151,12 @@ def plan_promotion(
         raise PromoteError("no seeds to promote with")
     if len(set(seeds)) != len(seeds):
         raise PromoteError(f"seeds repeat: {list(seeds)}")
-    run = src.get_run(ws, run_id)
-    if run["status"] not in src.FINISHED or run.get("val_bpb") is None:
+    for seed in seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise PromoteError(f"seed {seed} is out of range: seeds are 0..{MAX_SEED}", seed=seed)
+    with ws.db(write=False) as db:
+        run = get_run(db, run_id)
+    if run["status"] not in FINISHED_RUN or run.get("val_bpb") is None:
         raise PromoteError(
             f"run {run_id} is {run['status']} without a score: only a finished, scored run "
             "can be promoted"
@@ -157,12 +165,12 @@ def plan_promotion(
     finished: dict[int, dict[str, Any]] = {}
     flying: dict[int, dict[str, Any]] = {}
     for other in _same_config(ws, run):
-        if other["status"] in src.FINISHED and other.get("val_bpb") is not None:
+        if other["status"] in FINISHED_RUN and other.get("val_bpb") is not None:
             seed = src.effective_seed(ws, other)
             # the promoted run itself wins for its seed; otherwise the oldest result
             if seed is not None and (seed not in finished or other["id"] == run["id"]):
                 finished[seed] = other
-        elif other["status"] in IN_FLIGHT:
+        elif other["status"] in IN_FLIGHT_RUN:
             seed = src.effective_seed(ws, other, read_log=False)
             if seed is not None:
                 flying.setdefault(seed, other)

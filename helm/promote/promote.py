@@ -12,7 +12,6 @@ so the confirmation before spending GPU time sits between them in both.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 import tempfile
 import time
@@ -21,6 +20,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from helm.models.jobs import find_job
+from helm.models.runs import canonical_env, get_run, insert_run, update_run
+from helm.models.states import ENDED_RUN, FINISHED_RUN, IN_FLIGHT_RUN, RunStatus
+from helm.models.submissions import FAILED, WRITTEN, insert_submission
 from helm.promote import folder as fd
 from helm.promote import sources as src
 from helm.promote.plan import DEFAULT_SEEDS, Plan, PromoteError, SeedSlot, plan_promotion
@@ -29,7 +32,6 @@ from helm.workspace import Workspace
 if TYPE_CHECKING:
     from golf_task.validate import Report
 
-FAILED_RUN = ("crash", "cancelled")
 PROMOTE_PRIORITY = 10  # the operator's explicit request goes ahead of the agents' experiments
 
 
@@ -179,23 +181,18 @@ def _queue(ws: Workspace, p: Prepared, slot: SeedSlot) -> int:
     run = p.plan.run
     env = {k: v for k, v in src.run_env(run).items() if k not in src.NON_CONFIG_KEYS}
     with ws.db(write=True) as db:
-        run_id = db.insert(
-            'INSERT INTO run (agent, parent_id, branch, "commit", code_hash, description, '
-            "status, env_json, seed, gpus, created_at, base_pin_id, baseline) VALUES "
-            "(NULL, :parent, :branch, :commit, :hash, :desc, 'queued', :env, :seed, :gpus, "
-            ":t, :pin, 0)",
-            {
-                "parent": run["id"],
-                "branch": run.get("branch"),
-                "commit": run.get("commit"),
-                "hash": run.get("code_hash"),
-                "desc": f"promote {run['id']} seed {slot.seed}",
-                "env": json.dumps(dict(sorted(env.items())), sort_keys=True),
-                "seed": slot.seed,
-                "gpus": p.plan.gpus,
-                "t": time.time(),
-                "pin": run.get("base_pin_id"),
-            },
+        run_id = insert_run(
+            db,
+            agent=None,  # the operator's run, not an agent's: no branch verdict is asked
+            parent_id=int(run["id"]),
+            branch=run.get("branch"),
+            commit=run.get("commit"),
+            code_hash=run.get("code_hash"),
+            description=f"promote {run['id']} seed {slot.seed}",
+            env_json=canonical_env(env),
+            seed=slot.seed,
+            gpus=p.plan.gpus,
+            base_pin_id=run.get("base_pin_id"),
         )
     if src.has_commit(ws, run.get("commit")):
         from helm.agents.taskrepo import keep_ref
@@ -218,10 +215,7 @@ def _queue(ws: Workspace, p: Prepared, slot: SeedSlot) -> int:
         )
     except BaseException:
         with ws.db(write=True) as db:
-            db.execute(
-                "UPDATE run SET status = 'crash', tail = 'could not queue the job' WHERE id = :id",
-                {"id": run_id},
-            )
+            update_run(db, run_id, status=RunStatus.CRASH.value, tail="could not queue the job")
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -241,8 +235,9 @@ def _cancel(ws: Workspace, run_ids: list[int]) -> None:
     from helm.remote.jobs import request_cancel
 
     for run_id in run_ids:
-        run = src.get_run(ws, run_id)
-        if run["status"] in ("queued", "running") and run.get("job_id") is not None:
+        with ws.db(write=False) as db:
+            run = get_run(db, run_id)
+        if run["status"] in IN_FLIGHT_RUN and run.get("job_id") is not None:
             request_cancel(ws, int(run["job_id"]))
 
 
@@ -255,14 +250,16 @@ def _wait(
     last: dict[int, str] = {}
     while pending:
         for seed, run_id in list(pending.items()):
-            run = src.get_run(ws, run_id)
-            job = src.get_job(ws, run.get("job_id"))
+            with ws.db(write=False) as db:
+                run = get_run(db, run_id)
+                job = find_job(db, run.get("job_id"))
             text = _progress_text(seed, run, job)
             if last.get(seed) != text:
                 last[seed] = text
                 emit(Event("progress", text, seed))
-            if run["status"] in FAILED_RUN or (
-                run["status"] in src.FINISHED and run.get("val_bpb") is None
+            # ended without a score: crashed, cancelled, or finished but unscored
+            if run["status"] in ENDED_RUN and (
+                run["status"] not in FINISHED_RUN or run.get("val_bpb") is None
             ):
                 _cancel(ws, [r for r in mine if r != run_id])
                 tail = (run.get("tail") or "").strip().splitlines()
@@ -271,7 +268,7 @@ def _wait(
                     f"seed {seed} failed (run #{run_id} {run['status']}{why}); no folder written",
                     seed=seed,
                 )
-            if run["status"] in src.FINISHED:
+            if run["status"] in FINISHED_RUN:
                 emit(Event("done", f"seed {seed}: val_bpb {run['val_bpb']:.8f}", seed))
                 done[seed] = run
                 del pending[seed]
@@ -288,7 +285,7 @@ def execute(ws: Workspace, p: Prepared, on_event: OnEvent | None = None) -> Prom
         for slot in p.plan.slots:
             if slot.action == "queue":
                 slot.run_id = _queue(ws, p, slot)
-                slot.status = "queued"
+                slot.status = RunStatus.QUEUED.value
                 mine.append(slot.run_id)
                 emit(Event("queued", f"seed {slot.seed}: queued run #{slot.run_id}", slot.seed))
         finished = _wait(ws, p.plan.slots, mine, p, emit)
@@ -296,9 +293,10 @@ def execute(ws: Workspace, p: Prepared, on_event: OnEvent | None = None) -> Prom
         raise PromoteError(
             f"interrupted; run(s) {mine or '-'} keep running and a new `helm promote` reuses them"
         ) from None
-    runs = {
-        s.seed: finished.get(s.seed) or src.get_run(ws, int(s.run_id or 0)) for s in p.plan.slots
-    }
+    with ws.db(write=False) as db:
+        runs = {
+            s.seed: finished.get(s.seed) or get_run(db, int(s.run_id or 0)) for s in p.plan.slots
+        }
     results = [_seed_result(ws, runs[s.seed], s.seed) for s in p.plan.slots]
     from helm.promote.diff import diff_against_base_pin
 
@@ -309,7 +307,7 @@ def execute(ws: Workspace, p: Prepared, on_event: OnEvent | None = None) -> Prom
         data = _write(ws, p, work, results, diff_text=diff_text)
         report, blocking = fd.validate(work, track=p.opts.track, sota=p.sota)
         if blocking:
-            sub = _record(ws, p, data, report, status="failed")
+            sub = _record(ws, p, data, report, status=FAILED)
             raise PromoteError(
                 f"validation failed (submission #{sub}), no folder written: "
                 f"{fd.failure_text(blocking)}",
@@ -319,7 +317,7 @@ def execute(ws: Workspace, p: Prepared, on_event: OnEvent | None = None) -> Prom
 
         append_verdict(work / "README.md", report, p.opts.track)
         final = fd.move_into_place(work, p.target)
-    sub_id = _record(ws, p, data, report, status="written")
+    sub_id = _record(ws, p, data, report, status=WRITTEN)
     emit(Event("written", f"wrote {final}"))
     result = PromoteResult(p.plan, final, report, sub_id, data, new_runs=mine)
     if p.opts.git is not None:
@@ -386,31 +384,19 @@ def _record(
     ws: Workspace, p: Prepared, data: dict[str, Any], report: Report, *, status: str
 ) -> int:
     with ws.db(write=True) as db:
-        return db.insert(
-            "INSERT INTO submission (run_id, name, track, path, seeds_json, val_bpb, "
-            "val_bpb_std, status, report_json, created_at) VALUES (:run, :name, :track, :path, "
-            ":seeds, :bpb, :std, :status, :report, :t)",
-            {
-                "run": p.plan.run_id,
-                "name": p.name,
-                "track": p.opts.track,
-                "path": str(p.target),
-                "seeds": json.dumps(list(p.opts.seeds)),
-                "bpb": data.get("val_bpb"),
-                "std": data.get("val_bpb_std"),
-                "status": status,
-                "report": json.dumps(report.to_json(), default=str),
-                "t": time.time(),
-            },
+        return insert_submission(
+            db,
+            run_id=p.plan.run_id,
+            name=p.name,
+            track=p.opts.track,
+            path=str(p.target),
+            seeds=p.opts.seeds,
+            status=status,
+            report=report.to_json(),
+            val_bpb=data.get("val_bpb"),
+            val_bpb_std=data.get("val_bpb_std"),
         )
 
 
 def _commit_message(data: dict[str, Any]) -> str:
     return f"Record: {data['name']} (val_bpb {data['val_bpb']:.4f}, {len(data['seeds'])} seeds)"
-
-
-def promote(
-    ws: Workspace, run_id: int, opts: PromoteOptions, on_event: OnEvent | None = None
-) -> PromoteResult:
-    """prepare + execute, for callers that already have the operator's consent."""
-    return execute(ws, prepare(ws, run_id, opts), on_event)

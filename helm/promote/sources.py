@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helm.models.db import NotFound
+from helm.models.jobs import find_job
 from helm.workspace import Workspace
 
 ENV_FILE = "run.env"
@@ -23,27 +25,10 @@ SCRIPT = "train_gpt.py"
 SCRIPT_DEFAULT_SEED = 1337  # train_gpt.py's default when neither SEED nor a job seed is set
 # Keys that name or place a run but do not change what it computes.
 NON_CONFIG_KEYS = frozenset({"SEED", "RUN_ID", "LOG_DIR", "HELM_JOB_ID"})
-FINISHED = ("keep", "discard", "done")
 
 
-class SourceError(LookupError):
-    """A run, its code or its log cannot be found."""
-
-
-def get_run(ws: Workspace, run_id: int) -> dict[str, Any]:
-    with ws.db(write=False) as db:
-        rows = db.rows("SELECT * FROM run WHERE id = :id", {"id": run_id})
-    if not rows:
-        raise SourceError(f"no run {run_id}")
-    return rows[0]
-
-
-def get_job(ws: Workspace, job_id: int | None) -> dict[str, Any] | None:
-    if job_id is None:
-        return None
-    with ws.db(write=False) as db:
-        rows = db.rows("SELECT * FROM job WHERE id = :id", {"id": job_id})
-    return rows[0] if rows else None
+class SourceError(NotFound):
+    """A run's code or its log cannot be found (a missing run is ``NotFound`` itself)."""
 
 
 def run_env(run: dict[str, Any]) -> dict[str, str]:
@@ -93,7 +78,8 @@ def code_files(ws: Workspace, run: dict[str, Any]) -> dict[str, bytes]:
             if proc.returncode == 0:
                 files[path] = proc.stdout
         return files
-    job = get_job(ws, run.get("job_id"))
+    with ws.db(write=False) as db:
+        job = find_job(db, run.get("job_id"))
     code_dir = Path(job["code_dir"]) if job and job.get("code_dir") else None
     if code_dir is None or not code_dir.is_dir():
         raise SourceError(f"run {run['id']} has neither a commit in the task repo nor a code dir")

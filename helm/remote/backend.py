@@ -107,10 +107,6 @@ class Box(Protocol):
         """Download one file."""
         ...
 
-    async def remove(self, path: str) -> None:
-        """Remove a file; a missing file is fine."""
-        ...
-
     async def readlink(self, path: str) -> str | None:
         """A symlink's target, or None when it cannot be read (no such process, zombie ...)."""
         ...

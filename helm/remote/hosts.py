@@ -1,7 +1,8 @@
 """Hosts: how a ``Host`` row becomes a connected box, and how hosts are added and removed.
 
 Shared by the CLI (``helm host ...``), the daemon and the benches, so that the defaults
-(which interpreter, which work folder) are decided in one place.
+(which interpreter, which work folder) and the checks of what an operator typed are decided in
+one place; the rows themselves are read and written by ``helm.models.hosts``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
+from helm.models import hosts
+from helm.models.db import Db, db_of
+from helm.models.dispatch import load_host
+from helm.models.jobs import active_job_on
 from helm.models.tables import Host
 from helm.remote.backend import Box
 from helm.remote.launch import check_env_keys
-from helm.remote.secrets import SecretStore, split_env
+from helm.remote.secrets import SecretStore, resolve_env, split_env
 from helm.workspace import Workspace
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -44,13 +49,13 @@ def python_for(host: Host) -> str:
 
 
 def host_env(ws: Workspace, host: Host) -> dict[str, str]:
-    from helm.remote.secrets import resolve_env
-
+    """The host's environment for every job on it, secrets filled back in."""
     stored = json.loads(host.env_json or "{}")
     return resolve_env(stored, SecretStore(ws.root).get(f"host:{host.name}"))
 
 
 def make_box(ws: Workspace, host: Host, *, keepalive_s: float = 5.0) -> Box:
+    """The host's box, not connected yet (asyncssh is imported only for an SSH host)."""
     if host.kind == "local":
         from helm.remote.local import LocalBox
 
@@ -88,67 +93,56 @@ def add_host(
     launcher: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Host:
+    """Register a box from what the operator typed, in the caller's transaction.
+
+    Secret-looking environment values go to ``secrets.json``; the row keeps them masked.
+    Raises ValueError for anything the operator must fix.
+    """
     if not _NAME.match(name):
         raise ValueError(f"bad host name {name!r}: letters, digits, '.', '_', '-'")
     if local == bool(ssh):
         raise ValueError("give exactly one of --ssh USER@HOST[:PORT] or --local")
-    if session.exec(select(Host).where(Host.name == name)).first() is not None:
+    db = db_of(session)
+    if hosts.find_host(db, name) is not None:
         raise ValueError(f"host {name!r} exists; remove it first (helm host rm {name})")
     if gpus is not None and gpus < 1:
         raise ValueError("--gpus must be at least 1")
     env = dict(env or {})
     check_env_keys(env)
     public, secrets = split_env(env)
-    host = Host(
+    user = hostname = None
+    port = 22
+    if local:
+        workdir = workdir or str(ws.root / "boxes" / name)
+    else:
+        assert ssh is not None
+        user, hostname, given = parse_target(ssh)
+        port = given or 22
+        workdir = workdir or f"~/helm-jobs/{ws.campaign_id}"
+    hosts.insert_host(
+        db,
         name=name,
         kind="local" if local else "ssh",
+        ssh_user=user,
+        ssh_host=hostname,
+        ssh_port=port,
         gpus=gpus if gpus is not None else (1 if local else 8),
+        workdir=workdir,
         data_dir=str(Path(data).expanduser()) if (data and local) else data,
         python=python,
         launcher=launcher,
         env_json=json.dumps(public),
         identity=str(Path(identity).expanduser()) if identity else None,
     )
-    if local:
-        host.workdir = workdir or str(ws.root / "boxes" / name)
-    else:
-        assert ssh is not None
-        user, hostname, port = parse_target(ssh)
-        host.ssh_user, host.ssh_host, host.ssh_port = user, hostname, port or 22
-        host.workdir = workdir or f"~/helm-jobs/{ws.campaign_id}"
-    session.add(host)
-    session.flush()
     SecretStore(ws.root).put(f"host:{name}", secrets)
-    return host
+    return load_host(session, name)
 
 
-def get_host(session: Session, name: str) -> Host:
-    from helm.models.db import NotFound
-
-    host = session.exec(select(Host).where(Host.name == name)).first()
-    if host is None:
-        raise NotFound(f"no host {name!r}")
-    return host
-
-
-def set_enabled(session: Session, name: str, enabled: bool) -> Host:
-    """Take a box out of placement (jobs running there finish and are watched), or back in."""
-    host = get_host(session, name)
-    host.enabled = enabled
-    session.add(host)
-    return host
-
-
-def remove_host(ws: Workspace, session: Session, name: str) -> Host:
-    from sqlmodel import col
-
-    from helm.models.states import ACTIVE_JOB
-    from helm.models.tables import Job
-
-    host = get_host(session, name)
-    busy = session.exec(select(Job).where(Job.host == name, col(Job.state).in_(ACTIVE_JOB))).first()
+def remove_host(ws: Workspace, db: Db, name: str) -> None:
+    """Forget a host and its secrets; refused (ValueError) while a job holds GPUs there."""
+    hosts.get_host(db, name)
+    busy = active_job_on(db, name)
     if busy is not None:
-        raise ValueError(f"host {name!r} runs job {busy.id}; cancel it or wait first")
-    session.delete(host)
+        raise ValueError(f"host {name!r} runs job {busy}; cancel it or wait first")
+    hosts.delete_host(db, name)
     SecretStore(ws.root).drop(f"host:{name}")
-    return host

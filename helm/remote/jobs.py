@@ -12,16 +12,16 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlmodel import Session
 
+from helm.models import dispatch
 from helm.models.engine import Store
-from helm.models.queries import get_job
 from helm.models.states import TERMINAL_JOB
-from helm.models.tables import Job, Run
+from helm.models.tables import Job
 from helm.remote.launch import check_env_keys
 from helm.remote.secrets import SecretStore, split_env
 from helm.workspace import Workspace
@@ -65,7 +65,8 @@ def snapshot_code(source: CodeSource, dest: Path) -> None:
 
 
 @contextmanager
-def _session(session_or_store: Session | Store):
+def _session(session_or_store: Session | Store) -> Iterator[Session]:
+    """The caller's transaction, or a write transaction of its own on a store."""
     if isinstance(session_or_store, Store):
         with session_or_store.write() as s:
             yield s
@@ -89,7 +90,11 @@ def submit_job(
     entry: str = "train_gpt.py",
     max_attempts: int = 3,
 ) -> Job:
-    """Queue the code as a job; returns the inserted (queued) row."""
+    """Queue the code as a job; returns the inserted (queued) row.
+
+    With a session, the job joins the caller's transaction (a run and its job appear
+    together); with a store, it is one transaction of its own.
+    """
     if gpus not in VALID_GPUS:
         raise ValueError(f"--gpus must be one of {', '.join(map(str, VALID_GPUS))}")
     if time_limit_s <= 0:
@@ -98,7 +103,8 @@ def submit_job(
     check_env_keys(env)
     public, secrets = split_env(env)
     with _session(session_or_store) as s:
-        job = Job(
+        job = dispatch.insert_job(
+            s,
             run_id=run_id,
             agent=agent,
             entry=entry,
@@ -110,8 +116,6 @@ def submit_job(
             host=host,
             max_attempts=max_attempts,
         )
-        s.add(job)
-        s.flush()
         assert job.id is not None
         code_dir = ws.job_dir(job.id) / "code"
         if code_dir.exists():  # a leftover of a rolled-back submit that got the same id
@@ -119,32 +123,17 @@ def submit_job(
         snapshot_code(code, code_dir)
         if not (code_dir / entry).is_file():
             raise ValueError(f"the code has no {entry}")
-        job.code_dir = str(code_dir)
-        s.add(job)
-        if run_id is not None:
-            run = s.get(Run, run_id)
-            if run is not None:
-                run.job_id = job.id
-                s.add(run)
+        dispatch.set_job_code(s, job, str(code_dir))
         SecretStore(ws.root).put(f"job:{job.id}", secrets)
-        s.flush()
         return job
 
 
 def request_cancel(ws: Workspace, job_id: int) -> Job:
-    """Ask for a job to stop; a queued job is cancelled at once, a running one by the daemon."""
-    from helm.models import dispatch
+    """Ask for a job to stop; a queued job is cancelled at once, a running one by the daemon.
 
-    with ws.store.write() as s:
-        job = get_job(s, job_id)
-        if job.state in TERMINAL_JOB:
-            return job
-        job.cancel_requested = True
-        s.add(job)
-    if job.state == "queued":
-        dispatch.cancel_queued(ws.store, [job_id])
-    with ws.store.read() as s:
-        return get_job(s, job_id)
+    Returns the job as it now is (NotFound if there is none).
+    """
+    return dispatch.request_job_cancel(ws.store, job_id)
 
 
 def wait_for_job(
@@ -159,7 +148,7 @@ def wait_for_job(
     last: tuple | None = None
     while True:
         with ws.store.read() as s:
-            job = get_job(s, job_id)
+            job = dispatch.load_job(s, job_id)
         key = (job.state, job.step, job.log_offset, job.attempts, job.host)
         if key != last:
             last = key

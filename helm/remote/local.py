@@ -8,7 +8,6 @@ and by tests where SSH is not the point. Jobs still run detached under ``setsid`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -106,10 +105,6 @@ class LocalBox:
 
     async def get(self, path: str, local: Path) -> None:
         await asyncio.to_thread(shutil.copyfile, path, local)
-
-    async def remove(self, path: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
 
     async def readlink(self, path: str) -> str | None:
         try:

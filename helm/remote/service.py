@@ -3,9 +3,9 @@
 Each tick reads one snapshot of the store (hosts, active and queued jobs, cancel requests),
 makes sure every staging or running job has a watcher (this is also the whole reattach
 logic: after a restart, the first tick finds them all), and places queued jobs with
-``scheduler.place`` on hosts that are connected. Store writes go through one worker thread
-(``DbGate``) so the event loop never waits on SQLite's lock, and the network never waits on
-a transaction.
+``scheduler.place`` on hosts that are connected. Store calls go through one worker thread
+(``gate.DbGate``) so the event loop never waits on SQLite's lock, and the network never waits
+on a transaction. Watchers see the service only through the ``WatchContext`` it builds.
 
 One box (one SSH connection) per host is kept in ``self.boxes`` and shared by all its jobs;
 a separate loop reads each busy host's ``done.log`` ten times a second so a finished job
@@ -16,44 +16,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
 
 from helm.models import dispatch
+from helm.models.states import TERMINAL_JOB
 from helm.models.tables import Host, Job
 from helm.remote.backend import Box, BoxError
 from helm.remote.check import check_box
+from helm.remote.gate import DbGate
 from helm.remote.hosts import box_key, make_box, python_for
 from helm.remote.launch import JOBS_DIR, done_log, reap_script, remote_job_dir
 from helm.remote.scheduler import HostSlots, Pending, agent_limit, place
 from helm.remote.secrets import SecretStore
 from helm.remote.settings import RemoteSettings
-from helm.remote.watcher import JobWatcher
+from helm.remote.watcher import JobWatcher, WatchContext
 from helm.workspace import Workspace
-
-T = TypeVar("T")
-
-
-class DbGate:
-    """Runs store calls on one worker thread: serialised, and off the event loop."""
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="helm-remote-db")
-
-    async def __call__(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
 
 
 class DispatchService:
+    """The daemon's ``dispatch`` service: one ``tick`` places, attaches and checks."""
+
     name = "dispatch"
 
     def __init__(
@@ -69,7 +54,8 @@ class DispatchService:
         self.interval_s = self.settings.tick_s
         self.gate = DbGate()
         self.boxes: dict[str, tuple[tuple, Box]] = {}
-        self.watchers: dict[int, tuple[asyncio.Task, JobWatcher]] = {}
+        # job id -> its watcher's task (None: a job whose host row is gone, being marked lost)
+        self.watchers: dict[int, tuple[asyncio.Task, JobWatcher | None]] = {}
         self.cancel_ids: set[int] = set()
         self._connecting: dict[str, asyncio.Task] = {}
         self._checks: dict[str, asyncio.Task] = {}
@@ -81,8 +67,15 @@ class DispatchService:
         self.placed = 0  # jobs placed since start (bench, tests)
         self._tick_lock = asyncio.Lock()
         self._done_offsets: dict[tuple[str, int], int] = {}  # (host, connection) -> bytes read
-        self.workdirs: dict[str, tuple[int, str]] = {}  # host -> (connection, resolved workdir)
         self._poked: asyncio.Task | None = None
+        self.ctx = WatchContext(
+            ws=ws,
+            store=self.store,
+            settings=self.settings,
+            gate=self.gate,
+            is_cancelled=lambda job_id: job_id in self.cancel_ids,
+            ended=self._try_ended,
+        )
 
     # Life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -119,21 +112,21 @@ class DispatchService:
             await self._tick()
 
     async def _tick(self) -> None:
-        snap = await self.gate(dispatch.fleet_state, self.store)
-        hosts = {h.name: h for h in snap.hosts}
-        self.cancel_ids = snap.cancel_ids
+        fleet = await self.gate(dispatch.fleet_state, self.store)
+        hosts = {h.name: h for h in fleet.hosts}
+        self.cancel_ids = fleet.cancel_ids
         self._reap_watchers()
-        cancel_queued = [j.id for j in snap.queued if j.cancel_requested and j.id is not None]
+        cancel_queued = [j.id for j in fleet.queued if j.cancel_requested and j.id is not None]
         if cancel_queued:
             await self.gate(dispatch.cancel_queued, self.store, cancel_queued)
-        for job in snap.active:
+        for job in fleet.active:
             if job.id not in self.watchers:
                 self._attach(job, hosts.get(job.host or ""))
         self._schedule_checks(hosts)
-        self._schedule_reaps(hosts, snap.active)
-        queued = [j for j in snap.queued if not j.cancel_requested]
+        self._schedule_reaps(hosts, fleet.active)
+        queued = [j for j in fleet.queued if not j.cancel_requested]
         if queued:
-            await self._place(queued, snap.active, hosts)
+            await self._place(queued, fleet.active, hosts)
         await self._heartbeat()
 
     def _box(self, host: Host) -> Box:
@@ -147,16 +140,23 @@ class DispatchService:
     def _attach(self, job: Job, host: Host | None) -> None:
         assert job.id is not None
         if host is None:  # its host row was removed under it: nothing to reconnect to
-            task = asyncio.create_task(
-                self.gate(
-                    dispatch.lost, self.store, self.ws.jobs_dir, job.id, f"host {job.host} removed"
-                )
-            )
-            self.watchers[job.id] = (task, None)  # type: ignore[assignment]
+            task = asyncio.create_task(self._lose(job.id, f"host {job.host} removed"))
+            self.watchers[job.id] = (task, None)
             return
-        watcher = JobWatcher(self, job, host, self._box(host))
+        watcher = JobWatcher(self.ctx, job, host, self._box(host))
         task = asyncio.create_task(watcher.run(), name=f"helm-job-{job.id}")
         self.watchers[job.id] = (task, watcher)
+
+    async def _lose(self, job_id: int, reason: str) -> None:
+        job = await self.gate(dispatch.lost, self.store, self.ws.jobs_dir, job_id, reason)
+        await self._try_ended(job_id, job)
+
+    async def _try_ended(self, job_id: int, job: Job | None) -> None:
+        """A try's end is recorded (``job``: the row as it now is). The job's secrets are kept
+        for its retries, then dropped; a pass runs now so its GPUs do not wait for a tick."""
+        if job is None or job.state in TERMINAL_JOB:
+            await self.gate(SecretStore(self.ws.root).drop, f"job:{job_id}")
+        self.poke()
 
     def _reap_watchers(self) -> None:
         for job_id, (task, _) in list(self.watchers.items()):
@@ -184,8 +184,6 @@ class DispatchService:
             self.log.warning("%s", exc)
 
     async def _place(self, queued: list[Job], active: list[Job], hosts: dict[str, Host]) -> None:
-        import json
-
         used: dict[str, set[int]] = defaultdict(set)
         usage: dict[str, int] = defaultdict(int)
         for j in active:
@@ -335,15 +333,6 @@ class DispatchService:
             check = {"reachable": False, "error": str(exc), "checked_at": time.time()}
         await self.gate(dispatch.save_check, self.store, host.name, check["reachable"], check)
         return check
-
-    def forget_secrets_if_final(self, job_id: int) -> None:
-        """A job's secrets are kept for its retries, then removed from secrets.json."""
-        from helm.models.queries import get_job
-
-        with self.store.read() as s:
-            state = get_job(s, job_id).state
-        if state != "queued":
-            SecretStore(self.ws.root).drop(f"job:{job_id}")
 
 
 def make_service(ws: Workspace, logger: logging.Logger) -> DispatchService:

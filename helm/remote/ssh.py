@@ -312,9 +312,6 @@ class SshBox:
     async def get(self, path: str, local: Path) -> None:
         await self._sftp_call("get", path, str(local))
 
-    async def remove(self, path: str) -> None:
-        await self._sftp_call("remove", path, missing_ok=True)
-
     async def readlink(self, path: str) -> str | None:
         _, sftp = await self._session()
         try:

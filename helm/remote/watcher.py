@@ -6,6 +6,9 @@ A watcher holds no state that matters: everything it needs to resume is in the J
 and a dropped connection is just an exception after which the watcher tries again. A job is
 declared ``lost`` only when its box stays unreachable past ``lost_after_s``, or when its
 process is gone and left no exit code.
+
+A watcher knows its dispatcher only through a ``WatchContext`` (settings, the store's gate,
+cancel requests, what to do once a try has ended), so this module never imports the service.
 """
 
 from __future__ import annotations
@@ -15,12 +18,17 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from golf_task.log_summary import LogSummary
 from helm.models import dispatch
+from helm.models.engine import Store
+from helm.models.states import JobState
 from helm.models.tables import Host, Job
 from helm.remote.backend import Box, BoxError, HostKeyError
+from helm.remote.gate import DbGate
 from helm.remote.hosts import host_env, python_for
 from helm.remote.launch import (
     EXIT_FILE,
@@ -38,9 +46,8 @@ from helm.remote.launch import (
 )
 from helm.remote.logstream import LogStream
 from helm.remote.secrets import SecretStore, resolve_env
-
-if TYPE_CHECKING:
-    from helm.remote.service import DispatchService
+from helm.remote.settings import RemoteSettings
+from helm.workspace import Workspace
 
 CHUNK = 1 << 20
 ARTIFACT_SUFFIXES = (".txt", ".ptz", ".pt", ".json", ".log")
@@ -51,10 +58,27 @@ class LaunchError(Exception):
     """The box refused to start the job (bad interpreter, full disk ...): the job fails."""
 
 
+@dataclass
+class WatchContext:
+    """What every watcher shares with the dispatcher that runs it (built by the service)."""
+
+    ws: Workspace
+    store: Store
+    settings: RemoteSettings
+    gate: DbGate  # every store call goes through it: the event loop never touches the store
+    is_cancelled: Callable[[int], bool]  # an operator asked this job to stop
+    ended: Callable[[int, Job | None], Awaitable[None]]  # a try's end is recorded (the row)
+    workdirs: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """host -> (connection marker, resolved work folder): resolved once per connection."""
+
+
 class JobWatcher:
-    def __init__(self, svc: DispatchService, job: Job, host: Host, box: Box) -> None:
+    """Drives one job from staging to its recorded end; read by the service for the box,
+    ``remote_dir``, ``done`` (its done-marker wake-up) and ``last_seen`` (heartbeats)."""
+
+    def __init__(self, ctx: WatchContext, job: Job, host: Host, box: Box) -> None:
         assert job.id is not None
-        self.svc = svc
+        self.ctx = ctx
         self.job = job
         self.id: int = job.id
         self.host = host
@@ -82,46 +106,46 @@ class JobWatcher:
                     return
                 self.log.info("job %s: %s; retrying", self.id, exc)
             except LaunchError as exc:
-                await self._end("failed", None, f"launch failed: {exc}", None)
+                await self._end(JobState.FAILED, None, f"launch failed: {exc}", None)
                 return
             except Exception as exc:
                 failures += 1
                 self.log.exception("job %s: unexpected error", self.id)
                 if failures >= MAX_HELPER_FAILURES:
-                    await self._end("failed", None, f"helm error: {exc}", None)
+                    await self._end(JobState.FAILED, None, f"helm error: {exc}", None)
                     return
-            await asyncio.sleep(self.svc.settings.retry_s)
+            await asyncio.sleep(self.ctx.settings.retry_s)
 
     def _unreachable_too_long(self) -> bool:
         since = self._trouble_since
         if self.box.down_since is not None:
             since = min(since or self.box.down_since, self.box.down_since)
-        return since is not None and time.time() - since >= self.svc.settings.lost_after_s
+        return since is not None and time.time() - since >= self.ctx.settings.lost_after_s
 
     async def _give_up(self, reason: str) -> None:
         if self._kill is not None and self._kill[0] == "time limit":
-            await self._end("failed", None, "time limit exceeded; box unreachable", None)
+            await self._end(JobState.FAILED, None, "time limit exceeded; box unreachable", None)
             return
         self.log.warning("job %s lost: %s", self.id, reason)
-        await self.svc.gate(dispatch.lost, self.svc.store, self.svc.ws.jobs_dir, self.id, reason)
-        self.svc.forget_secrets_if_final(self.id)
-        self.svc.poke()
+        ctx = self.ctx
+        job = await ctx.gate(dispatch.lost, ctx.store, ctx.ws.jobs_dir, self.id, reason)
+        await ctx.ended(self.id, job)
 
     async def _drive(self) -> None:
         await self.box.ensure()
-        if self.job.state == "staging" and not await self._stage():
+        if self.job.state == JobState.STAGING and not await self._stage():
             return
         await self._follow()
 
     # Stage and launch ---------------------------------------------------------------------
     async def _workdir(self) -> str:
         """The host's work folder, resolved and created once per connection."""
-        cached = self.svc.workdirs.get(self.host.name)
+        cached = self.ctx.workdirs.get(self.host.name)
         if cached is not None and cached[0] == self.box.connects_marker():
             return cached[1]
         workdir = await self.box.realpath(self.host.workdir)
         await self.box.makedirs(f"{workdir}/{JOBS_DIR}")
-        self.svc.workdirs[self.host.name] = (self.box.connects_marker(), workdir)
+        self.ctx.workdirs[self.host.name] = (self.box.connects_marker(), workdir)
         return workdir
 
     async def _stage(self) -> bool:
@@ -134,8 +158,8 @@ class JobWatcher:
         workdir = rdir.rsplit(f"/{JOBS_DIR}/", 1)[0]
         pid = _pid(await self.box.read_text(f"{rdir}/{PID_FILE}"))
         if pid is None:
-            if self.id in self.svc.cancel_ids:
-                await self._end("cancelled", None, "cancelled before it started", None)
+            if self.ctx.is_cancelled(self.id):
+                await self._end(JobState.CANCELLED, None, "cancelled before it started", None)
                 return False
             await self.box.put_tree(Path(job.code_dir), rdir)
             script = run_script(
@@ -148,8 +172,8 @@ class JobWatcher:
             pid = _pid(res.stdout)
             if not res.ok or pid is None:
                 raise LaunchError((res.stderr or res.stdout).strip()[-300:] or "no pid")
-        started = await self.svc.gate(
-            dispatch.mark_running, self.svc.store, self.id, pid, job.host, rdir
+        started = await self.ctx.gate(
+            dispatch.mark_running, self.ctx.store, self.id, pid, job.host, rdir
         )
         if started is not None:
             self.job = started
@@ -159,10 +183,10 @@ class JobWatcher:
     def _environment(self) -> dict[str, str]:
         job = self.job
         stored = json.loads(job.env_json or "{}")
-        env = resolve_env(stored, SecretStore(self.svc.ws.root).get(f"job:{self.id}"))
+        env = resolve_env(stored, SecretStore(self.ctx.ws.root).get(f"job:{self.id}"))
         return job_environment(
             env,
-            host_env(self.svc.ws, self.host),
+            host_env(self.ctx.ws, self.host),
             job_id=self.id,
             seed=job.seed,
             data_dir=self.host.data_dir,
@@ -173,8 +197,8 @@ class JobWatcher:
     async def _follow(self) -> None:
         assert self.remote_dir is not None and self.job.pid is not None
         rdir, pid = self.remote_dir, self.job.pid
-        stream = LogStream(self.svc.ws.job_dir(self.id) / LOG_FILE, self.job.log_offset)
-        s = self.svc.settings
+        stream = LogStream(self.ctx.ws.job_dir(self.id) / LOG_FILE, self.job.log_offset)
+        s = self.ctx.settings
         next_alive = 0.0  # look for the process at once after a (re)attach
         while True:
             await self._maybe_kill(pid)
@@ -220,15 +244,15 @@ class JobWatcher:
             if len(data) < CHUNK:
                 break
         if got:
-            await self.svc.gate(
-                dispatch.save_progress, self.svc.store, self.id, stream.offset, stream.summary
+            await self.ctx.gate(
+                dispatch.save_progress, self.ctx.store, self.id, stream.offset, stream.summary
             )
 
     async def _maybe_kill(self, pid: int) -> None:
-        s = self.svc.settings
+        s = self.ctx.settings
         if self._kill is None:
             reason = None
-            if self.id in self.svc.cancel_ids:
+            if self.ctx.is_cancelled(self.id):
                 reason = "cancelled"
             elif self.job.started_at and time.time() - self.job.started_at > self.job.time_limit_s:
                 reason = "time limit"
@@ -253,21 +277,21 @@ class JobWatcher:
         if rdir:
             await self._fetch_artifacts(rdir, exit_code)
         if self._kill is not None and self._kill[0] == "cancelled":
-            state, error = "cancelled", "cancelled by request"
+            state, error = JobState.CANCELLED, "cancelled by request"
         elif self._kill is not None:
-            state, error = "failed", f"time limit of {self.job.time_limit_s:g}s exceeded"
+            state, error = JobState.FAILED, f"time limit of {self.job.time_limit_s:g}s exceeded"
         elif exit_code == 0:
-            state, error = "succeeded", None
+            state, error = JobState.SUCCEEDED, None
         else:
             last = stream.tail(1).strip()
             error = f"exit code {exit_code}" + (f": {last[-200:]}" if last else "")
-            state = "failed"
+            state = JobState.FAILED
         await self._end(state, exit_code, error, stream, summary=summary)
         if rdir:
             self.box.forget(f"{rdir}/{LOG_FILE}")
 
     async def _fetch_artifacts(self, rdir: str, exit_code: int | None) -> None:
-        dest = self.svc.ws.job_dir(self.id) / "artifacts"
+        dest = self.ctx.ws.job_dir(self.id) / "artifacts"
         dest.mkdir(parents=True, exist_ok=True)
         for name in await self.box.listdir(f"{rdir}/logs"):
             if name.endswith(ARTIFACT_SUFFIXES):
@@ -282,13 +306,13 @@ class JobWatcher:
         error: str | None,
         stream: LogStream | None,
         *,
-        summary=None,  # noqa: ANN001
+        summary: LogSummary | None = None,
     ) -> None:
         offset = stream.offset if stream is not None else self.job.log_offset
         tail = stream.tail() if stream is not None else None
-        await self.svc.gate(
+        job = await self.ctx.gate(
             dispatch.finish,
-            self.svc.store,
+            self.ctx.store,
             self.id,
             state,
             exit_code=exit_code,
@@ -298,8 +322,7 @@ class JobWatcher:
             tail=tail,
         )
         self.log.info("job %s %s%s", self.id, state, f" ({error})" if error else "")
-        self.svc.forget_secrets_if_final(self.id)
-        self.svc.poke()
+        await self.ctx.ended(self.id, job)
 
 
 def _pid(text: str | None) -> int | None:

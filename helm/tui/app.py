@@ -1,5 +1,9 @@
 """The helm TUI: what the operator looks at and steers the swarm from.
 
+The app is the shell (``helm.tui.protocol.Shell``), not the controller: the operator's flows
+(pin, promote, cancel, diff, swarm, broadcast) are ``helm.tui.flows``, handed to the screens
+as ``self.flows``; screens never import this module.
+
 The app owns the refresh loop (dolphie's poll → render → reschedule): a thread worker reads a
 ``Snapshot`` from the store, the UI thread renders it with keyed, batched table updates, then
 the next read is scheduled ``refresh_rate`` seconds later (never overlapping, paused on
@@ -25,19 +29,10 @@ from textual.worker import Worker, WorkerState
 from helm.tui import commands as cmds
 from helm.tui import ops
 from helm.tui.data import Snapshot, load_snapshot
+from helm.tui.flows import AppFlows
 from helm.tui.fmt import Palette
 from helm.tui.screens.base import HelmScreen
-from helm.tui.screens.detail import RunDetailScreen
-from helm.tui.screens.dialogs import (
-    BroadcastRequest,
-    BroadcastScreen,
-    ConfirmScreen,
-    PinScreen,
-    SwarmRequest,
-    SwarmScreen,
-)
 from helm.tui.screens.main import MainScreen
-from helm.tui.screens.views import DiffScreen, HelpScreen, PlotScreen
 from helm.workspace import Workspace
 
 log = logging.getLogger("helm.tui")
@@ -81,6 +76,7 @@ class HelmApp(App[None]):
         self.keymap = keymap
         self._palette: tuple[str, Palette] | None = None
         self._timer: Any = None
+        self.flows = AppFlows(self)
         self.main = MainScreen()
 
     # Set-up ---------------------------------------------------------------------------------
@@ -189,7 +185,12 @@ class HelmApp(App[None]):
             self._schedule()
         self._update_header()
 
-    # Navigation -------------------------------------------------------------------------------
+    def redraw(self) -> None:
+        """Render the last snapshot again (a mark changed what the leaderboard flags)."""
+        if self.snapshot is not None:
+            self.main.show(self.snapshot)
+
+    # Navigation and the app-wide keys (the flows are ``self.flows``) ------------------------
     def action_back(self) -> None:
         if self.screen is self.main:
             if not self.main.clear_filter() and self.main.maximized is not None:
@@ -198,137 +199,13 @@ class HelmApp(App[None]):
             self.pop_screen()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.keymap))
+        self.flows.help()
 
     def action_plot(self) -> None:
-        self.push_screen(PlotScreen())
-
-    def open_detail(self, run_id: int | None, job_id: int | None = None) -> None:
-        if run_id is None and job_id is None:
-            self.notify("no run or job selected", severity="warning")
-            return
-        self.push_screen(RunDetailScreen(run_id, job_id))
-
-    # Steering ---------------------------------------------------------------------------------
-    @work(thread=True, group="ops", exit_on_error=False)
-    def run_op(self, fn: Callable[..., Any], *args: Any, done: Callable[[Any], str]) -> None:
-        """Run a blocking operation off the UI thread; report its outcome, then refresh."""
-        result = fn(*args)
-        self.call_from_thread(self._op_done, done(result))
-
-    def _op_done(self, message: str) -> None:
-        self.notify(message, timeout=4)
-        self.request_refresh()
+        self.flows.plot()
 
     def action_broadcast(self) -> None:
-        snap = self.snapshot
-        agents = [a.name for a in snap.agents] if snap else []
-        saved = list(dict.fromkeys(d.text for d in snap.directives)) if snap else []
-        self.push_screen(BroadcastScreen(agents, saved), self._broadcast)
-
-    def _broadcast(self, req: BroadcastRequest | None) -> None:
-        if req is None:
-            return
-
-        def done(d: dict[str, Any]) -> str:
-            return f"directive #{d['id']} sent to {len(d['deliveries'])} agent(s)"
-
-        self.run_op(ops.broadcast, self.ws, req.text, req.targets, done=done)
-
-    def pin_flow(self, run_id: int | None) -> None:
-        def chosen(req: ops.PinRequest | None) -> None:
-            if req is not None:
-                self._pin_checked(req)
-
-        self.push_screen(PinScreen(run_id), chosen)
-
-    @work(thread=True, group="ops", exit_on_error=False)
-    def _pin_checked(self, req: ops.PinRequest) -> None:
-        """Pin, but first warn about a PR without a passing audit and let the operator decide."""
-        warning = ops.pin_warning(self.ws, req)
-        if warning is None:
-            self.run_op(ops.pin, self.ws, req, done=lambda out: out.splitlines()[-1])
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                forced = ops.PinRequest(req.kind, req.ref, req.repo, force=True)
-                self.run_op(ops.pin, self.ws, forced, done=lambda out: out.splitlines()[-1])
-
-        question = f"{warning}.\nPin {req.describe()} anyway?"
-        self.call_from_thread(self.push_screen, ConfirmScreen(question, yes="Pin anyway"), answered)
-
-    def diff_flow(self, run_id: int | None) -> None:
-        if run_id is None:
-            self.notify("no run selected", severity="warning")
-            return
-        other = self.marked_run if self.marked_run not in (None, run_id) else None
-        self.push_screen(DiffScreen(run_id, other))
-
-    def promote_flow(self, run_id: int | None) -> None:
-        """The promotion wizard; it asks before any GPU time is spent."""
-        if run_id is None:
-            self.notify("no run selected", severity="warning")
-            return
-        from helm.tui.screens.promote import PromoteScreen
-
-        def finished(result: Any) -> None:
-            if result is not None:
-                self.notify(f"wrote {result.folder}", timeout=10)
-
-        self.push_screen(PromoteScreen(self.ws, run_id), finished)
-
-    def mark(self, run_id: int | None) -> None:
-        if run_id is None:
-            self.notify("no run selected", severity="warning")
-            return
-        self.marked_run = None if self.marked_run == run_id else run_id
-        what = f"run #{run_id} marked: d diffs against it" if self.marked_run else "mark cleared"
-        self.notify(what, timeout=3)
-        if self.snapshot is not None:
-            self.main.show(self.snapshot)
-
-    def cancel_flow(self, job_id: int | None) -> None:
-        if job_id is None:
-            self.notify("no job selected", severity="warning")
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.run_op(
-                    ops.cancel_job, self.ws, job_id, done=lambda _: f"cancelling job #{job_id}"
-                )
-
-        self.push_screen(ConfirmScreen(f"Cancel job #{job_id}?", yes="Cancel job"), answered)
-
-    def swarm_flow(self, agent: str | None) -> None:
-        snap = self.snapshot
-        running = snap.agents_running if snap else 0
-        self.push_screen(SwarmScreen(agent, running), self._swarm)
-
-    def _swarm(self, req: SwarmRequest | None) -> None:
-        if req is None:
-            return
-        if req.action == "add":
-            self.run_op(
-                ops.add_agents, self.ws, req.count, req.driver, done=lambda out: out or "ok"
-            )
-            return
-        names = [req.agent] if req.action == "stop" and req.agent else []
-        if req.action == "stop_all" and self.snapshot is not None:
-            names = [a.name for a in self.snapshot.agents if a.desired != "down"]
-        if not names:
-            self.notify("no agents to stop", severity="warning")
-            return
-        question = f"Stop {names[0]}?" if len(names) == 1 else f"Stop all {len(names)} agents?"
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.run_op(
-                    ops.stop_agents, self.ws, names, done=lambda n: f"stopping {n} agent(s)"
-                )
-
-        self.push_screen(ConfirmScreen(question, yes="Stop"), answered)
+        self.flows.broadcast()
 
 
 def run_app(ws: Workspace) -> int:

@@ -1,20 +1,19 @@
 """Loss-curve points from streamed log lines, built incrementally as the tail reads them.
 
 ``golf_task.logs`` parses a log into its summary (score, bytes, last step); the curve needs
-every step instead, so this reads the two step-line shapes the records print
-(``step:S/N train_loss:X ...`` and ``step:S/N val_loss:X val_bpb:Y ...``, ``key=v`` too)
-and keeps a bounded number of points by thinning the oldest half when full.
+every step instead, so it reads each line with the same grammar (``golf_task.log_lines``:
+``step:S/N train_loss:X ...`` and ``step:S/N val_loss:X val_bpb:Y ...``, ``key=v`` too,
+after any timestamp prefix), so a line the parser counts is a point here and nothing else
+is, and keeps a bounded number of points by thinning the oldest half when full.
 """
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-_NUM = r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
-_TRAIN = re.compile(rf"(?:step:\s*)?(\d+)/(\d+)\s+(?:train_)?loss[:=]\s*({_NUM})")
-_VAL = re.compile(rf"(?:step:\s*)?(\d+)/(\d+)\s+val_loss[:=]\s*({_NUM})\s+val_bpb[:=]\s*({_NUM})")
+from golf_task.log_lines import STEP_TRAIN_RE, STEP_VAL_RE, strip_ts
 
 
 @dataclass
@@ -29,17 +28,20 @@ class Curve:
     def add_lines(self, lines: Iterable[str]) -> bool:
         """Parse new lines; True when a point was added (the chart needs redrawing)."""
         added = False
-        for line in lines:
-            if "step" not in line and "/" not in line:
+        for raw in lines:
+            if "/" not in raw:  # every step line has its S/N
                 continue
-            if m := _VAL.search(line):
-                self.val_loss.append((float(m.group(1)), float(m.group(3))))
-                self.total_steps = int(m.group(2))
-                added = True
-            elif m := _TRAIN.search(line):
-                self.train.append((float(m.group(1)), float(m.group(3))))
-                self.total_steps = int(m.group(2))
-                added = True
+            line = strip_ts(raw)
+            train = STEP_TRAIN_RE.match(line)
+            m = train if train is not None else STEP_VAL_RE.match(line)
+            if m is None:
+                continue
+            loss = float(m.group(3))
+            if not math.isfinite(loss):  # a diverged step (nan, inf) has no place on a chart
+                continue
+            (self.train if train is not None else self.val_loss).append((float(m.group(1)), loss))
+            self.total_steps = int(m.group(2))
+            added = True
         if len(self.train) > self.max_points:  # keep the shape, drop half the old detail
             half = len(self.train) // 2
             self.train = self.train[:half:2] + self.train[half:]

@@ -13,16 +13,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from helm.models.db import Db, NotFound
+from helm.models.agents import list_agents
+from helm.models.audits import latest_audit
+from helm.models.db import Db, NotFound, Row
 from helm.models.directives import list_directives
 from helm.models.feed import list_feed
+from helm.models.hosts import list_hosts
+from helm.models.jobs import find_job, latest_job_of_run, live_jobs_by_placement
 from helm.models.pins import latest_pin
-from helm.models.runs import leaderboard, run_json
-from helm.models.states import FINISHED_RUN
+from helm.models.runs import (
+    best_run,
+    count_runs,
+    find_run,
+    get_run,
+    last_ended_runs,
+    leaderboard_ranks,
+    ranked_rows,
+    run_json,
+    scored_counts,
+    scored_runs_at_commit,
+    scored_runs_in_order,
+)
+from helm.models.states import ACTIVE_JOB, JobState
 from helm.workspace import Workspace
 
-BYTES_CAP = 16_000_000
-LIVE_JOB_STATES = ("queued", "staging", "running")
 LEADERBOARD_ROWS = 200
 FEED_ROWS = 100
 
@@ -203,53 +217,62 @@ def _host(r: dict[str, Any], busy_ids: set[int]) -> HostView:
     )
 
 
-def _base(
-    db: Db, pin: dict[str, Any] | None, board: list[dict[str, Any]]
-) -> tuple[float | None, frozenset[int]]:
-    """The pinned base's score and the runs that are the base (same commit, or the pinned run)."""
+def _base(db: Db, pin: Row | None) -> tuple[float | None, frozenset[int]]:
+    """The pinned base's score and the runs that are the base (same commit, or the pinned run).
+
+    A base that no run of ours scored (a community PR) takes the score of its latest audit.
+    """
     if pin is None:
         return None, frozenset()
-    rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
     if pin["kind"] == "run" and str(pin["ref"]).isdigit():
-        rows = db.rows("SELECT id, val_bpb FROM run WHERE id = :id", {"id": int(pin["ref"])})
+        run = find_run(db, int(pin["ref"]))
+        rows = [run] if run is not None else []
     elif pin.get("commit"):
-        rows = db.rows(
-            'SELECT id, val_bpb FROM run WHERE "commit" = :c AND val_bpb IS NOT NULL '
-            "ORDER BY val_bpb LIMIT 20",
-            {"c": pin["commit"]},
-        )
+        rows = scored_runs_at_commit(db, pin["commit"])
     ids = frozenset(int(r["id"]) for r in rows)
     scores = [r["val_bpb"] for r in rows if r["val_bpb"] is not None]
     if scores:
         return min(scores), ids
-    audit = db.rows(
-        "SELECT reproduced_bpb, claimed_bpb FROM audit WHERE ref = :r ORDER BY id DESC LIMIT 1",
-        {"r": pin["ref"]},
-    )
-    if audit:
-        return audit[0]["reproduced_bpb"] or audit[0]["claimed_bpb"], ids
+    audit = latest_audit(db, str(pin["ref"]))
+    if audit is not None:
+        return audit["reproduced_bpb"] or audit["claimed_bpb"], ids
     return None, ids
 
 
 def _board(db: Db, flt: str) -> list[dict[str, Any]]:
-    """The leaderboard (hot's order and rules), narrowed in SQL-fed Python by a filter so
-    that it finds runs beyond the first page; ranks stay those among all scored runs."""
-    finished = ", ".join(f"'{s}'" for s in FINISHED_RUN)
-    sql = (
-        f"SELECT * FROM run WHERE status IN ({finished}) AND val_bpb IS NOT NULL "
-        "ORDER BY val_bpb ASC, id ASC"
+    """The leaderboard, narrowed by the store (``ranked_rows``' text filter) so that a filter
+    finds runs beyond the first page; ranks stay those among all ranked runs."""
+    rows = ranked_rows(db, limit=LEADERBOARD_ROWS, text=flt or None)
+    if flt:
+        ranks = leaderboard_ranks(db, [r["id"] for r in rows])
+    else:
+        ranks = {r["id"]: i + 1 for i, r in enumerate(rows)}
+    return [dict(run_json(r), rank=ranks[r["id"]], code_hash=r["code_hash"]) for r in rows]
+
+
+def _agent_jobs(jobs: list[JobView]) -> dict[str, JobView]:
+    """The job each agent's row shows: its placed job, else its queued one."""
+    by_agent: dict[str, JobView] = {}
+    for j in jobs:
+        if j.agent and j.state != JobState.QUEUED and j.agent not in by_agent:
+            by_agent[j.agent] = j
+    for j in jobs:  # an agent with only a queued job shows that one
+        if j.agent and j.agent not in by_agent:
+            by_agent[j.agent] = j
+    return by_agent
+
+
+def _directive(d: dict[str, Any]) -> DirectiveView:
+    return DirectiveView(
+        id=d["id"],
+        text=d["text"],
+        targets=tuple(d["targets"]) if d["targets"] is not None else None,
+        total=len(d["deliveries"]),
+        delivered=sum(1 for x in d["deliveries"] if x["delivered_at"] is not None),
+        acked=sum(1 for x in d["deliveries"] if x["acked_at"] is not None),
+        created_at=d["created_at"],
     )
-    if not flt:
-        sql += f" LIMIT {LEADERBOARD_ROWS}"
-    needle = flt.lower()
-    out = []
-    for i, r in enumerate(db.rows(sql)):
-        text = f"#{r['id']} {r['agent'] or ''} {r['description']} {r['status']}".lower()
-        if needle in text:
-            out.append(dict(run_json(r), rank=i + 1, code_hash=r["code_hash"]))
-            if len(out) >= LEADERBOARD_ROWS:
-                break
-    return out
 
 
 def load_snapshot(
@@ -257,28 +280,9 @@ def load_snapshot(
 ) -> Snapshot:
     """Everything the main screen shows, in one read transaction."""
     with ws.db(write=False) as db:
-        jobs = [
-            JobView.of(r)
-            for r in db.rows(
-                "SELECT * FROM job WHERE state IN ('queued', 'staging', 'running') "
-                "ORDER BY CASE state WHEN 'queued' THEN 1 ELSE 0 END, priority DESC, id"
-            )
-        ]
-        runs_total = int(db.rows("SELECT COUNT(*) AS n FROM run")[0]["n"])
-        ended = ", ".join(f"'{s}'" for s in (*FINISHED_RUN, "crash"))
-        last_rows = db.rows(
-            "SELECT r.* FROM run r JOIN (SELECT agent, MAX(id) AS id FROM run "
-            f"WHERE status IN ({ended}) "
-            "AND agent IS NOT NULL GROUP BY agent) m ON r.id = m.id"
-        )
-        last = {r["agent"]: run_json(r) for r in last_rows}
-        job_by_agent: dict[str, JobView] = {}
-        for j in jobs:
-            if j.agent and j.state != "queued" and j.agent not in job_by_agent:
-                job_by_agent[j.agent] = j
-        for j in jobs:  # an agent with only a queued job shows that one
-            if j.agent and j.agent not in job_by_agent:
-                job_by_agent[j.agent] = j
+        jobs = [JobView.of(r) for r in live_jobs_by_placement(db)]
+        last = {agent: run_json(r) for agent, r in last_ended_runs(db).items()}
+        job_by_agent = _agent_jobs(jobs)
         agents = tuple(
             AgentView(
                 name=r["name"],
@@ -290,44 +294,22 @@ def load_snapshot(
                 last=last.get(r["name"]),
                 last_seen_at=r["last_seen_at"],
             )
-            for r in db.rows("SELECT * FROM agent ORDER BY name")
+            for r in sorted(list_agents(db), key=lambda r: r["name"])
         )
-        on_agent_rows = {a.job.id for a in agents if a.job is not None}
         busy: dict[str, set[int]] = {}
         for j in jobs:
-            if j.state in ("staging", "running") and j.host:
+            if j.state in ACTIVE_JOB and j.host:
                 busy.setdefault(j.host, set()).update(j.gpu_ids)
-        hosts = tuple(
-            _host(r, busy.get(r["name"], set()))
-            for r in db.rows("SELECT * FROM host ORDER BY name")
-        )
+        hosts = tuple(_host(r, busy.get(r["name"], set())) for r in list_hosts(db))
         board = _board(db, flt)
-        hashes = sorted({r["code_hash"] for r in board if r.get("code_hash")})
-        seeds: dict[str, int] = {}
-        if hashes:
-            marks = ", ".join(f":h{i}" for i in range(len(hashes)))
-            for r in db.rows(
-                f"SELECT code_hash, COUNT(*) AS n FROM run WHERE val_bpb IS NOT NULL "
-                f"AND code_hash IN ({marks}) GROUP BY code_hash",
-                {f"h{i}": h for i, h in enumerate(hashes)},
-            ):
-                seeds[r["code_hash"]] = int(r["n"])
-        best = leaderboard(db, limit=1)
+        seeds = scored_counts(db, sorted({r["code_hash"] for r in board if r.get("code_hash")}))
+        best = best_run(db)
         pin = latest_pin(db)
-        base_bpb, base_ids = _base(db, pin, board)
-        directives = tuple(
-            DirectiveView(
-                id=d["id"],
-                text=d["text"],
-                targets=tuple(d["targets"]) if d["targets"] is not None else None,
-                total=len(d["deliveries"]),
-                delivered=sum(1 for x in d["deliveries"] if x["delivered_at"] is not None),
-                acked=sum(1 for x in d["deliveries"] if x["acked_at"] is not None),
-                created_at=d["created_at"],
-            )
-            for d in list_directives(db, limit=20)
-        )
+        base_bpb, base_ids = _base(db, pin)
+        directives = tuple(_directive(d) for d in list_directives(db, limit=20))
         feed = tuple(list_feed(db, limit=feed_rows))
+        runs_total = count_runs(db)
+    on_agent_rows = {a.job.id for a in agents if a.job is not None}
     return Snapshot(
         taken_at=clock(),
         agents=agents,
@@ -339,10 +321,10 @@ def load_snapshot(
         pin=pin,
         base_bpb=base_bpb,
         base_run_ids=base_ids,
-        best=best[0] if best else None,
+        best=run_json(best) if best is not None else None,
         directives=directives,
-        jobs_running=sum(1 for j in jobs if j.state != "queued"),
-        jobs_queued=sum(1 for j in jobs if j.state == "queued"),
+        jobs_running=sum(1 for j in jobs if j.state != JobState.QUEUED),
+        jobs_queued=sum(1 for j in jobs if j.state == JobState.QUEUED),
         runs_total=runs_total,
     )
 
@@ -352,32 +334,22 @@ def load_snapshot(
 class RunDetail:
     """A run with its job and parent; ``run`` is None for a job started without a run."""
 
-    run: dict[str, Any] | None
-    job: dict[str, Any] | None
-    parent: dict[str, Any] | None
-
-
-def _one(db: Db, sql: str, **params: Any) -> dict[str, Any] | None:
-    rows = db.rows(sql, params)
-    return rows[0] if rows else None
+    run: Row | None
+    job: Row | None
+    parent: Row | None
 
 
 def load_detail(ws: Workspace, run_id: int | None, job_id: int | None = None) -> RunDetail:
+    """A run (NotFound if it does not exist), its job (the one asked for, else its newest)
+    and its parent; or a job alone when there is no run."""
     with ws.db(write=False) as db:
-        run = job = parent = None
-        if run_id is not None:
-            run = _one(db, "SELECT * FROM run WHERE id = :id", id=run_id)
-            if run is None:
-                raise NotFound(f"no run {run_id}")
+        run = get_run(db, run_id) if run_id is not None else None
+        if run is not None:
             job_id = job_id or run["job_id"]
-        if job_id is not None:
-            job = _one(db, "SELECT * FROM job WHERE id = :id", id=job_id)
+        job = find_job(db, job_id)
         if job is None and run_id is not None:
-            job = _one(
-                db, "SELECT * FROM job WHERE run_id = :id ORDER BY id DESC LIMIT 1", id=run_id
-            )
-        if run is not None and run["parent_id"] is not None:
-            parent = _one(db, "SELECT * FROM run WHERE id = :id", id=run["parent_id"])
+            job = latest_job_of_run(db, run_id)
+        parent = find_run(db, run["parent_id"]) if run is not None else None
     if run is None and job is None:
         raise NotFound(f"no job {job_id}")
     return RunDetail(run=run, job=job, parent=parent)
@@ -394,7 +366,5 @@ class PlotPoint:
 def load_plot_points(ws: Workspace) -> list[PlotPoint]:
     """Every scored run in the order it was made: the x axis of the progress plot."""
     with ws.db(write=False) as db:
-        rows = db.rows(
-            "SELECT id, val_bpb, status, description FROM run WHERE val_bpb IS NOT NULL ORDER BY id"
-        )
+        rows = scored_runs_in_order(db)
     return [PlotPoint(r["id"], float(r["val_bpb"]), r["status"], r["description"]) for r in rows]

@@ -1,8 +1,10 @@
-"""Cell formatting: numbers, ages, progress bars, and status colours from the theme.
+"""Styled cells: status colours from the theme, and the TUI's coloured numbers and bars.
 
 Table cells are Rich ``Text``; their colours come from the running theme's variables
 (``$success``, ``$error``, ``$warning`` ...) through ``Palette``, so a theme switch recolours
-everything and no colour is spelled out in Python.
+everything and no colour is spelled out in Python. The text of every number (scores, bytes,
+deltas, ages) is ``helm.fmt``'s, the same as the command line prints; this module only adds
+colour and the shapes a terminal table needs (bars, sparklines).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.color import Color
 
-from helm.tui.data import BYTES_CAP
+from helm import fmt
 
 _STATUS_ROLE = {
     # runs
@@ -82,52 +84,37 @@ class Palette:
 
     def status(self, status: str | None, text: str | None = None) -> Text:
         """``text`` (default: the status itself) coloured by what the status means."""
-        label = text if text is not None else (status or "-")
+        label = text if text is not None else (status or fmt.MISSING)
         return Text(label, style=self.role(_STATUS_ROLE.get(status or "", "text")))
 
     def muted_text(self, text: str) -> Text:
         return Text(text, style=self.muted)
 
 
-def age(seconds: float | None) -> str:
-    """``42s``, ``7m``, ``3h``, ``2d``: ages and ETAs at a glance, never wider than 4."""
-    if seconds is None:
-        return "-"
-    s = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{int(s // size)}{unit}"
-    return f"{int(s)}s"
-
-
-def bpb(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
-def delta(value: float | None, base: float | None, pal: Palette) -> Text:
+def delta_cell(value: float | None, base: float | None, pal: Palette) -> Text:
     """Δ vs the base: negative (better) green, positive red."""
+    text = fmt.delta(value, base)
     if value is None or base is None:
-        return pal.muted_text("-")
+        return pal.muted_text(text)
     d = value - base
     style = pal.success if d < 0 else pal.error if d > 0 else pal.muted
-    return Text(f"{d:+.4f}", style=style)
+    return Text(text, style=style)
 
 
-def size(n: int | None, pal: Palette) -> Text:
-    """Artifact bytes with the headroom under the 16,000,000 cap (red when over)."""
+def size_cell(n: int | None, pal: Palette) -> Text:
+    """Artifact bytes with the headroom under the cap: red when over, amber when tight."""
+    text = fmt.artifact_size(n)
     if n is None:
-        return pal.muted_text("-")
-    room = BYTES_CAP - n
-    if room < 0:
-        return Text(f"{n / 1e6:.2f}M over", style=pal.error)
-    style = pal.warning if room < 100_000 else pal.text
-    return Text(f"{n / 1e6:.2f}M +{room / 1e3:.0f}k", style=style)
+        return pal.muted_text(text)
+    room = fmt.headroom(n)
+    style = pal.error if room < 0 else pal.warning if room < 100_000 else pal.text
+    return Text(text, style=style)
 
 
 def progress(step: int | None, total: int | None, pal: Palette, width: int = 10) -> Text:
     """A block progress bar with the step count: ``███▌      42%``."""
     if step is None or not total:
-        return pal.muted_text("-".ljust(width + 5))
+        return pal.muted_text(fmt.MISSING.ljust(width + 5))
     frac = max(0.0, min(1.0, step / total))
     eighths = round(frac * width * 8)
     full, part = divmod(eighths, 8)
@@ -135,10 +122,6 @@ def progress(step: int | None, total: int | None, pal: Palette, width: int = 10)
     text = Text(bar.ljust(width), style=pal.success)
     text.append(f" {frac * 100:3.0f}%", style=pal.text)
     return text
-
-
-def loss(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
 
 
 def spark(values: list[float | None], busy: list[bool], pal: Palette) -> Text:

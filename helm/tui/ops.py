@@ -15,8 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from helm.models.agents import find_agent, update_agent
 from helm.models.db import NotFound
 from helm.models.directives import send_directive
+from helm.models.jobs import find_job
+from helm.models.states import TERMINAL_JOB
 from helm.workspace import Workspace
 
 CLI_TIMEOUT_S = 120.0
@@ -120,30 +123,27 @@ def pin(ws: Workspace, request: PinRequest) -> str:
 
 # Jobs and agents --------------------------------------------------------------------------------
 def cancel_job(ws: Workspace, job_id: int) -> None:
-    """Ask the daemon to cancel a job (the remote package's call when it is built in)."""
-    try:
-        from helm.remote.jobs import request_cancel  # type: ignore[import-not-found]
-    except ImportError:
-        request_cancel = None
-    if request_cancel is not None:
-        request_cancel(ws, job_id)
-        return
-    with ws.db(write=True) as db:
-        rows = db.rows("SELECT state FROM job WHERE id = :id", {"id": job_id})
-        if not rows:
-            raise OpError(f"no job {job_id}")
-        if rows[0]["state"] in ("succeeded", "failed", "cancelled"):
-            raise OpError(f"job {job_id} already {rows[0]['state']}")
-        db.execute("UPDATE job SET cancel_requested = 1 WHERE id = :id", {"id": job_id})
+    """Ask the daemon to cancel a job (a queued one is cancelled at once); ``OpError`` when
+    there is no such job or it has already ended."""
+    from helm.remote.jobs import request_cancel
+
+    with ws.db(write=False) as db:
+        job = find_job(db, job_id)
+    if job is None:
+        raise OpError(f"no job {job_id}")
+    if job["state"] in TERMINAL_JOB:
+        raise OpError(f"job {job_id} already {job['state']}")
+    request_cancel(ws, job_id)
 
 
 def stop_agents(ws: Workspace, names: Sequence[str]) -> int:
     """Ask the supervisor to stop agents (``desired = down``); returns how many changed."""
+    n = 0
     with ws.db(write=True) as db:
-        n = 0
         for name in names:
-            if db.rows("SELECT id FROM agent WHERE name = :n AND desired != 'down'", {"n": name}):
-                db.execute("UPDATE agent SET desired = 'down' WHERE name = :n", {"n": name})
+            agent = find_agent(db, name)
+            if agent is not None and agent["desired"] != "down":
+                update_agent(db, name, desired="down")
                 n += 1
     return n
 
@@ -162,12 +162,13 @@ def diff_text(ws: Workspace, a: int, b: int | None) -> tuple[str, str]:
     The same report as the command line (code with line counts, environment, hyperparameters
     and results side by side), so the operator sees one diff wherever they ask for it.
     """
+    from helm.models.db import NotFound
     from helm.promote.diff import DiffError, diff_runs
-    from helm.promote.sources import SourceError
+    from helm.promote.render import render_diff
 
     try:
         diff = diff_runs(ws, a, b)
-    except (DiffError, SourceError) as exc:
+    except (DiffError, NotFound) as exc:
         title = f"diff #{b} → #{a}" if b is not None else f"diff of run #{a}"
         return title, f"no diff available: {exc}"
-    return f"diff #{diff.b.run_id} → #{diff.a.run_id}", diff.render(patch=True)
+    return f"diff #{diff.b.run_id} → #{diff.a.run_id}", render_diff(diff, patch=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from helm.tui import fmt
+from helm import fmt
+from helm.models.states import JobState
 from helm.tui.data import AgentView, JobView, Snapshot
-from helm.tui.fmt import Palette
+from helm.tui.fmt import Palette, delta_cell, progress, size_cell, spark
 from helm.tui.widgets.tables import Row
 
 AGENT_COLUMNS = ("agent", "state", "progress", "loss", "eta", "job", "last", "driver")
@@ -27,15 +28,16 @@ def _matches(flt: str, *parts: object) -> bool:
 
 def _job_cells(job: JobView | None, pal: Palette, now: float) -> list[object]:
     """progress, loss, eta, and where the job is (``#1 h100-a:0,1``, or queued and since when)."""
+    none = fmt.MISSING
     if job is None:
-        return [pal.muted_text("-"), "-", "-", pal.muted_text("-")]
-    if job.state == "queued":
-        where = f"#{job.id} queued {fmt.age(now - job.queued_at)} ×{job.gpus}"
-        return [pal.muted_text("-"), "-", "-", pal.status("queued", where)]
+        return [pal.muted_text(none), none, none, pal.muted_text(none)]
+    if job.state == JobState.QUEUED:
+        where = f"#{job.id} queued {fmt.since(job.queued_at, now)} ×{job.gpus}"
+        return [pal.muted_text(none), none, none, pal.status(job.state, where)]
     gpus = ",".join(str(i) for i in job.gpu_ids) or f"×{job.gpus}"
     where = f"#{job.id} {job.host or '?'}:{gpus}" + (" ✕" if job.cancel_requested else "")
     return [
-        fmt.progress(job.step, job.total_steps, pal, width=8),
+        progress(job.step, job.total_steps, pal, width=8),
         fmt.loss(job.train_loss),
         fmt.age(job.eta_s),
         pal.status(job.state, where),
@@ -44,9 +46,9 @@ def _job_cells(job: JobView | None, pal: Palette, now: float) -> list[object]:
 
 def _last(agent: AgentView, pal: Palette) -> Text:
     if agent.last is None:
-        return pal.muted_text("-")
+        return pal.muted_text(fmt.MISSING)
     r = agent.last
-    return pal.status(r["status"], f"#{r['id']} {fmt.bpb(r['val_bpb'])} {r['status']}")
+    return pal.status(r["status"], f"#{r['id']} {fmt.score(r['val_bpb'])} {r['status']}")
 
 
 def agent_rows(snap: Snapshot, pal: Palette, now: float, flt: str = "") -> list[Row]:
@@ -71,7 +73,7 @@ def agent_rows(snap: Snapshot, pal: Palette, now: float, flt: str = "") -> list[
                 f"job:{j.id}",
                 [pal.muted_text(j.agent or "(job)"), pal.status(j.state)]
                 + _job_cells(j, pal, now)
-                + [pal.muted_text("-"), "-"],
+                + [pal.muted_text(fmt.MISSING), fmt.MISSING],
             )
         )
     return rows
@@ -97,10 +99,10 @@ def board_rows(snap: Snapshot, pal: Palette, marked: int | None = None, flt: str
                 [
                     rank,
                     f"#{r['id']}",
-                    Text(fmt.bpb(r["val_bpb"]), style=pal.success if flags[:1] == "★" else ""),
-                    fmt.delta(r["val_bpb"], snap.base_bpb, pal),
-                    fmt.size(r["bytes_total"], pal),
-                    r["agent"] or "-",
+                    Text(fmt.score(r["val_bpb"]), style=pal.success if flags[:1] == "★" else ""),
+                    delta_cell(r["val_bpb"], snap.base_bpb, pal),
+                    size_cell(r["bytes_total"], pal),
+                    r["agent"] or fmt.MISSING,
                     str(seeds),
                     pal.status(r["status"]),
                     (r["description"] or "")[:80],
@@ -122,7 +124,7 @@ def feed_rows(snap: Snapshot, pal: Palette, now: float, flt: str = "") -> list[R
             (
                 f"post:{p['id']}",
                 [
-                    fmt.age(now - p["created_at"]),
+                    fmt.since(p["created_at"], now),
                     p["agent"] or "operator",
                     pal.status(p["kind"], text),
                 ],
@@ -144,7 +146,7 @@ def fleet_rows(snap: Snapshot, pal: Palette, flt: str = "") -> list[Row]:
             up = Text("●", style=pal.success) if h.reachable else Text("✕", style=pal.error)
         used = [g.mem_used for g in h.gpu_list if g.mem_used is not None]
         total = [g.mem_total for g in h.gpu_list if g.mem_total is not None]
-        mem = f"{sum(used) / 1024:.0f}/{sum(total) / 1024:.0f}G" if used and total else "-"
+        mem = f"{sum(used) / 1024:.0f}/{sum(total) / 1024:.0f}G" if used and total else fmt.MISSING
         temps = [g.temp for g in h.gpu_list if g.temp is not None]
         busy = h.busy
         gpus = Text(f"{busy}/{h.gpus}", style=pal.success if busy else pal.muted)
@@ -155,9 +157,9 @@ def fleet_rows(snap: Snapshot, pal: Palette, flt: str = "") -> list[Row]:
                     h.name,
                     up,
                     gpus,
-                    fmt.spark([g.util for g in h.gpu_list], [g.busy for g in h.gpu_list], pal),
+                    spark([g.util for g in h.gpu_list], [g.busy for g in h.gpu_list], pal),
                     mem,
-                    f"{max(temps):.0f}°" if temps else "-",
+                    f"{max(temps):.0f}°" if temps else fmt.MISSING,
                 ],
             )
         )
@@ -183,9 +185,9 @@ def header_text(
     part("jobs", f"{snap.jobs_running}▶ {snap.jobs_queued}⏸")
     part("gpus", f"{snap.gpus_busy}/{snap.gpus_total}")
     if snap.best:
-        part("best", f"{snap.best['val_bpb']:.4f} #{snap.best['id']}", pal.success)
+        part("best", f"{fmt.score(snap.best['val_bpb'])} #{snap.best['id']}", pal.success)
     else:
-        part("best", "-")
+        part("best", fmt.MISSING)
     if snap.pin:
         part("base", f"{snap.pin['kind']} {snap.pin['ref']}"[:24], pal.accent)
     if snap.directives:

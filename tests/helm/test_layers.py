@@ -161,7 +161,8 @@ _SQL = re.compile(
 _ORM = re.compile(
     r"\b(session|s)\.(exec|add|delete|execute|query|merge|scalars?)\("
     r"|\b(session|s)\.get\(\s*[A-Z]|\bselect\(\s*[A-Z]\w*"
-    r"|\bcol\(\w+\.\w+\)|from sqlmodel import|from sqlalchemy import|\btext\(\s*[\"']"
+    r"|\bcol\(\w+\.\w+\)|\btext\(\s*[\"']"
+    r"|from (sqlmodel|sqlalchemy) import .*\b(select|col|text|insert|update|delete|func)\b"
 )
 
 
@@ -207,3 +208,5 @@ def test_the_sql_and_orm_detectors_see_what_they_must() -> None:
     assert _ORM.search("job = session.get(Job, job_id)")
     assert not _ORM.search("self.query_one(Input).value")
     assert not _ORM.search('runs = int(s.get("runs") or 0)')
+    assert _ORM.search("from sqlmodel import Session, select")
+    assert not _ORM.search("from sqlmodel import Session  # a transaction handle, typed")

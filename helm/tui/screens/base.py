@@ -1,22 +1,27 @@
-"""What every helm screen shares: the typed app handle and the one error path for workers."""
+"""What every helm screen shares: the app seen as a ``Shell``, and the one error path.
+
+Screens reach the app only through ``helm.tui.protocol`` (never ``helm.tui.app``, which
+imports them): ``self.helm`` for state and errors, ``self.flows`` for the operator's flows.
+"""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-if TYPE_CHECKING:
-    from helm.tui.app import HelmApp
+from helm.tui.protocol import Flows, Shell, shell_of
 
 
 class HelmScreen(Screen):
     """Worker state messages do not bubble, so each screen hands failures to the app's handler."""
 
     @property
-    def helm(self) -> HelmApp:
-        return self.app  # type: ignore[return-value]
+    def helm(self) -> Shell:
+        return shell_of(self)
+
+    @property
+    def flows(self) -> Flows:
+        return self.helm.flows
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:

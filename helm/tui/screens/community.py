@@ -8,7 +8,6 @@ operator needs before pinning it (``p`` on the main screen refuses such PRs unle
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,8 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Static
 
+from helm import fmt
+from helm.models.audits import audit_evidence
 from helm.tui import commands as cmds
 from helm.tui.screens.base import HelmScreen
 
@@ -31,27 +32,23 @@ _STYLE = {
 _MARK = {"pass": "✓", "warn": "!", "fail": "✗"}
 
 
-def _num(value: float | None, spec: str = ".5f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def row_cells(row: dict[str, Any], pal: Any) -> tuple[Text | str, ...]:
     """One audit as table cells; the verdict coloured by what it means for pinning."""
     ref = row["ref"]
     if ref.startswith("/"):
         ref = Path(ref).name
-    gap = "-"
+    gap = fmt.MISSING
     if row.get("gap_bpb") is not None:
-        gap = f"{row['gap_bpb']:+.5f} ({row['gap_spreads']:+.1f}σ)"
-    similar = "-"
+        gap = f"{fmt.signed(row['gap_bpb'], 5)} ({row['gap_spreads']:+.1f}σ)"
+    similar = fmt.MISSING
     if row.get("similarity") is not None:
         similar = f"{row['similarity']:.3f} {(row.get('similar_to') or '')[:28]}"
     style = getattr(pal, _STYLE.get(row["verdict"], "warning"), "")
     return (
         ref[:48],
         Text(row["verdict"], style=style),
-        _num(row.get("claimed_bpb")),
-        _num(row.get("reproduced_bpb")),
+        fmt.score(row.get("claimed_bpb"), 5),
+        fmt.score(row.get("reproduced_bpb"), 5),
         gap,
         similar,
         (row.get("title") or "")[:40],
@@ -67,12 +64,13 @@ def load(ws: Any) -> list[dict[str, Any]]:
 def findings_text(ws: Any, audit_id: int) -> str:
     """The verdict's reason and every finding of one audit, one line each."""
     with ws.db(write=False) as db:
-        rows = db.rows("SELECT evidence_json FROM audit WHERE id = :i", {"i": audit_id})
-    if not rows:
+        ev = audit_evidence(db, audit_id)
+    if ev is None:
         return ""
-    ev = json.loads(rows[0]["evidence_json"] or "{}")
     lines = [f"{ev.get('verdict', '?').upper()}: {ev.get('reason', '')}"]
-    lines += [f"{_MARK.get(f['status'], '?')} {f['name']}: {f['message']}" for f in ev["findings"]]
+    lines += [
+        f"{_MARK.get(f['status'], '?')} {f['name']}: {f['message']}" for f in ev.get("findings", [])
+    ]
     repro = ev.get("reproduction")
     if repro:
         lines.append(f"rerun: {repro.get('summary', '')}")

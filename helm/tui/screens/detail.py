@@ -21,9 +21,11 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Log, RichLog, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from helm import fmt
 from helm.tui import commands as cmds
-from helm.tui import data, fmt, ops
+from helm.tui import data, ops
 from helm.tui.curve import Curve
+from helm.tui.fmt import Palette, size_cell
 from helm.tui.screens.base import HelmScreen
 from helm.tui.screens.views import render_diff
 from helm.tui.widgets.chart import Chart, ChartData, Series
@@ -79,19 +81,19 @@ class RunDetailScreen(HelmScreen):
         return job["id"] if job else self.job_id
 
     def action_pin(self) -> None:
-        self.helm.pin_flow(self.run_id)
+        self.flows.pin(self.run_id)
 
     def action_diff(self) -> None:
-        self.helm.diff_flow(self.run_id)
+        self.flows.diff(self.run_id)
 
     def action_promote(self) -> None:
-        self.helm.promote_flow(self.run_id)
+        self.flows.promote(self.run_id)
 
     def action_mark(self) -> None:
-        self.helm.mark(self.run_id)
+        self.flows.mark(self.run_id)
 
     def action_cancel(self) -> None:
-        self.helm.cancel_flow(self.selected_job_id())
+        self.flows.cancel(self.selected_job_id())
 
     # Loading ------------------------------------------------------------------------------
     def snapshot_updated(self) -> None:
@@ -205,7 +207,7 @@ def curve_data(curve: Curve) -> ChartData:
     )
 
 
-def info_text(d: data.RunDetail, pal: fmt.Palette) -> Text:
+def info_text(d: data.RunDetail, pal: Palette) -> Text:
     """Parameters and results, one fact per line, for the narrow left column."""
     t = Text()
 
@@ -216,25 +218,26 @@ def info_text(d: data.RunDetail, pal: fmt.Palette) -> Text:
     r, j = d.run, d.job
     if r is not None:
         line("status", r["status"], pal.status(r["status"]).style.__str__())
-        line("agent", r["agent"] or "-")
+        line("agent", r["agent"] or fmt.MISSING)
         if r["description"]:
             line("what", r["description"][:60])
-        line("parent", f"#{r['parent_id']}" if r["parent_id"] else "-")
-        line("commit", (r["commit"] or "-")[:12])
+        line("parent", f"#{r['parent_id']}" if r["parent_id"] else fmt.MISSING)
+        line("commit", (r["commit"] or fmt.MISSING)[:12])
         env = json.loads(r.get("env_json") or "{}")
         if r["seed"] is not None:
             line("seed", r["seed"])
         for k, v in list(env.items())[:6]:
             line("env", f"{k}={v}"[:40])
-        line("val_bpb", fmt.bpb(r["val_bpb"]), pal.success if r["val_bpb"] else "")
+        line("val_bpb", fmt.score(r["val_bpb"]), pal.success if r["val_bpb"] else "")
         if r["bytes_total"] is not None:
-            line("bytes", fmt.size(r["bytes_total"], pal).plain)
+            line("bytes", size_cell(r["bytes_total"], pal).plain)
         if r["steps"] is not None:
-            line("steps", f"{r['steps']} ({(r['train_time_ms'] or 0) / 1000:.0f}s)")
+            train_s = r["train_time_ms"] / 1000 if r["train_time_ms"] is not None else None
+            line("steps", f"{r['steps']} ({fmt.duration(train_s)})")
     if j is not None:
         gpus = ",".join(str(i) for i in json.loads(j.get("gpu_ids_json") or "[]"))
         line("job", f"#{j['id']} {j['state']}", pal.status(j["state"]).style.__str__())
-        line("host", f"{j['host'] or '-'} [{gpus or j['gpus']}]")
+        line("host", f"{j['host'] or fmt.MISSING} [{gpus or j['gpus']}]")
         if j["step"] is not None:
             line("step", f"{j['step']}/{j['total_steps'] or '?'}  eta {fmt.age(j['eta_s'])}")
         if j["train_loss"] is not None:

@@ -1,7 +1,7 @@
 """The main screen: agents & jobs, leaderboard, feed and fleet, under a one-line header.
 
 It renders whatever snapshot the app hands it (``show``) and turns keys into the operator's
-intents; the app does the work in workers. "The selected run/job/agent" comes from the row
+intents, handed to ``self.flows`` (which do the work in workers). "The selected run/job/agent" comes from the row
 key under the cursor of the focused pane, so every action works on whatever the operator
 is looking at.
 """
@@ -58,7 +58,7 @@ class MainScreen(HelmScreen):
         """Render a snapshot: keyed, batched updates of all four tables and the header."""
         app = self.helm
         pal, now, flt = app.palette, app.clock(), self.filter_text
-        with app.batch_update():
+        with self.app.batch_update():
             self.query_one("#header", Static).update(self.header(snap))
             self.table("agents").sync(rows.agent_rows(snap, pal, now, flt))
             self.table("leaderboard").sync(rows.board_rows(snap, pal, app.marked_run, flt))
@@ -141,7 +141,7 @@ class MainScreen(HelmScreen):
     def action_open_detail(self) -> None:
         key = self.focused_key() or ""
         job = self.selected_job_id() if key.startswith(("job:", "agent:")) else None
-        self.helm.open_detail(self.selected_run_id(), job)
+        self.flows.open_detail(self.selected_run_id(), job)
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -149,27 +149,25 @@ class MainScreen(HelmScreen):
             self.action_open_detail()
 
     def action_pin(self) -> None:
-        self.helm.pin_flow(self.selected_run_id())
+        self.flows.pin(self.selected_run_id())
 
     def action_promote(self) -> None:
-        self.helm.promote_flow(self.selected_run_id())
+        self.flows.promote(self.selected_run_id())
 
     def action_diff(self) -> None:
-        self.helm.diff_flow(self.selected_run_id())
+        self.flows.diff(self.selected_run_id())
 
     def action_community(self) -> None:
-        from helm.tui.screens.community import CommunityScreen
-
-        self.app.push_screen(CommunityScreen())
+        self.flows.community()
 
     def action_mark(self) -> None:
-        self.helm.mark(self.selected_run_id())
+        self.flows.mark(self.selected_run_id())
 
     def action_cancel(self) -> None:
-        self.helm.cancel_flow(self.selected_job_id())
+        self.flows.cancel(self.selected_job_id())
 
     def action_swarm(self) -> None:
-        self.helm.swarm_flow(self.selected_agent())
+        self.flows.swarm(self.selected_agent())
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

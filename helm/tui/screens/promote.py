@@ -110,14 +110,14 @@ class PromoteScreen(ModalScreen["PromoteResult | None"]):
     def _options(self) -> Any:
         from helm.promote.promote import PromoteOptions
 
-        def text(ident: str) -> str:
+        def entry(ident: str) -> str:
             return self.query_one(f"#{ident}", Input).value.strip()
 
         try:
-            seeds = tuple(int(s) for s in text("seeds").split(",") if s.strip())
+            seeds = tuple(int(s) for s in entry("seeds").split(",") if s.strip())
         except ValueError:
             raise ValueError("seeds: comma-separated integers, e.g. 42,1337,2025") from None
-        sota_text = text("sota")
+        sota_text = entry("sota")
         try:
             sota = float(sota_text) if sota_text else None
         except ValueError:
@@ -127,9 +127,9 @@ class PromoteScreen(ModalScreen["PromoteResult | None"]):
         return PromoteOptions(
             seeds=seeds,
             track=track,
-            name=text("name") or None,
-            author=text("author") or None,
-            github_id=text("github") or None,
+            name=entry("name") or None,
+            author=entry("author") or None,
+            github_id=entry("github") or None,
             sota=sota,
         )
 

@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, RichLog, Static
 
+from helm.models.states import RunStatus
 from helm.tui import commands as cmds
 from helm.tui import data, ops
 from helm.tui.screens.base import HelmScreen
@@ -98,8 +99,8 @@ def plot_data(points: list[data.PlotPoint], max_labels: int = 12) -> ChartData:
     if not points:
         return ChartData(empty="no scored runs yet")
     xs = list(range(len(points)))
-    keep = [(i, p) for i, p in enumerate(points) if p.status == "keep"]
-    other = [(i, p) for i, p in enumerate(points) if p.status != "keep"]
+    keep = [(i, p) for i, p in enumerate(points) if p.status == RunStatus.KEEP]
+    other = [(i, p) for i, p in enumerate(points) if p.status != RunStatus.KEEP]
     best_x: list[float] = []
     best_y: list[float] = []
     best = float("inf")

@@ -1,25 +1,27 @@
 """Fixtures for the swarm's tests: a workspace with a task repository, and a fake backend.
 
-The fake backend stands in for helm/remote and the daemon in the unit tests of the loop: it
-records a job and writes a result on the run at once, the way the daemon's dispatch service
-does when a real job ends (``helm.remote.records.finish``). The end-to-end tests use the real
-daemon and real training instead.
+The fake backend stands in for the daemon and the GPUs in the unit tests of the loop (see
+``FakeBackend``). The end-to-end tests use the real daemon and real training instead.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from golf_task.log_summary import LogSummary
 from helm.agents import swarm
 from helm.agents import taskrepo as tr
+from helm.agents.experiment import RemoteBackend
+from helm.models import dispatch
+from helm.models.states import JobState
+from helm.remote.scheduler import Placement
 from helm.workspace import Workspace
 
 Score = Callable[[dict[str, str], int | None], float | None]
+CRASH_LOG = "step:1/10\nTraceback\nRuntimeError: boom"
 
 
 def default_score(env: dict[str, str], seed: int | None) -> float | None:
@@ -32,7 +34,18 @@ def default_score(env: dict[str, str], seed: int | None) -> float | None:
 
 
 class FakeBackend:
-    """Queues nothing: every submitted job 'finishes' immediately with ``score(env, seed)``."""
+    """The real job queue and record-keeping, with the training replaced by ``score``.
+
+    What it fakes: no daemon, no host, no GPU and no training run. What it does not fake:
+    the job is queued through the real path (``RemoteBackend`` -> ``helm.remote.jobs``: the
+    code snapshot and the job row), then placed, started and ended through the functions the
+    daemon's dispatcher calls (``helm.models.dispatch.claim``, ``mark_running``, ``finish``
+    with a ``LogSummary``), which write the result on the run. Only the score is made up,
+    so that the loop's tests run in seconds and their verdicts are known in advance, while
+    the records they judge are exactly the daemon's (on both store engines).
+    """
+
+    host = "fake"
 
     def __init__(self, score: Score = default_score, bytes_total: int = 1_234_567) -> None:
         self.score = score
@@ -44,36 +57,45 @@ class FakeBackend:
         assert (Path(code_dir) / "train_gpt.py").is_file()
         assert not (Path(code_dir) / "DIRECTIVES.md").exists()
         self.submitted.append({"env": dict(env), "seed": seed, "run_id": run_id, "agent": agent})
-        bpb = self.score(env, seed)
-        now = time.time()
-        with ws.db(write=True) as db:
-            job_id = db.insert(
-                "INSERT INTO job (run_id, agent, state, code_dir, entry, env_json, gpus, seed, "
-                "time_limit_s, priority, gpu_ids_json, attempts, max_attempts, "
-                "cancel_requested, log_offset, queued_at, finished_at) VALUES (:r, :a, :s, '', "
-                "'train_gpt.py', :e, :g, :seed, 60, 0, '[]', 1, 3, 0, 0, :t, :t)",
-                {
-                    "r": run_id,
-                    "a": agent,
-                    "s": "succeeded" if bpb is not None else "failed",
-                    "e": json.dumps(env),
-                    "g": gpus,
-                    "seed": seed,
-                    "t": now,
-                },
-            )
-            if bpb is None:
-                db.execute(
-                    "UPDATE run SET status='crash', tail=:tail, finished_at=:t WHERE id=:id",
-                    {"tail": "step:1/10\nTraceback\nRuntimeError: boom", "t": now, "id": run_id},
-                )
-            else:
-                db.execute(
-                    "UPDATE run SET status='done', val_bpb=:b, val_loss=:l, bytes_total=:n, "
-                    "steps=10, finished_at=:t, host='fake' WHERE id=:id",
-                    {"b": bpb, "l": bpb * 0.7, "n": self.bytes_total, "t": now, "id": run_id},
-                )
+        job_id = RemoteBackend().submit(
+            ws,
+            code_dir,
+            env=env,
+            gpus=gpus,
+            seed=seed,
+            agent=agent,
+            run_id=run_id,
+            time_limit_s=time_limit_s,
+        )
+        self.start(ws, job_id)
+        self.end(ws, job_id, self.score(env, seed))
         return job_id
+
+    def start(self, ws: Workspace, job_id: int) -> None:
+        """The daemon places the job and its process starts (job and run are "running")."""
+        dispatch.claim(ws.store, [Placement(job_id, self.host, (0,))])
+        dispatch.mark_running(ws.store, job_id, 4242, self.host, f"/fake/{job_id}")
+
+    def end(self, ws: Workspace, job_id: int, bpb: float | None) -> None:
+        """The job ends: scored and succeeded, or (``bpb`` None) failed with a traceback."""
+        if bpb is None:
+            log = ws.job_dir(job_id) / "train.log"
+            log.write_text(CRASH_LOG + "\n")
+            dispatch.finish(ws.store, job_id, JobState.FAILED, exit_code=1,
+                            error="exit 1", summary=LogSummary(step=1, total_steps=10),
+                            offset=log.stat().st_size, tail=CRASH_LOG)  # fmt: skip
+            return
+        summary = LogSummary(
+            step=10,
+            total_steps=10,
+            stop_step=10,
+            val_bpb=bpb,
+            val_loss=bpb * 0.7,
+            bytes_total=self.bytes_total,
+            score_line=f"final val_loss:{bpb * 0.7:.4f} val_bpb:{bpb:.4f}",
+        )
+        dispatch.finish(ws.store, job_id, JobState.SUCCEEDED, exit_code=0, error=None,
+                        summary=summary, offset=0, tail=None)  # fmt: skip
 
     def cancel(self, ws, job_id: int) -> None:  # noqa: ANN001
         self.cancelled.append(job_id)

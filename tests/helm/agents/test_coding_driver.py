@@ -66,23 +66,23 @@ def test_claude_preset_with_a_fake_cli(ws: Workspace, tmp_path: Path) -> None:
     start_detached(ws)
     try:
         from helm.models.directives import list_directives, send_directive
+        from helm.models.feed import list_feed
+        from helm.models.runs import get_run, list_runs
 
         with ws.db(write=True) as db:
             did = send_directive(db, "focus on the learning rate")["id"]
 
         def two_judged() -> bool:
             with ws.db(write=False) as db:
-                rows = db.rows(
-                    "SELECT * FROM run WHERE agent = 'claude-1' AND status IN ('keep', 'discard')"
-                )
-            return len(rows) >= 2
+                rows = list_runs(db, agent="claude-1")
+            return sum(r["status"] in ("keep", "discard") for r in rows) >= 2
 
         _wait(two_judged, 150, "two judged runs by the fake agent")
         with ws.db(write=False) as db:
-            runs = db.rows("SELECT * FROM run WHERE agent = 'claude-1' ORDER BY id")
-            posts = db.rows("SELECT * FROM feed_post WHERE agent = 'claude-1' ORDER BY id")
+            runs = [get_run(db, r["id"]) for r in reversed(list_runs(db, agent="claude-1"))]
+            posts = [p for p in list_feed(db) if p["agent"] == "claude-1"]
             d = list_directives(db, directive_id=did)[0]
-        assert runs[0]["baseline"] == 1 and runs[0]["val_bpb"] == pytest.approx(1.94)
+        assert runs[0]["baseline"] and runs[0]["val_bpb"] == pytest.approx(1.94)
         assert runs[1]["status"] == "keep" and runs[1]["val_bpb"] == pytest.approx(1.93)
         assert runs[1]["parent_id"] == runs[0]["id"]
         assert {"result", "insight", "ack"} <= {p["kind"] for p in posts}
@@ -110,10 +110,10 @@ def test_stalled_agent_is_shown(ws: Workspace, tmp_path: Path) -> None:
     try:
 
         def stalled() -> bool:
+            from helm.models.agents import get_agent
+
             with ws.db(write=False) as db:
-                return (
-                    db.rows("SELECT state FROM agent WHERE name='quiet'")[0]["state"] == "stalled"
-                )
+                return get_agent(db, "quiet")["state"] == "stalled"
 
         _wait(stalled, 30, "the agent to be marked stalled")
         assert swarm.listing(ws)[0]["note"].startswith("no experiment or output")

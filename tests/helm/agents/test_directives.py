@@ -30,6 +30,7 @@ def test_grammar_rejects(text: str) -> None:
         parse_directive(text)
 
 
+@pytest.mark.engines
 def test_deliver_writes_files_and_records_delivery(helm, task_ws: Workspace) -> None:
     swarm.add_agent(task_ws, "s1", driver="sweep")
     swarm.add_agent(task_ws, "c1", driver="claude")

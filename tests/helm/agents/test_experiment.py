@@ -1,22 +1,37 @@
 """The experiment protocol with a fake backend (no daemon, no training): verdicts, resets,
-dedupe, feed posts, parents, run refs, base moves, and the ``helm exp`` CLI."""
+dedupe, feed posts, parents, run refs, base moves, and the ``helm exp`` CLI.
+
+On both store engines: the loop's queries (reference, branch best, duplicates, the BOOLEAN
+``baseline``) are the ones that broke on PostgreSQL.
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from git import Repo
 
+from golf_task.limits import ARTIFACT_CAP_BYTES
 from helm.agents import experiment
 from helm.agents import taskrepo as tr
 from helm.agents.experiment import ExperimentError, ExpRequest, run_experiment
+from helm.models.feed import list_feed
+from helm.models.jobs import get_job
+from helm.models.runs import get_run
 from helm.workspace import Workspace
+
+pytestmark = pytest.mark.engines
 
 
 def _run(ws: Workspace, run_id: int) -> dict:
     with ws.db(write=False) as db:
-        return db.rows("SELECT * FROM run WHERE id = :i", {"i": run_id})[0]
+        return get_run(db, run_id)
+
+
+def _head(wt: Path) -> str:
+    return Repo(wt).head.commit.hexsha
 
 
 def test_loop_keep_discard_crash_duplicate(task_ws: Workspace, agent: str, backend) -> None:
@@ -26,14 +41,14 @@ def test_loop_keep_discard_crash_duplicate(task_ws: Workspace, agent: str, backe
     better = run_experiment(task_ws, ExpRequest(agent, "lr up", env={"MATRIX_LR": "0.04"}),
                             backend=backend)  # fmt: skip
     assert better.verdict == "keep" and better.delta_best < 0
-    assert better.headroom == 16_000_000 - 1_234_567
-    assert tr.head(wt) == better.commit and tr.read_env(wt)["MATRIX_LR"] == "0.04"
+    assert better.headroom == ARTIFACT_CAP_BYTES - 1_234_567
+    assert _head(wt) == better.commit and tr.read_env(wt)["MATRIX_LR"] == "0.04"
     assert _run(task_ws, better.run_id)["parent_id"] == ref.run_id
 
     (wt / "train_gpt.py").write_text((wt / "train_gpt.py").read_text() + "\n# tweak\n")
     worse = run_experiment(task_ws, ExpRequest(agent, env={"MATRIX_LR": "0.06"}), backend=backend)
     assert worse.verdict == "discard"
-    assert tr.head(wt) == better.commit  # reset to the best
+    assert _head(wt) == better.commit  # reset to the best
     assert "# tweak" not in (wt / "train_gpt.py").read_text()
     # every run's commit stays reachable
     assert Repo(wt).git.rev_parse(f"refs/runs/{worse.run_id}") == worse.commit
@@ -41,13 +56,13 @@ def test_loop_keep_discard_crash_duplicate(task_ws: Workspace, agent: str, backe
     crash = run_experiment(task_ws, ExpRequest(agent, env={"CRASH": "1"}), backend=backend)
     assert crash.verdict == "crash" and "RuntimeError: boom" in crash.tail
     assert _run(task_ws, crash.run_id)["tail"].endswith("RuntimeError: boom")
-    assert tr.head(wt) == better.commit
+    assert _head(wt) == better.commit
 
     n = len(backend.submitted)
     (wt / "train_gpt.py").write_text((wt / "train_gpt.py").read_text() + "\n# tweak\n")
     dup = run_experiment(task_ws, ExpRequest(agent, env={"MATRIX_LR": "0.06"}), backend=backend)
     assert dup.verdict == "duplicate" and dup.duplicate_of == worse.run_id
-    assert len(backend.submitted) == n and tr.head(wt) == better.commit
+    assert len(backend.submitted) == n and _head(wt) == better.commit
     (wt / "train_gpt.py").write_text((wt / "train_gpt.py").read_text() + "\n# tweak\n")
     forced = run_experiment(task_ws, ExpRequest(agent, env={"MATRIX_LR": "0.06"}, force=True),
                             backend=backend)  # fmt: skip
@@ -56,7 +71,11 @@ def test_loop_keep_discard_crash_duplicate(task_ws: Workspace, agent: str, backe
     assert reseeded.verdict in ("keep", "discard")  # not a duplicate: another seed
 
     with task_ws.db(write=False) as db:
-        results = db.rows("SELECT run_id, text FROM feed_post WHERE kind = 'result'")
+        results = list_feed(db, kind="result")
+        job = get_job(db, get_run(db, better.run_id)["job_id"])
+    # the result came through the daemon's records: the job ended, the run holds its score
+    assert job["state"] == "succeeded" and job["run_id"] == better.run_id
+    assert _run(task_ws, better.run_id)["host"] == "fake"
     assert {r["run_id"] for r in results} >= {ref.run_id, better.run_id, worse.run_id,
                                               crash.run_id}  # fmt: skip
     text = next(r["text"] for r in results if r["run_id"] == better.run_id)
@@ -86,7 +105,7 @@ def test_move_onto_base_carries_an_uncommitted_edit(task_ws, agent, backend) -> 
     assert experiment.move_onto_base(task_ws, agent)
     assert (wt / "train_gpt.py").read_text() == "# new base\nLR = 1\n"
     assert (wt / "notes.txt").read_text() == "my idea\n"
-    assert tr.head(wt) == pin["commit"]
+    assert _head(wt) == pin["commit"]
     assert not experiment.move_onto_base(task_ws, agent)
 
 
@@ -97,22 +116,21 @@ def test_no_wait_then_wait_and_in_flight_guard(
     FakeBackend = fake_backend_class  # noqa: N806
 
     class Slow(FakeBackend):
-        def submit(self, ws, code_dir, **kw):  # noqa: ANN001, ANN003
-            job_id = super().submit(ws, code_dir, **kw)
-            with ws.db(write=True) as db:  # undo the instant result: the job is "running"
-                db.execute("UPDATE run SET status='running' WHERE id=:i", {"i": kw["run_id"]})
-            self.pending = kw["run_id"]
-            return job_id
+        def end(self, ws, job_id, bpb) -> None:  # noqa: ANN001
+            self.pending = (job_id, bpb)  # the job keeps running; it ends when the test says
 
     slow = Slow()
     queued = run_experiment(task_ws, ExpRequest(agent, wait=False), backend=slow)
     assert queued.verdict == "queued"
+    assert _run(task_ws, queued.run_id)["status"] == "running"
     with pytest.raises(ExperimentError, match="in flight"):
         run_experiment(task_ws, ExpRequest(agent, env={"A": "1"}), backend=slow)
-    with task_ws.db(write=True) as db:
-        db.execute("UPDATE run SET status='done' WHERE id=:i", {"i": slow.pending})
-    assert experiment.finalize(task_ws, slow.pending).verdict == "keep"
-    assert experiment.finalize(task_ws, slow.pending).verdict == "keep"  # idempotent
+    with pytest.raises(ExperimentError, match="still running"):
+        experiment.finalize(task_ws, queued.run_id)
+    FakeBackend.end(slow, task_ws, *slow.pending)
+    assert _run(task_ws, queued.run_id)["status"] == "done"
+    assert experiment.finalize(task_ws, queued.run_id).verdict == "keep"
+    assert experiment.finalize(task_ws, queued.run_id).verdict == "keep"  # idempotent
 
 
 def test_exp_cli(helm, task_ws, agent, monkeypatch, fake_backend_class) -> None:  # noqa: ANN001
@@ -131,3 +149,20 @@ def test_exp_cli(helm, task_ws, agent, monkeypatch, fake_backend_class) -> None:
     assert helm("exp", "run").code == 2  # no agent
     runs = helm("runs", "--json").json()
     assert json.loads(json.dumps(runs))[0]["status"] == "keep"
+
+
+def test_writes_by_name_take_only_real_columns(task_ws: Workspace, agent: str) -> None:
+    """``update_run`` / ``update_agent`` format column names into SQL: only real ones pass."""
+    from helm.models.agents import AGENT_COLUMNS, get_agent, update_agent
+    from helm.models.runs import RUN_COLUMNS, update_run
+    from helm.models.tables import Agent, Run
+
+    assert set(Run.__table__.columns.keys()) - {"id"} == RUN_COLUMNS
+    assert set(Agent.__table__.columns.keys()) - {"id"} == AGENT_COLUMNS
+    with task_ws.db(write=True) as db:
+        with pytest.raises(ValueError, match="not a column of run: status = 'keep' --"):
+            update_run(db, 1, **{"status = 'keep' --": 1})
+        with pytest.raises(ValueError, match="not a column of agent: nam"):
+            update_agent(db, agent, nam="x")
+        update_agent(db, agent, note="checked", pid=None)
+        assert get_agent(db, agent)["note"] == "checked"

@@ -18,6 +18,8 @@ from helm.agents import pins
 from helm.agents import taskrepo as tr
 from helm.agents.experiment import ExpRequest, run_experiment
 from helm.agents.github import GitHubError
+from helm.models.agents import get_agent
+from helm.models.runs import get_run
 from helm.workspace import Workspace
 
 FIX = Path(__file__).parent / "fixtures" / "github"
@@ -84,6 +86,7 @@ def test_pin_pr_cli_reports_errors(helm, task_ws: Workspace, monkeypatch) -> Non
     assert res.code == 1 and "cannot reach GitHub" in res.err
 
 
+@pytest.mark.engines
 def test_pin_file_and_show(helm, task_ws: Workspace, tmp_path: Path) -> None:
     script = tmp_path / "mine.py"
     script.write_text("print('mine')\n")
@@ -99,6 +102,7 @@ def test_pin_file_and_show(helm, task_ws: Workspace, tmp_path: Path) -> None:
     assert helm("pin", "file", str(tmp_path / "missing.py")).code == 1
 
 
+@pytest.mark.engines
 def test_pin_run_moves_agents_before_their_next_experiment(task_ws, agent, backend) -> None:
     run_experiment(task_ws, ExpRequest(agent), backend=backend)
     kept = run_experiment(task_ws, ExpRequest(agent, env={"MATRIX_LR": "0.04"}), backend=backend)
@@ -113,10 +117,10 @@ def test_pin_run_moves_agents_before_their_next_experiment(task_ws, agent, backe
     for name, lr in ((agent, "0.02"), (swarm_b, "0.03")):
         res = run_experiment(task_ws, ExpRequest(name, env={"SCALAR_LR": lr}), backend=backend)
         with task_ws.db(write=False) as db:
-            run = db.rows("SELECT * FROM run WHERE id = :i", {"i": res.run_id})[0]
-            me = db.rows("SELECT base_pin_id FROM agent WHERE name = :n", {"n": name})[0]
+            run = get_run(db, res.run_id)
+            me = get_agent(db, name)
         assert run["base_pin_id"] == pin["id"] == me["base_pin_id"]
-        assert run["baseline"] == 1 and res.verdict == "keep"
+        assert run["baseline"] and res.verdict == "keep" and "reference" in res.note
         assert json.loads(run["env_json"])["MATRIX_LR"] == "0.04"
     with pytest.raises(pins.PinError):
         pins.pin_run(task_ws, 999)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from helm.workspace import Workspace
 
 
+@pytest.mark.engines
 def test_up_ls_down(helm, ws: Workspace) -> None:
     res = helm("swarm", "up", "-n", "2", "--no-daemon", "--env", "NUM_LAYERS=4", "--json")
     assert res.code == 0, res.err

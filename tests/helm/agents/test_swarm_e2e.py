@@ -5,6 +5,9 @@ While the demo runs, the test steers it as an operator would: a ``set KEY=v`` di
 sent mid-way (both agents must acknowledge it and run with it next), then ``helm pin run``
 of the best run (both agents must move onto the new base). Then it interrupts the demo,
 which stops its agents and daemon and prints its JSON summary.
+
+The short headless demo runs on both store engines: with ``HELM_DB_URL`` set, the demo, its
+daemon and its agent all keep their records on the PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ import pytest
 
 from helm.agents import procs
 from helm.daemon import is_running
+from helm.models.agents import list_agents
+from helm.models.feed import list_feed
+from helm.models.hosts import list_hosts
+from helm.models.jobs import live_job_ids
+from helm.models.runs import get_run, list_runs, ranked_rows
+from helm.models.states import FINISHED_RUN
 from helm.workspace import Workspace
 
 HELM = [sys.executable, "-m", "helm.cli"]
@@ -29,8 +38,12 @@ AGENTS = ("sweep-1", "sweep-2")
 
 
 def _env(home: Path) -> dict[str, str]:
+    """The environment of a ``helm`` subprocess: this test's home, and its store's URL when
+    the ``home`` fixture set one (the postgres engine)."""
     env = {k: v for k, v in os.environ.items() if k not in ("HELM_AGENT", "HELM_DB_URL")}
     env["HELM_HOME"] = str(home)
+    if os.environ.get("HELM_DB_URL") and os.environ.get("HELM_HOME") == str(home):
+        env["HELM_DB_URL"] = os.environ["HELM_DB_URL"]
     return env
 
 
@@ -50,9 +63,15 @@ def _wait(cond, timeout: float, what: str, proc: subprocess.Popen) -> None:  # n
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _rows(ws: Workspace, sql: str, **params) -> list[dict]:  # noqa: ANN003
+def _runs(ws: Workspace, agent: str | None = None) -> list[dict]:
+    """Run rows (every column), oldest first."""
     with ws.db(write=False) as db:
-        return db.rows(sql, params)
+        return [get_run(db, r["id"]) for r in list_runs(db, agent=agent, limit=10_000)[::-1]]
+
+
+def _live_jobs(ws: Workspace) -> list[int]:
+    with ws.db(write=False) as db:
+        return live_job_ids(db)
 
 
 @pytest.mark.slow
@@ -74,9 +93,8 @@ def test_two_sweep_agents_follow_a_directive_and_a_pin(tmp_path: Path) -> None:
     )
     ws = Workspace(home)
     try:
-        _wait(lambda: ws.db_path.exists() and len(
-            _rows(ws, "SELECT DISTINCT agent FROM run")) == 2, 120, "both agents' first runs",
-            demo)  # fmt: skip
+        _wait(lambda: ws.db_path.exists() and len({r["agent"] for r in _runs(ws)}) == 2, 120,
+              "both agents' first runs", demo)  # fmt: skip
         # mid-way: both agents are training; the directive reaches them before their next run
         did = json.loads(_helm(home, "directive", "send", "set QK_GAIN_INIT=1.25", "--json"))["id"]
 
@@ -86,25 +104,19 @@ def test_two_sweep_agents_follow_a_directive_and_a_pin(tmp_path: Path) -> None:
             if d[0]["id"] != did or not all(acks.get(a) for a in AGENTS):
                 return False
             for a in AGENTS:
-                after = _rows(ws, "SELECT env_json FROM run WHERE agent = :a AND created_at > :t",
-                              a=a, t=acks[a])  # fmt: skip
+                after = [r for r in _runs(ws, a) if r["created_at"] > acks[a]]
                 if not after:
                     return False
                 assert all(json.loads(r["env_json"])["QK_GAIN_INIT"] == "1.25" for r in after)
             return True
 
         _wait(followed, 150, "both agents to acknowledge and follow `set`", demo)
-        best = _rows(ws, "SELECT id FROM run WHERE status IN ('keep','discard') "
-                         "AND val_bpb IS NOT NULL ORDER BY val_bpb LIMIT 1")[0]["id"]  # fmt: skip
+        with ws.db(write=False) as db:
+            best = ranked_rows(db, limit=1)[0]["id"]
         pin = json.loads(_helm(home, "pin", "run", str(best), "--json"))
 
         def moved() -> bool:
-            return all(
-                _rows(
-                    ws, "SELECT id FROM run WHERE agent = :a AND base_pin_id = :p", a=a, p=pin["id"]
-                )  # fmt: skip
-                for a in AGENTS
-            )
+            return all(any(r["base_pin_id"] == pin["id"] for r in _runs(ws, a)) for a in AGENTS)
 
         _wait(moved, 150, "both agents to run on the pinned base", demo)
         ctx = json.loads(_helm(home, "context", "--json"))
@@ -120,25 +132,27 @@ def test_two_sweep_agents_follow_a_directive_and_a_pin(tmp_path: Path) -> None:
         assert key in summary
     assert summary["scored_runs"] >= 4 and math.isfinite(summary["best_val_bpb"])
     assert summary["keeps"] >= 1 and summary["runs"] >= 4
-    scored = _rows(ws, "SELECT * FROM run WHERE val_bpb IS NOT NULL AND status != 'cancelled'")
+    scored = [r for r in _runs(ws) if r["val_bpb"] is not None and r["status"] != "cancelled"]
     assert all(0 < r["val_bpb"] < 10 and r["bytes_total"] for r in scored)
-    results = _rows(ws, "SELECT run_id FROM feed_post WHERE kind = 'result'")
+    with ws.db(write=False) as db:
+        results = list_feed(db, kind="result", limit=10_000)
+        agents = list_agents(db)
     assert {r["id"] for r in scored} <= {p["run_id"] for p in results}
-    agents = _rows(ws, "SELECT * FROM agent ORDER BY name")
     assert all(a["base_pin_id"] == pin["id"] for a in agents)
     # everything the demo started has stopped; nothing is left running
     assert is_running(ws) is None
     assert all(procs.alive_pid(ws, a) is None for a in AGENTS)
-    assert not _rows(ws, "SELECT id FROM job WHERE state IN ('queued', 'staging', 'running')")
+    assert not _live_jobs(ws)
 
 
 @pytest.mark.slow
-def test_demo_headless_short(tmp_path: Path) -> None:
-    """``helm demo --headless --duration S --json`` ends on time, cleanly, with its summary."""
-    home = tmp_path / "home"
+@pytest.mark.engines
+def test_demo_headless_short(home: Path) -> None:
+    """``helm demo --headless --duration S --json`` ends on time, cleanly, with its summary,
+    and its agent's experiment loop works on the store: it records runs, and no step fails."""
     t0 = time.monotonic()
     out = subprocess.run(
-        [*HELM, "demo", "--headless", "--agents", "1", "--duration", "8", "--json"],
+        [*HELM, "demo", "--headless", "--agents", "1", "--duration", "20", "--json"],
         env=_env(home),
         capture_output=True,
         text=True,
@@ -150,11 +164,20 @@ def test_demo_headless_short(tmp_path: Path) -> None:
     assert summary["agents"] == ["sweep-1"]
     if summary["scored_runs"] == 0:
         assert summary["best_val_bpb"] is None
-    assert "running headless for 8s" in out.stderr
+    assert "running headless for 20s" in out.stderr
     assert time.monotonic() - t0 < 200
     ws = Workspace(home)
     assert is_running(ws) is None and procs.alive_pid(ws, "sweep-1") is None
-    assert not _rows(ws, "SELECT id FROM job WHERE state IN ('queued', 'staging', 'running')")
+    assert not _live_jobs(ws)
+    # the agent queued its reference run (judged, or cancelled when the demo ended) ...
+    runs = _runs(ws, "sweep-1")
+    assert runs and runs[0]["description"] == "reference run on this base"
+    assert all(r["status"] in FINISHED_RUN | {"cancelled"} for r in runs), runs
+    assert summary["runs"] + summary["cancelled"] == len(runs)
+    # ... and no step of its loop failed (a failing query is posted as "sweep step failed")
+    with ws.db(write=False) as db:
+        system = [p["text"] for p in list_feed(db, kind="system", limit=10_000)]
+        hosts = list_hosts(db)
+    assert not [t for t in system if "failed" in t], system
     # the local host was registered with the tiny data
-    hosts = _rows(ws, "SELECT * FROM host")
     assert hosts[0]["kind"] == "local" and hosts[0]["data_dir"] == str(ws.data_dir)

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from helm.agents import taskrepo as tr
 from helm.agents.knobs import Knob, discover
 from helm.agents.search import neighbours
 from helm.agents.sweep import SweepAgent
+from helm.models.agents import get_agent
+from helm.models.feed import list_feed
+from helm.models.runs import get_run, list_runs
 from helm.workspace import Workspace
 
 SCRIPT = """
@@ -44,8 +49,15 @@ def _config(ws: Workspace, extra: str = "") -> None:
 
 
 def _runs(ws: Workspace, agent: str) -> list[dict]:
+    """The agent's run rows, oldest first."""
     with ws.db(write=False) as db:
-        return db.rows("SELECT * FROM run WHERE agent = :a ORDER BY id", {"a": agent})
+        return [get_run(db, r["id"]) for r in reversed(list_runs(db, agent=agent))]
+
+
+def _posts(ws: Workspace, kind: str) -> list[str]:
+    """The texts of the feed's posts of this kind, oldest first."""
+    with ws.db(write=False) as db:
+        return [p["text"] for p in reversed(list_feed(db, kind=kind))]
 
 
 def test_sweep_searches_and_posts_insights(task_ws, agent, backend) -> None:
@@ -53,15 +65,15 @@ def test_sweep_searches_and_posts_insights(task_ws, agent, backend) -> None:
     sa = SweepAgent(task_ws, agent, backend=backend, poll_s=0.01, seed=3)
     sa.run(max_steps=6)
     runs = _runs(task_ws, agent)
-    assert runs[0]["baseline"] == 1 and runs[0]["status"] == "keep"
+    assert runs[0]["baseline"] and runs[0]["status"] == "keep"
     changed = [set(json.loads(r["env_json"])) for r in runs[1:]]
     assert all(keys <= {"MATRIX_LR", "SCALAR_LR"} for keys in changed)
-    with task_ws.db(write=False) as db:
-        insights = db.rows("SELECT text FROM feed_post WHERE kind = 'insight'")
-    assert insights and " bpb over 1 run" in insights[0]["text"]
-    assert "\u2192" in insights[0]["text"]
+    insights = _posts(task_ws, "insight")
+    assert insights and " bpb over 1 run" in insights[0]
+    assert "\u2192" in insights[0]
 
 
+@pytest.mark.engines
 def test_sweep_obeys_set_sweep_focus_stop(helm, task_ws, agent, backend) -> None:
     _config(task_ws)
     sa = SweepAgent(task_ws, agent, backend=backend, poll_s=0.01, seed=1)
@@ -69,7 +81,7 @@ def test_sweep_obeys_set_sweep_focus_stop(helm, task_ws, agent, backend) -> None
     did = helm("directive", "send", "set SCALAR_LR=0.03", "--json").json()["id"]
     sa.step()
     last = _runs(task_ws, agent)[-1]
-    assert json.loads(last["env_json"])["SCALAR_LR"] == "0.03" and last["baseline"] == 1
+    assert json.loads(last["env_json"])["SCALAR_LR"] == "0.03" and last["baseline"]
     assert "directive #" in last["description"]
     d = helm("directive", "ls", "--json").json()[0]
     assert d["id"] == did and d["deliveries"][0]["acked_at"] is not None
@@ -80,18 +92,16 @@ def test_sweep_obeys_set_sweep_focus_stop(helm, task_ws, agent, backend) -> None
     envs = [json.loads(r["env_json"]) for r in _runs(task_ws, agent)[-2:]]
     assert [e["MATRIX_LR"] for e in envs] == ["0.02", "0.05"]
     assert all(e["SCALAR_LR"] == "0.03" for e in envs)
-    with task_ws.db(write=False) as db:
-        texts = [r["text"] for r in db.rows("SELECT text FROM feed_post WHERE kind='insight'")]
+    texts = _posts(task_ws, "insight")
     assert any(t.startswith("sweep #") and "best MATRIX_LR=" in t for t in texts)
     helm("directive", "send", "try something clever")
     helm("directive", "send", "stop")
     sa.step()
     assert sa.stopped_by_directive
     with task_ws.db(write=False) as db:
-        row = db.rows("SELECT desired FROM agent WHERE name = :n", {"n": agent})[0]
-        notes = db.rows("SELECT text FROM feed_post WHERE kind = 'system'")
+        row = get_agent(db, agent)
     assert row["desired"] == "down"
-    assert any("not in the sweep grammar" in n["text"] for n in notes)
+    assert any("not in the sweep grammar" in n for n in _posts(task_ws, "system"))
     assert helm("directive", "ls", "--pending", "--json").json() == []
 
 
@@ -141,6 +151,5 @@ def test_a_value_that_crashed_is_remembered(task_ws, agent, fake_backend_class) 
     assert crashed, "the first local move (NUM_KV_HEADS 4→5) should have crashed"
     assert sa.state.crashed and all(x.startswith("NUM_KV_HEADS=") for x in sa.state.crashed)
     assert SweepAgent(task_ws, agent).state.crashed == sa.state.crashed  # persisted
-    with task_ws.db(write=False) as db:
-        texts = [r["text"] for r in db.rows("SELECT text FROM feed_post WHERE kind='insight'")]
+    texts = _posts(task_ws, "insight")
     assert any("crashed the script; not trying that value again" in t for t in texts)

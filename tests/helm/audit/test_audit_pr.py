@@ -25,6 +25,7 @@ def finding(ev: dict, name: str) -> dict:
     return next(f for f in ev["findings"] if f["name"] == name)
 
 
+@pytest.mark.engines
 def test_baseline_code_claiming_a_record_is_a_copy(helm, ws: Workspace, serve) -> None:
     """PR 601: helm's own script, byte for byte, around the 11L record's logs and claim."""
     requests = serve({601: record_11l_files(BUNDLED.read_bytes())})
@@ -68,6 +69,7 @@ def test_baseline_code_claiming_a_record_is_a_copy(helm, ws: Workspace, serve) -
     assert "COPY" in helm("audit", "show", "601").out
 
 
+@pytest.mark.engines
 def test_pin_warns_before_pinning_a_pr_without_a_passing_audit(helm, ws: Workspace, serve) -> None:
     serve({601: record_11l_files(BUNDLED.read_bytes())})
     res = helm("pin", "pr", "601")
@@ -113,6 +115,7 @@ def test_logs_that_disagree_with_the_json_fail(helm, ws: Workspace, serve) -> No
     assert ev["reproduction"] is None and "already say invalid" in ev["rerun_note"]
 
 
+@pytest.mark.engines
 def test_a_copy_of_an_earlier_pr_names_it(helm, ws: Workspace, serve) -> None:
     """PR 612 is PR 611's script with its comments reworded, claiming a better score."""
     script = modified_script() + b"\n\ndef _tweak() -> int:\n    return 1\n"

@@ -13,11 +13,13 @@ import pytest
 from audit_kit import REAL_ENV, tiny_pr_files
 
 from golf_task.logs import parse_file
+from helm.models.runs import list_runs
 from helm.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.engines
 def test_a_real_pr_reproduces_within_the_spread(helm, live: Workspace, real_logs, serve) -> None:
     serve({603: tiny_pr_files(real_logs)})
     res = helm(
@@ -51,7 +53,7 @@ def test_a_real_pr_reproduces_within_the_spread(helm, live: Workspace, real_logs
     assert "spreads" in repro["summary"]
     # no Run row: a community script's score is not ours for the leaderboard
     with live.db(write=False) as db:
-        assert db.rows("SELECT id FROM run") == []
+        assert list_runs(db) == []
     listed = helm("audit", "ls", "--json").json()[0]
     assert listed["verdict"] == "real"
     assert listed["reproduced_bpb"] == pytest.approx(run["val_bpb"])

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from helm.models.directives import send_directive
+from helm.models.directives import list_directives, send_directive
+from helm.models.feed import list_feed
 from helm.models.tables import Agent
 from helm.workspace import Workspace
 
@@ -49,15 +50,12 @@ def test_twenty_processes_write_through_the_cli(home: Path) -> None:
             errors.append(err.decode())
     assert errors == []
 
-    conn = sqlite3.connect(home / "helm.db")
-    insights = conn.execute("SELECT COUNT(*) FROM feed_post WHERE kind='insight'").fetchone()[0]
-    acked = conn.execute(
-        "SELECT COUNT(*) FROM directive_delivery WHERE acked_at IS NOT NULL"
-    ).fetchone()[0]
-    ack_posts = conn.execute("SELECT COUNT(*) FROM feed_post WHERE kind='ack'").fetchone()[0]
-    per_agent = conn.execute(
-        "SELECT agent, COUNT(*) FROM feed_post WHERE kind='insight' GROUP BY agent"
-    ).fetchall()
-    assert insights + acked == PROCS * PER_PROC == 1000
-    assert ack_posts == acked
-    assert sorted(n for _, n in per_agent) == [PER_PROC // 2] * PROCS
+    with ws.db(write=False) as db:
+        insights = list_feed(db, kind="insight", limit=10 * PROCS * PER_PROC)
+        ack_posts = list_feed(db, kind="ack", limit=10 * PROCS * PER_PROC)
+        deliveries = [x for d in list_directives(db) for x in d["deliveries"]]
+    acked = sum(1 for x in deliveries if x["acked_at"] is not None)
+    per_agent = Counter(p["agent"] for p in insights)
+    assert len(insights) + acked == PROCS * PER_PROC == 1000
+    assert len(ack_posts) == acked
+    assert sorted(per_agent.values()) == [PER_PROC // 2] * PROCS

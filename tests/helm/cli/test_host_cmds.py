@@ -1,12 +1,18 @@
 """``helm host``: adding, listing, checking and removing boxes (SSH ones are exercised
-against a real sshd in tests/helm/remote)."""
+against a real sshd in tests/helm/remote), on both store engines."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
+
+from helm.models.hosts import get_host
 from helm.workspace import Workspace
+
+pytestmark = pytest.mark.engines
 
 
 def test_add_ls_rm_local_and_ssh(helm, home: Path) -> None:
@@ -28,7 +34,12 @@ def test_add_ls_rm_local_and_ssh(helm, home: Path) -> None:
     )
     assert hosts["h100"]["env"] == {"WANDB_API_KEY": "***", "NCCL_DEBUG": "WARN"}
     assert hosts["cpu"]["workdir"] == str(home / "boxes" / "cpu")
-    assert b"abc123" not in (home / "helm.db").read_bytes()
+    with Workspace(home).db(write=False) as db:
+        row = get_host(db, "h100")
+    assert (row["ssh_user"], row["ssh_host"], row["ssh_port"]) == ("ubuntu", "10.0.0.5", 2222)
+    assert "abc123" not in json.dumps(row)
+    if not os.environ.get("HELM_DB_URL"):  # the SQLite file itself
+        assert b"abc123" not in (home / "helm.db").read_bytes()
     assert json.loads((home / "secrets.json").read_text()) == {
         "host:h100": {"WANDB_API_KEY": "abc123"}
     }

@@ -1,5 +1,5 @@
 """``helm job``: queueing a folder, listing, showing, following logs, cancelling, and one
-end-to-end ``job run --wait`` through a real daemon on a local host."""
+end-to-end ``job run --wait`` through a real daemon on a local host; on both store engines."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 
 from helm import daemon
 from helm.workspace import Workspace
+
+pytestmark = pytest.mark.engines
 
 SCRIPT = """
 import os

@@ -6,6 +6,8 @@ SQLAlchemy on SQLite (``HELM_DB_URL`` set to a SQLite URL), and on a real Postgr
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -188,3 +190,39 @@ def test_context_text_separates_failed_and_unverified_audits(seeded: Workspace, 
     assert "#700: claims 1.09" in rest and "#603" not in rest
     verdicts = {a["ref"][-3:]: a["verdict"] for a in helm("context", "--json").json()["audits"]}
     assert verdicts == {"601": "copy", "603": "real", "700": "unverified"}
+
+
+def test_tables_print_scores_and_missing_values_one_way(seeded: Workspace, helm) -> None:
+    lines = helm("leaderboard").out.splitlines()
+    assert lines[0].split() == [
+        "RANK", "RUN", "AGENT", "STATUS", "VAL_BPB", "BYTES", "STEPS", "DESCRIPTION",
+    ]  # fmt: skip
+    assert lines[1].split() == ["1", "3", "bob", "keep", "1.2500", "-", "-", "int5", "mlp"]
+    crash = next(ln for ln in helm("runs").out.splitlines() if "boom" in ln)
+    assert crash.split()[:5] == ["4", "bob", "crash", "-", "-"]  # no score, no size
+
+
+def test_agent_commands_stay_off_the_orm(ws: Workspace) -> None:
+    """``helm context``, ``feed post`` and ``directive ack`` run before and after every
+    experiment of every agent: on the default store they must not load SQLAlchemy, SQLModel
+    or Textual (half a second each)."""
+    from helm.models.directives import send_directive
+
+    with ws.store.write() as s:
+        s.add(Agent(name="alice"))
+    with ws.db(write=True) as db:
+        directive = send_directive(db, "try int5")
+    code = (
+        "import sys\n"
+        "from helm.cli import main\n"
+        "for argv in (['context'], ['feed', 'post', 'x'], ['directive', 'ack', sys.argv[1]]):\n"
+        "    assert main([*argv, '--agent', 'alice']) == 0, argv\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'sqlmodel', "
+        "'textual'})\n"
+        "sys.exit(f'imported {heavy}' if heavy else 0)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(directive["id"])], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "acknowledged directive" in proc.stdout

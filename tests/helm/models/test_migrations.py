@@ -19,6 +19,7 @@ from helm.models.agents import agent_names
 from helm.models.db import SqlaDb
 from helm.models.directives import list_directives, send_directive
 from helm.models.engine import Store, StoreError
+from helm.models.runs import get_run, insert_run
 from helm.models.tables import Agent
 from helm.models.version import SCHEMA_VERSION
 
@@ -132,6 +133,9 @@ def test_shipped_migration_upgrades_a_version_1_store_to_a_fresh_one(url: str) -
     with store.engine.begin() as conn:  # take the store back to what schema 1 wrote
         for _table, name in sorted(v2):
             conn.execute(sa.text(f"DROP INDEX {name}"))
+        if conn.dialect.name == "postgresql":
+            for table in ("run", "job"):
+                conn.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN seed TYPE INTEGER"))
         conn.execute(sa.text("UPDATE helm_meta SET value = '1' WHERE key = 'schema_version'"))
     assert not v2 & _index_names(store)
     store.close()
@@ -139,7 +143,14 @@ def test_shipped_migration_upgrades_a_version_1_store_to_a_fresh_one(url: str) -
     with upgraded.engine.connect() as conn:
         assert schema.read_version(conn) == SCHEMA_VERSION
     assert _index_names(upgraded) == declared
+    with upgraded.engine.connect() as conn:
+        for table in ("run", "job"):
+            seed = next(c for c in inspect(conn).get_columns(table) if c["name"] == "seed")
+            assert isinstance(seed["type"], sa.BigInteger), (table, seed["type"])
+    with upgraded.write() as s:  # a seed past 2**31 fits on every engine now
+        run_id = insert_run(SqlaDb(s.connection()), agent="a1", seed=2**32 - 1)
     with upgraded.read() as s:
+        assert get_run(SqlaDb(s.connection()), run_id)["seed"] == 2**32 - 1
         assert agent_names(SqlaDb(s.connection())) == ["a1", "a2"]
     assert _deliveries(upgraded, did) == ["a1", "a2"]
     upgraded.close()

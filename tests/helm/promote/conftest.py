@@ -20,6 +20,8 @@ import pytest
 
 from golf_task.presets import TINY_CPU_ENV
 from helm.agents import taskrepo as tr
+from helm.models.runs import canonical_env, get_run, insert_run
+from helm.models.states import ENDED_RUN
 from helm.workspace import Workspace
 
 # The tiny preset, shortened: 3 s of training, no extra evaluations (the score is the
@@ -41,7 +43,6 @@ OVER_CAP_ENV: dict[str, str] = {
     "GPTQ_LITE": "0",
     "ZSTD_LEVEL": "3",
 }
-FINAL = ("done", "keep", "discard", "crash", "cancelled")
 
 
 def commit_run(
@@ -63,25 +64,20 @@ def commit_run(
     tree = tr.stage_tree(wt)
     code_hash = tr.code_hash(wt, tree)
     commit = tr.commit_staged(wt, description or "experiment")
-    row = {
-        "agent": agent,
-        "parent_id": parent,
-        "branch": tr.branch_of(agent),
-        "commit": commit,
-        "code_hash": code_hash,
-        "description": description,
-        "status": "queued",
-        "env_json": json.dumps(dict(sorted(env.items())), sort_keys=True),
-        "seed": seed,
-        "gpus": 1,
-        "created_at": time.time(),
-        "baseline": 0,
-        **fields,
-    }
-    cols = ", ".join(f'"{k}"' for k in row)
     with ws.db(write=True) as db:
-        run_id = db.insert(
-            f"INSERT INTO run ({cols}) VALUES ({', '.join(':' + k for k in row)})", row
+        run_id = insert_run(
+            db,
+            agent=agent,
+            parent_id=parent,
+            branch=tr.branch_of(agent),
+            commit=commit,
+            code_hash=code_hash,
+            description=description,
+            env_json=canonical_env(env),
+            seed=seed,
+            gpus=1,
+            baseline=False,
+            **fields,
         )
     tr.keep_ref(wt, run_id, commit)
     return run_id
@@ -91,8 +87,8 @@ def wait_run(ws: Workspace, run_id: int, timeout_s: float = 240.0) -> dict[str, 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with ws.db(write=False) as db:
-            run = db.rows("SELECT * FROM run WHERE id = :id", {"id": run_id})[0]
-        if run["status"] in FINAL:
+            run = get_run(db, run_id)
+        if run["status"] in ENDED_RUN:
             return run
         time.sleep(0.5)
     raise TimeoutError(f"run {run_id} unfinished after {timeout_s}s")
@@ -103,7 +99,7 @@ def train(ws: Workspace, run_id: int) -> dict[str, Any]:
     from helm.remote.jobs import submit_job
 
     with ws.db(write=False) as db:
-        run = db.rows("SELECT * FROM run WHERE id = :id", {"id": run_id})[0]
+        run = get_run(db, run_id)
     code = tr.export_commit(ws.task_dir, run["commit"], ws.root / f"export-{run_id}")
     submit_job(
         ws,

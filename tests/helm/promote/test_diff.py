@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from helm.promote.diff import diff_runs
+from helm.promote.render import render_diff
 from helm.workspace import Workspace
 
 BASE_ENV = {"MODEL_DIM": "128", "NUM_LAYERS": "4", "MATRIX_LR": "0.025"}
@@ -69,13 +72,14 @@ def test_diff_against_parent_counts_lines_and_marks_changes(task_ws: Workspace, 
     assert res["seed"].a == res["seed"].b == 42
     assert res["seeds"].a == [42]
 
-    text = d.render()
+    text = render_diff(d)
     assert "2 file(s) changed, +5 -1 lines" in text
     assert "train_gpt.py  +3 -1  (modified)" in text
     assert "*  MODEL_DIM" in text and "   NUM_LAYERS" in text
     assert "-0.02000000" in text  # the val_bpb delta
 
 
+@pytest.mark.engines
 def test_diff_cli_json_text_and_errors(task_ws: Workspace, kit, helm) -> None:  # noqa: ANN001
     old, new = _pair(task_ws, kit)
     r = helm("diff", str(new), str(old), "--json")
@@ -99,6 +103,7 @@ def test_diff_cli_json_text_and_errors(task_ws: Workspace, kit, helm) -> None:  
     assert r.code == 2
 
 
+@pytest.mark.engines
 def test_diff_against_the_pinned_base(task_ws: Workspace, kit, helm) -> None:  # noqa: ANN001
     _old, new = _pair(task_ws, kit)
     r = helm("diff", str(new), "--base", "--json")

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from golf_task.limits import ARTIFACT_CAP_BYTES
 from golf_task.logs import parse_file
 from golf_task.validate import validate_folder
+from helm.models.jobs import find_job
+from helm.models.submissions import list_submissions
 from helm.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -30,6 +33,7 @@ def _leftovers(ws: Workspace) -> list[Path]:
     return list((ws.submissions_dir).rglob(".helm-tmp-*"))
 
 
+@pytest.mark.engines
 def test_promote_three_seeds_then_a_crashing_seed(
     live: Workspace, helm, kit, tmp_path: Path
 ) -> None:  # noqa: ANN001
@@ -110,7 +114,7 @@ def test_promote_three_seeds_then_a_crashing_seed(
     assert "## Validation" in readme and "p = " in readme
     assert "SEED=42 python train_gpt.py" in readme
     with ws.db(write=False) as db:
-        subs = db.rows("SELECT * FROM submission")
+        subs = list_submissions(db)
     assert [(s["status"], s["path"]) for s in subs] == [("written", str(folder))]
 
     # now every seed is reused: nothing to queue
@@ -130,18 +134,31 @@ def test_promote_three_seeds_then_a_crashing_seed(
     assert _git(clone, "branch", "--show-current") == "main"
     assert _git(clone, "status", "--porcelain") == ""
 
-    # a seed that crashes: numpy refuses a seed >= 2**32, so that job fails for real
-    bad = 2**32
+    # a seed the store cannot hold (its seed columns are 32-bit) is refused before any run
+    huge = 2**32
+    before = len(_runs(ws))
     r = helm(
-        "promote", str(original["id"]), "--yes", "--seeds", f"42,{bad}", "--name", "Crashy",
-        "--sota", "10", *IDENT, "--poll", "0.3",
+        "promote", str(original["id"]), "--yes", "--seeds", f"42,{huge}", "--name", "Huge",
+        "--sota", "10", *IDENT,
     )  # fmt: skip
     assert r.code == 1
-    assert f"seed {bad} failed" in r.err.strip().splitlines()[-1]
+    assert f"seed {huge} is out of range" in r.err.strip().splitlines()[-1]
+    assert len(_runs(ws)) == before
+
+    # a seed that fails for real: its job outlives a 1 s time limit and is stopped
+    r = helm(
+        "promote", str(original["id"]), "--yes", "--seeds", "42,7", "--name", "Crashy",
+        "--time-limit", "1", "--sota", "10", *IDENT, "--poll", "0.3",
+    )  # fmt: skip
+    assert r.code == 1
+    assert "seed 7 failed" in r.err.strip().splitlines()[-1], r.err
     assert not list(folder.parent.glob("*_Crashy"))
     assert not _leftovers(ws)
-    crashed = [r for r in _runs(ws) if r["seed"] == bad]
+    crashed = [r for r in _runs(ws) if r["seed"] == 7]
     assert [r["status"] for r in crashed] == ["crash"]
+    with ws.db(write=False) as db:
+        job = find_job(db, crashed[0]["job_id"])
+    assert job is not None and job["error"] == "time limit of 1s exceeded"
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -166,13 +183,13 @@ def test_promote_refuses_an_artifact_over_the_cap(live: Workspace, helm, kit) ->
         ws, kit.commit_run(ws, env=kit.OVER_CAP_ENV, seed=42, description="huge bigram table")
     )
     assert big["status"] == "done", big["tail"]
-    assert big["bytes_total"] > 16_000_000
+    assert big["bytes_total"] > ARTIFACT_CAP_BYTES
 
     r = helm("promote", str(big["id"]), "--yes", "--sota", "10", *IDENT)
     assert r.code == 1
     reason = r.err.strip().splitlines()[-1]
     assert "refused before any run is queued" in reason
-    assert "limits.artifact: over 16,000,000 bytes" in reason  # the validator's own message
+    assert f"limits.artifact: over {ARTIFACT_CAP_BYTES:,} bytes" in reason  # the validator's
     assert "FAIL  limits.artifact" in r.err  # and its report
     assert len(_runs(ws)) == 1  # no GPU time spent on more seeds
     assert not (ws.submissions_dir / "records").exists()

@@ -3,7 +3,9 @@
 ``sshd`` is a real loopback OpenSSH server, session-scoped (one per xdist worker, on its own
 free port); other suites may reuse it: it logs in as the current user with ``sshd.user_key``.
 ``backend_ws`` is a workspace with one host named ``box`` (4 slots), on this machine or over
-SSH, so the same job tests run on both backends. ``proxy`` sits in front of sshd and can cut
+SSH, so the same job tests run on both backends. A suite marked ``engines`` runs the local
+variant on both store engines and the SSH one on SQLite only: the store writes are the same
+on either backend, so PostgreSQL gains nothing from a second, slower pass over SSH. ``proxy`` sits in front of sshd and can cut
 every connection (a network drop) or stop listening (a box gone dark).
 """
 
@@ -17,6 +19,18 @@ from dispatch_helpers import CutProxy, add_local_host, add_ssh_host, trust
 
 from helm.remote.loopback import LoopbackSshd, sshd_available
 from helm.workspace import Workspace
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the SSH x PostgreSQL combination of ``backend_ws`` tests (see above)."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        both = params.get("backend_ws") == "ssh" and params.get("store_engine") == "postgres"
+        (drop if both else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,11 @@ import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from helm.models.queries import get_job
+from helm.models import runs
+from helm.models.db import Row
+from helm.models.dispatch import load_job
 from helm.models.tables import Job
 from helm.remote.hosts import add_host
 from helm.remote.loopback import LoopbackSshd
@@ -88,7 +91,18 @@ class Dispatcher:
 
 def job_row(ws: Workspace, job_id: int) -> Job:
     with ws.store.read() as s:
-        return get_job(s, job_id)
+        return load_job(s, job_id)
+
+
+def new_run(ws: Workspace, **fields: Any) -> int:
+    """A queued run for a job to report to; returns its id."""
+    with ws.db(write=True) as db:
+        return runs.insert_run(db, **fields)
+
+
+def run_row(ws: Workspace, run_id: int) -> Row:
+    with ws.db(write=False) as db:
+        return runs.get_run(db, run_id)
 
 
 async def wait_until(

@@ -19,15 +19,16 @@ from dispatch_helpers import (
     Dispatcher,
     add_local_host,
     add_ssh_host,
+    job_row,
+    new_run,
     read_log,
+    run_row,
     trust,
     wait_state,
     wait_until,
 )
 
 from helm import daemon
-from helm.models.queries import get_run
-from helm.models.tables import Run
 from helm.remote.jobs import submit_job
 from helm.remote.loopback import LoopbackSshd
 from helm.workspace import Workspace
@@ -99,11 +100,7 @@ async def test_unreachable_box_past_timeout_is_lost_and_requeued_elsewhere(
         "time.sleep(0.2 if os.getcwd().endswith('.2') else 8)\n"
         "print('final_int8_zlib_roundtrip_exact val_loss:2.0 val_bpb:1.5', flush=True)\n"
     )
-    with ws.store.write() as s:
-        run = Run(description="x")
-        s.add(run)
-        s.flush()
-        run_id = run.id
+    run_id = new_run(ws, description="x")
     job_id = _submit(ws, body, run_id=run_id)
     async with Dispatcher(ws):
         await wait_until(ws, job_id, lambda j: j.state == "running" and j.log_offset > 0)
@@ -115,9 +112,8 @@ async def test_unreachable_box_past_timeout_is_lost_and_requeued_elsewhere(
     assert job.state == "succeeded" and job.host == "near" and job.attempts == 2
     assert read_log(ws, job_id).startswith(f"try {job_id}.2\n")
     assert (ws.job_dir(job_id) / "train.try1.log").read_text() == f"try {job_id}\n"
-    with ws.store.read() as s:
-        run = get_run(s, run_id)
-    assert run.status == "done" and run.host == "near" and run.val_bpb == 1.5
+    run = run_row(ws, run_id)
+    assert run["status"] == "done" and run["host"] == "near" and run["val_bpb"] == 1.5
 
 
 @pytest.mark.slow
@@ -133,13 +129,7 @@ def test_daemon_sigkilled_and_restarted_reattaches(ws: Workspace, sshd: Loopback
     trust(ws, sshd)
     add_ssh_host(ws, sshd, gpus=2, python=sys.executable)
     n = 500
-    run_ids = []
-    with ws.store.write() as s:
-        for _ in range(2):
-            run = Run(description="survives")
-            s.add(run)
-            s.flush()
-            run_ids.append(run.id)
+    run_ids = [new_run(ws, description="survives") for _ in range(2)]
     body = LINES.format(n=n, pause=0.008) + (
         "print('final_int8_zlib_roundtrip_exact val_loss:2.0 val_bpb:1.4', flush=True)\n"
     )
@@ -161,8 +151,7 @@ def test_daemon_sigkilled_and_restarted_reattaches(ws: Workspace, sshd: Loopback
             assert read_log(ws, job_id) == expected(n) + (
                 "final_int8_zlib_roundtrip_exact val_loss:2.0 val_bpb:1.4\n"
             )
-        with ws.store.read() as s:
-            assert all(get_run(s, r).status == "done" for r in run_ids)
+        assert all(run_row(ws, r)["status"] == "done" for r in run_ids)
     finally:
         daemon.stop(ws)
 
@@ -212,10 +201,7 @@ async def test_untrusted_host_gets_no_jobs(ws: Workspace, sshd: LoopbackSshd) ->
     job_id = _submit(ws, "print('hi')\n")
     async with Dispatcher(ws):
         await asyncio.sleep(1.0)
-        with ws.store.read() as s:
-            from helm.models.queries import get_job
-
-            assert get_job(s, job_id).state == "queued"
+        assert job_row(ws, job_id).state == "queued"
         trust(ws, sshd)
         # the refused connection is retried after its backoff, now with the trusted key
         job = await wait_state(ws, job_id, "succeeded", "failed", timeout=60)

@@ -1,6 +1,9 @@
 """A job's whole life on each backend (this machine, and a real sshd on 127.0.0.1):
 upload, launch, stream, exit code, artifacts, result on the run, cancel, time limit, and a
-process that vanishes without an exit code (lost, requeued, then given up on)."""
+process that vanishes without an exit code (lost, requeued, then given up on).
+
+The records these write (job, run, events) are checked on both store engines; the SSH
+variants run on SQLite only (the store writes are the same, see conftest)."""
 
 from __future__ import annotations
 
@@ -10,12 +13,23 @@ import os
 import signal
 from pathlib import Path
 
-from dispatch_helpers import Dispatcher, job_row, read_log, wait_state, wait_until
+import pytest
+from dispatch_helpers import (
+    Dispatcher,
+    job_row,
+    new_run,
+    read_log,
+    run_row,
+    wait_state,
+    wait_until,
+)
 
-from helm.models.queries import get_run
-from helm.models.tables import JobEvent, Run
+from helm.models.hosts import delete_host, edit_host
+from helm.models.jobs import job_events
 from helm.remote.jobs import request_cancel, submit_job
 from helm.workspace import Workspace
+
+pytestmark = pytest.mark.engines
 
 OK_BODY = """
 import json, os, time
@@ -35,12 +49,7 @@ print("final_int8_zlib_roundtrip_exact val_loss:2.10000000 val_bpb:1.25000000")
 
 
 def _run(ws: Workspace) -> int:
-    with ws.store.write() as s:
-        run = Run(agent="a1", description="test")
-        s.add(run)
-        s.flush()
-        assert run.id is not None
-        return run.id
+    return new_run(ws, agent="a1", description="test")
 
 
 def _submit(ws: Workspace, body: str, **kw) -> int:
@@ -62,15 +71,10 @@ async def test_job_runs_streams_and_records_its_result(backend_ws: Workspace) ->
     ws = backend_ws
     canary = ws.root / "canary"
     nasty = f"$(touch {canary}); `touch {canary}` ' \" \\ ;| & \n > {canary}"
-    with ws.store.write() as s:
-        from sqlmodel import select
-
-        from helm.models.tables import Host
-
-        host = s.exec(select(Host)).one()
-        host.env_json = json.dumps({"HOSTVAR": "from host"})
-        host.data_dir = "/srv/golf data"
-        s.add(host)
+    with ws.db(write=True) as db:
+        edit_host(
+            db, "box", env_json=json.dumps({"HOSTVAR": "from host"}), data_dir="/srv/golf data"
+        )
     run_id = _run(ws)
     job_id = _submit(
         ws,
@@ -83,6 +87,7 @@ async def test_job_runs_streams_and_records_its_result(backend_ws: Workspace) ->
     )
     async with Dispatcher(ws):
         job = await wait_state(ws, job_id, "succeeded", "failed", "lost")
+        forgotten = await _forgotten(ws, "hf_secret_value")
     assert job.state == "succeeded", job.error
     assert job.exit_code == 0 and job.attempts == 1
     assert (job.step, job.total_steps, job.val_bpb) == (20, 20, 1.25)
@@ -112,16 +117,23 @@ async def test_job_runs_streams_and_records_its_result(backend_ws: Workspace) ->
     assert not canary.exists()
 
     # the secret reached the job but is nowhere in the store, and is forgotten afterwards
-    assert b"hf_secret_value" not in (ws.root / "helm.db").read_bytes()
-    assert "hf_secret_value" not in (ws.root / "secrets.json").read_text()
+    if not os.environ.get("HELM_DB_URL"):  # the SQLite file (PostgreSQL: the row, below)
+        assert b"hf_secret_value" not in (ws.root / "helm.db").read_bytes()
+    assert forgotten
     assert json.loads(job.env_json)["HF_TOKEN"] == "***"
+    assert "hf_secret_value" not in str(job.model_dump())
 
-    with ws.store.read() as s:
-        run = get_run(s, run_id)
-    assert run.status == "done"
-    assert (run.val_bpb, run.val_loss, run.bytes_total, run.steps) == (1.25, 2.1, 12345, 20)
-    assert run.host == "box" and run.job_id == job_id and run.finished_at is not None
-    assert run.score_line and run.score_line.startswith("final_int8_zlib_roundtrip_exact")
+    run = run_row(ws, run_id)
+    assert run["status"] == "done"
+    assert (run["val_bpb"], run["val_loss"], run["bytes_total"], run["steps"]) == (
+        1.25,
+        2.1,
+        12345,
+        20,
+    )
+    assert run["host"] == "box" and run["job_id"] == job_id and run["finished_at"] is not None
+    assert (run["score_line"] or "").startswith("final_int8_zlib_roundtrip_exact")
+    assert [e["state"] for e in _event_rows(ws, job_id)] == ["staging", "running", "succeeded"]
 
 
 async def test_failed_job_keeps_exit_code_and_tail(backend_ws: Workspace) -> None:
@@ -133,10 +145,9 @@ async def test_failed_job_keeps_exit_code_and_tail(backend_ws: Workspace) -> Non
         job = await wait_state(ws, job_id, "succeeded", "failed", "lost")
     assert job.state == "failed" and job.exit_code == 3
     assert job.error == "exit code 3: boom"
-    with ws.store.read() as s:
-        run = get_run(s, run_id)
-    assert run.status == "crash"
-    tail = (run.tail or "").splitlines()
+    run = run_row(ws, run_id)
+    assert run["status"] == "crash"
+    tail = (run["tail"] or "").splitlines()
     assert len(tail) == 50 and tail[-1] == "boom" and tail[0] == "line 11"
 
 
@@ -160,8 +171,7 @@ async def test_cancel_kills_the_whole_process_group(backend_ws: Workspace) -> No
     assert job.state == "cancelled"
     assert job.exit_code == 128 + signal.SIGTERM  # the wrapper outlived TERM and said so
     assert _dead(child) and _dead(job.pid or 0)
-    with ws.store.read() as s:
-        assert get_run(s, run_id).status == "cancelled"
+    assert run_row(ws, run_id)["status"] == "cancelled"
 
 
 async def test_time_limit_kills_and_fails(backend_ws: Workspace) -> None:
@@ -193,19 +203,34 @@ async def test_term_ignored_then_killed(backend_ws: Workspace) -> None:
     assert events[-1] == "cancelled"
 
 
-def _events(ws: Workspace, job_id: int) -> list[str]:
-    from sqlmodel import col, select
+async def _forgotten(ws: Workspace, secret: str, timeout: float = 5.0) -> bool:
+    """Whether ``secrets.json`` loses ``secret`` (dropped just after the job's final row)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while secret in (ws.root / "secrets.json").read_text():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
-    with ws.store.read() as s:
-        rows = s.exec(select(JobEvent).where(JobEvent.job_id == job_id).order_by(col(JobEvent.id)))
-        return [e.state for e in rows]
+
+def _event_rows(ws: Workspace, job_id: int) -> list[dict]:
+    with ws.db(write=False) as db:
+        return job_events(db, job_id)
+
+
+def _events(ws: Workspace, job_id: int) -> list[str]:
+    return [e["state"] for e in _event_rows(ws, job_id)]
 
 
 async def test_vanished_process_is_lost_requeued_then_given_up(backend_ws: Workspace) -> None:
     ws = backend_ws
     run_id = _run(ws)
-    body = "import time\nprint('alive', flush=True)\ntime.sleep(60)\n"
-    job_id = _submit(ws, body, run_id=run_id, max_attempts=2)
+    body = (
+        "import os, time\n"
+        "print('alive', os.environ.get('HF_TOKEN') == 'hf_retry', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    job_id = _submit(ws, body, run_id=run_id, max_attempts=2, env={"HF_TOKEN": "hf_retry"})
     async with Dispatcher(ws):
         for attempt in (1, 2):
             job = await wait_until(
@@ -215,6 +240,7 @@ async def test_vanished_process_is_lost_requeued_then_given_up(backend_ws: Works
             )
             os.killpg(job.pid or 0, signal.SIGKILL)  # wrapper and job die: no exit code
         job = await wait_state(ws, job_id, "lost", timeout=15)
+        forgotten = await _forgotten(ws, "hf_retry")
     assert job.attempts == 2 and "no exit code" in (job.error or "")
     assert _events(ws, job_id) == [
         "staging",
@@ -225,11 +251,35 @@ async def test_vanished_process_is_lost_requeued_then_given_up(backend_ws: Works
         "running",
         "lost",
     ]
-    assert (ws.job_dir(job_id) / "train.try1.log").read_text() == "alive\n"
-    assert read_log(ws, job_id) == "alive\n"
-    with ws.store.read() as s:
-        run = get_run(s, run_id)
-    assert run.status == "crash" and run.tail == "alive"
+    # the retry still had the secret; once the job was final it was forgotten
+    assert (ws.job_dir(job_id) / "train.try1.log").read_text() == "alive True\n"
+    assert read_log(ws, job_id) == "alive True\n"
+    assert forgotten
+    run = run_row(ws, run_id)
+    assert run["status"] == "crash" and run["tail"] == "alive True"
+
+
+async def test_job_whose_host_row_is_gone_is_lost_and_forgets_its_secrets(ws: Workspace) -> None:
+    """A host deleted behind helm's back (``helm host rm`` refuses while a job runs there):
+    the next dispatcher has nothing to reconnect to and records the job lost."""
+    from dispatch_helpers import add_local_host
+
+    add_local_host(ws, gpus=1)
+    body = "import time\nprint('up', flush=True)\ntime.sleep(60)\n"
+    job_id = _submit(ws, body, max_attempts=1, env={"HF_TOKEN": "hf_gone"})
+    async with Dispatcher(ws):
+        job = await wait_until(ws, job_id, lambda j: j.state == "running" and j.log_offset > 0)
+    try:
+        assert "hf_gone" in (ws.root / "secrets.json").read_text()
+        with ws.db(write=True) as db:
+            delete_host(db, "box")
+        async with Dispatcher(ws):
+            done = await wait_state(ws, job_id, "lost", "queued", timeout=10)
+            forgotten = await _forgotten(ws, "hf_gone")
+    finally:
+        os.killpg(job.pid or 0, signal.SIGKILL)
+    assert done.state == "lost" and done.error == "lost after 1 tries: host box removed"
+    assert forgotten
 
 
 async def test_queued_cancel_and_unplaceable_job(backend_ws: Workspace) -> None:

@@ -7,12 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from dispatch_helpers import Dispatcher, add_ssh_host, read_log, trust, wait_state
+from dispatch_helpers import Dispatcher, add_ssh_host, new_run, read_log, run_row, trust, wait_state
 
 from golf_task.presets import TINY_CPU_ENV
-from helm.models.queries import get_run
-from helm.models.tables import Run
-from helm.remote.hosts import get_host
+from helm.models.dispatch import load_host
 from helm.remote.jobs import submit_job
 from helm.remote.loopback import LoopbackSshd
 from helm.workspace import Workspace
@@ -26,11 +24,7 @@ async def test_tiny_train_gpt_run_over_ssh(
 ) -> None:
     trust(ws, sshd)
     add_ssh_host(ws, sshd, gpus=1, python=sys.executable, data=str(tiny_data_dir))
-    with ws.store.write() as s:
-        run = Run(agent="a1", description="tiny over ssh", seed=1337)
-        s.add(run)
-        s.flush()
-        run_id = run.id
+    run_id = new_run(ws, agent="a1", description="tiny over ssh", seed=1337)
     env = dict(TINY_CPU_ENV, MAX_WALLCLOCK_SECONDS="4")
     job = submit_job(
         ws,
@@ -45,7 +39,7 @@ async def test_tiny_train_gpt_run_over_ssh(
     )
     async with Dispatcher(ws) as d:
         with ws.store.read() as s:
-            host = get_host(s, "box")
+            host = load_host(s, "box")
         check = await d.svc.check_host(host)  # what the daemon does periodically
         assert check["reachable"] and check["gpus"] == [] and check["data_ok"], check
         done = await wait_state(ws, job.id or 0, "succeeded", "failed", "lost", timeout=240)
@@ -53,12 +47,11 @@ async def test_tiny_train_gpt_run_over_ssh(
     art = ws.job_dir(done.id or 0) / "artifacts"
     assert (art / f"{done.id}.txt").stat().st_size > 0  # the script's own log (RUN_ID = job id)
     assert (art / f"{done.id}.ptz").stat().st_size > 1000  # the compressed model
-    with ws.store.read() as s:
-        run = get_run(s, run_id or 0)
-    assert run.status == "done"
-    assert run.val_bpb is not None and 0 < run.val_bpb < 10
-    assert run.bytes_total and run.bytes_code and run.bytes_model
-    assert run.bytes_total == run.bytes_code + run.bytes_model
-    assert run.steps and run.steps > 0 and run.train_time_ms
-    assert run.gpu_type == "cpu" and run.host == "box"
-    assert done.step == run.steps
+    run = run_row(ws, run_id)
+    assert run["status"] == "done"
+    assert run["val_bpb"] is not None and 0 < run["val_bpb"] < 10
+    assert run["bytes_total"] and run["bytes_code"] and run["bytes_model"]
+    assert run["bytes_total"] == run["bytes_code"] + run["bytes_model"]
+    assert run["steps"] and run["steps"] > 0 and run["train_time_ms"]
+    assert run["gpu_type"] == "cpu" and run["host"] == "box"
+    assert done.step == run["steps"]

@@ -9,8 +9,11 @@ from collections.abc import Callable
 from textual.widgets import DataTable, Log
 from tui_campaign import SIZE, settle
 
+from helm.models.agents import list_agents
 from helm.models.directives import list_directives
+from helm.models.jobs import find_job, list_jobs
 from helm.models.pins import latest_pin
+from helm.models.runs import count_runs
 from helm.tui import commands as cmds
 from helm.tui import ops
 from helm.tui.app import HelmApp
@@ -79,13 +82,11 @@ async def test_cancel_asks_then_cancels(make_app: MakeApp) -> None:
         await pilot.press("n")
         await pilot.pause()
         with app.ws.db(write=False) as db:
-            assert db.rows("SELECT cancel_requested FROM job WHERE id = 1")[0][
-                "cancel_requested"
-            ] in (0, False)
+            assert not find_job(db, 1)["cancel_requested"]  # type: ignore[index]
         await pilot.press("c", "y")
         await until(lambda: any("cancelling job #1" in m for m in messages(app)))
     with app.ws.db(write=False) as db:
-        assert db.rows("SELECT cancel_requested FROM job WHERE id = 1")[0]["cancel_requested"]
+        assert find_job(db, 1)["cancel_requested"]  # type: ignore[index]
 
 
 async def test_filter_narrows_and_escape_clears(make_app: MakeApp) -> None:
@@ -177,9 +178,7 @@ async def test_promote_key_opens_the_wizard_for_the_selected_run(make_app: MakeA
 
     def counts() -> tuple[int, int]:
         with app.ws.db(write=False) as db:
-            jobs = db.rows("SELECT COUNT(*) AS n FROM job")[0]["n"]
-            runs = db.rows("SELECT COUNT(*) AS n FROM run")[0]["n"]
-        return jobs, runs
+            return len(list_jobs(db, live_only=False, limit=1000)), count_runs(db)
 
     before = counts()
     async with app.run_test(size=SIZE) as pilot:
@@ -203,7 +202,7 @@ async def test_swarm_stop_agent_asks_first(make_app: MakeApp) -> None:
         await pilot.press("y")
         await until(lambda: any("stopping 1 agent" in m for m in messages(app)))
     with app.ws.db(write=False) as db:
-        desired = {r["name"]: r["desired"] for r in db.rows("SELECT name, desired FROM agent")}
+        desired = {r["name"]: r["desired"] for r in list_agents(db)}
     assert desired == {"alpha": "up", "bravo": "down", "charlie": "up"}
 
 
@@ -285,6 +284,6 @@ async def test_worker_errors_become_notifications(make_app: MakeApp) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.open_detail(999)
+        app.flows.open_detail(999)
         await until(lambda: any("no run 999" in m for m in messages(app)))
         assert app.is_running

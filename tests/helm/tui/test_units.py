@@ -1,4 +1,5 @@
-"""The pure parts: registry and keymap, snapshot reads, rows, pin parsing, curve and chart."""
+"""The pure parts: registry and keymap, rows, pin parsing, curve and chart (the store reads
+are ``test_data.py``, on both engines)."""
 
 from __future__ import annotations
 
@@ -37,31 +38,6 @@ def test_keymap_from_config(tmp_path: Path) -> None:
     cfg.write_text("[keys\n")
     with pytest.raises(cmds.KeymapError):
         cmds.load_keymap(cfg)
-
-
-def test_snapshot_of_the_campaign(campaign: Workspace) -> None:
-    snap = data.load_snapshot(campaign, clock=lambda: T0)
-    assert [a.name for a in snap.agents] == ["alpha", "bravo", "charlie"]
-    alpha = snap.agents[0]
-    assert alpha.job is not None and alpha.job.id == 1 and alpha.job.gpu_ids == (0, 1)
-    assert snap.agents[1].job is not None and snap.agents[1].job.state == "queued"
-    assert [j.id for j in snap.jobs] == [3]  # the agent-less queued job
-    assert (snap.jobs_running, snap.jobs_queued) == (1, 2)
-    assert (snap.gpus_busy, snap.gpus_total) == (2, 12)
-    assert snap.best is not None and snap.best["id"] == 11
-    assert snap.pin is not None and snap.base_run_ids == frozenset({8})
-    assert snap.base_bpb == pytest.approx(1.2244 - 0.032)
-    assert snap.seeds == {**{f"h{i}": 1 for i in range(1, 12) if i not in (6, 7)}, "h6": 2}
-    assert snap.directives_pending == 1 and snap.directives[0].acked == 1
-    assert [p["kind"] for p in snap.feed] == ["ack", "result", "insight"]
-    host = next(h for h in snap.hosts if h.name == "h100-a")
-    assert host.busy == 2 and host.gpu_list[0].util == 97
-
-
-def test_filter_narrows_the_leaderboard_in_sql(campaign: Workspace) -> None:
-    snap = data.load_snapshot(campaign, clock=lambda: T0, flt="int5")
-    assert [r["id"] for r in snap.leaderboard] == [4]
-    assert snap.leaderboard[0]["rank"] == 7  # rank among all scored runs, not the filtered
 
 
 def test_rows_are_keyed_and_formatted(campaign: Workspace) -> None:
@@ -133,3 +109,76 @@ def test_plot_data_marks_keeps_and_running_best() -> None:
     assert list(grey.xs) == [1] and list(green.xs) == [0, 2, 3]
     assert list(best.ys) == [1.30, 1.25]  # the running best steps down only
     assert [lab.text for lab in chart.labels] == ["#3 good idea", "#1 baseline"]
+
+
+def test_fmt_prints_every_number_one_way() -> None:
+    from helm import fmt
+
+    assert [fmt.score(1.22436), fmt.score(None), fmt.score(1.1, 5)] == ["1.2244", "-", "1.10000"]
+    assert [fmt.delta(1.18, 1.192), fmt.delta(1.2, None), fmt.delta(1.2, 1.2)] == [
+        "-0.0120",
+        "-",
+        "+0.0000",
+    ]
+    assert fmt.signed(-0.0031, true_minus=True) == "\u22120.0031"
+    assert [fmt.byte_count(15_090_000), fmt.megabytes(15_090_000)] == ["15,090,000", "15.09M"]
+    assert fmt.artifact_size(15_090_000) == "15.09M +910k"
+    assert fmt.artifact_size(16_100_000) == "16.10M over" and fmt.artifact_size(None) == "-"
+    assert [fmt.age(s) for s in (None, -3, 42, 420, 3 * 3600, 2 * 86400)] == [
+        "-",
+        "0s",
+        "42s",
+        "7m",
+        "3h",
+        "2d",
+    ]
+    assert fmt.since(T0 - 90, T0) == "1m" and fmt.since(None) == "-"
+    assert [fmt.duration(s) for s in (42.4, 590, 3720, None)] == ["42s", "9m50s", "1h02m", "-"]
+    assert [fmt.loss(2.88), fmt.num(None, ".1f"), fmt.num(3, ",")] == ["2.880", "-", "3"]
+
+
+def test_cells_colour_the_same_text() -> None:
+    from helm.tui.fmt import delta_cell, size_cell
+
+    better = delta_cell(1.18, 1.192, PAL)
+    assert better.plain == "-0.0120" and str(better.style) == PAL.success
+    over = size_cell(16_100_000, PAL)
+    assert over.plain == "16.10M over" and str(over.style) == PAL.error
+    assert str(size_cell(15_950_000, PAL).style) == PAL.warning  # under 100 kB of room
+    assert size_cell(None, PAL).plain == "-"
+
+
+def test_curve_reads_the_parsers_grammar() -> None:
+    curve = Curve()
+    assert curve.add_lines(
+        [
+            "1780000000.123 step:10/100 train_loss:3.5000 train_time:600ms",  # timestamped
+            "20/100 loss=3.4",  # bare step, key=value
+            "step=25/100 loss=3.3",  # not a step line to the parser either
+            "step:30/100 train_loss:nan",  # diverged: no point
+            "warmup_step:5/20",
+            "step:50/100 val_loss:3.1 val_bpb:1.83",
+        ]
+    )
+    assert curve.train == [(10.0, 3.5), (20.0, 3.4)]
+    assert curve.val_loss == [(50.0, 3.1)] and curve.total_steps == 100
+
+
+def test_screens_do_not_import_the_app() -> None:
+    """Screens see the app through ``helm.tui.protocol`` only: the app (and the flows,
+    which open screens) import them, so any import back would be a cycle, even a lazy one or
+    one under TYPE_CHECKING."""
+    import ast
+
+    import helm.tui.screens
+
+    forbidden = {"helm.tui.app", "helm.tui.flows"}
+    for path in Path(helm.tui.screens.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                names = {a.name for a in node.names}
+            else:
+                continue
+            assert not names & forbidden, f"{path.name} imports {names & forbidden}"
