@@ -75,6 +75,14 @@ def number(text: str) -> float | int:
     return float(text)
 
 
+# Data lines: what a run trained and validated on (the audit compares them with the official
+# layout). Not part of a LogSummary: a log that holds several runs prints these before each
+# run's header, so readers take the last match in the raw text.
+DATASET_RE = re.compile(r"train_loader:dataset:(\S+)|datasets_dir:[ \t]*(\S+)")
+TRAIN_SHARDS_RE = re.compile(r"train_shards:[ \t]*(\d+)")
+VAL_TOKENS_RE = re.compile(r"val_loader:shards\b.*?\btokens:(\d+)|val_tokens:[ \t]*(\d+)")
+
+
 def duration_ms(value: str, unit: str) -> float | int:
     """A duration in ms; whole milliseconds stay ints, other units are rounded to the µs."""
     if unit == "ms":

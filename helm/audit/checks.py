@@ -21,7 +21,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from golf_task.log_lines import PY_START_RE, SEPARATOR_RE, strip_ts
+from golf_task.log_lines import (
+    DATASET_RE,
+    PY_START_RE,
+    SEPARATOR_RE,
+    TRAIN_SHARDS_RE,
+    VAL_TOKENS_RE,
+    strip_ts,
+)
 from golf_task.logs import LogSummary, parse_file
 from golf_task.validate import Report
 from helm.audit import config as cfgmod
@@ -301,11 +308,6 @@ def check_steps(logs: list[Log]) -> Finding:
     )
 
 
-_DATASET_RE = re.compile(r"train_loader:dataset:(\S+)|datasets_dir:[ \t]*(\S+)")
-_SHARDS_RE = re.compile(r"train_shards:[ \t]*(\d+)")
-_VAL_RE = re.compile(r"val_loader:shards\b.*?\btokens:(\d+)|val_tokens:[ \t]*(\d+)")
-
-
 def _last(rx: re.Pattern[str], text: str) -> str | None:
     found = None
     for m in rx.finditer(text):
@@ -323,10 +325,10 @@ def _data_of(path: Path) -> tuple[str | None, int | None, int | None]:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None, None, None
-    dataset = _last(_DATASET_RE, text)
+    dataset = _last(DATASET_RE, text)
     if dataset is not None:
         dataset = dataset.rstrip("/").rsplit("/", 1)[-1]
-    shards, val = _last(_SHARDS_RE, text), _last(_VAL_RE, text)
+    shards, val = _last(TRAIN_SHARDS_RE, text), _last(VAL_TOKENS_RE, text)
     return dataset, int(shards) if shards else None, int(val) if val else None
 
 

@@ -55,6 +55,9 @@ RUN_COLUMNS = frozenset(
 """The columns of ``run`` a caller may write by name (all but ``id``; a test compares this
 with ``tables.Run``, which cannot be imported here: it would load SQLModel on the fast path)."""
 
+RANK_ORDER = "val_bpb ASC, id ASC"
+"""The leaderboard's order, once: lower val_bpb is better; a tie goes to the earlier run."""
+
 _JSON_FIELDS = (
     "id",
     "agent",
@@ -145,7 +148,7 @@ def ranked_rows(
             " OR LOWER(status) LIKE :t)"
         )
         params["t"] = f"%{text.lower()}%"
-    sql += " ORDER BY val_bpb ASC, id ASC"
+    sql += f" ORDER BY {RANK_ORDER}"
     if limit is not None:
         sql += " LIMIT :limit"
         params["limit"] = limit
@@ -367,7 +370,7 @@ def leaderboard_ranks(db: Db, run_ids: Sequence[int]) -> dict[int, int]:
     finished = in_list("status", sorted(FINISHED_RUN), params, "st")
     wanted = in_list("id", ids, params, "r")
     rows = db.rows(
-        "SELECT id, rk FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY val_bpb ASC, id ASC) AS rk "
+        f"SELECT id, rk FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY {RANK_ORDER}) AS rk "
         f"FROM run WHERE {finished} AND val_bpb IS NOT NULL) ranked WHERE {wanted}",
         params,
     )
@@ -403,7 +406,7 @@ def scored_runs_at_commit(db: Db, commit: str, *, limit: int = 20) -> list[Row]:
     """``id, val_bpb`` of the scored runs of one commit, best first (a pinned base's runs)."""
     return db.rows(
         'SELECT id, val_bpb FROM run WHERE "commit" = :c AND val_bpb IS NOT NULL '
-        "ORDER BY val_bpb ASC, id ASC LIMIT :n",
+        f"ORDER BY {RANK_ORDER} LIMIT :n",
         {"c": commit, "n": limit},
     )
 
