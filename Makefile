@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 PYTEST_WORKERS ?= 2
+PYTEST_ARGS    ?=
 
 .PHONY: demo test lint format bench clean
 
@@ -19,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/helm demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=15
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -6,6 +6,8 @@ the same ``add(name, status, message, **details)`` protocol applies.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from golf_task._validate_rules import (
     ARTIFACT_CAP_BYTES,
     EVAL_CAP_MS,
@@ -13,9 +15,13 @@ from golf_task._validate_rules import (
     TRAIN_CAP_MS,
     Add,
     Folder,
+    LogEntry,
+    exact,
     is_number,
+    logged_exact,
     mean,
-    tolerance,
+    measure_code,
+    rounds_to,
 )
 
 # ---------------------------------------------------------------------------- logs
@@ -66,31 +72,48 @@ def check_consistency(folder: Folder, add: Add, *, logs_only: bool) -> None:
     _check_artifact_sums(folder, add)
 
 
+def _logged(logs: list[LogEntry], key: str) -> list[Decimal] | None:
+    """Every log's figure with its printed digits, or None when one of them lacks it."""
+    values = [logged_exact(lg.summary, key) for lg in logs]
+    return None if any(v is None for v in values) else values  # type: ignore[return-value]
+
+
 def _check_score(folder: Folder, add: Add) -> None:
-    jb = folder.json_number("val_bpb")
+    jb, claim = folder.json_number("val_bpb"), folder.json_exact("val_bpb")
     claimed, samples = folder.claimed, folder.samples
-    if jb is None or not claimed:
+    logged = _logged(claimed, "val_bpb")
+    if jb is None or claim is None or not claimed or logged is None:
         return
-    bpbs = [lg.summary.val_bpb for lg in claimed]
-    got = mean(bpbs)
-    tol = tolerance(jb, bpbs)
+    got = mean([lg.summary.val_bpb for lg in claimed])
+    r = rounds_to(claim, logged)
     names = [lg.rel for lg in claimed]
-    details = {"json": jb, "logs": got, "tolerance": tol, "claimed": names}
-    if abs(got - jb) > tol:
+    details = {
+        "json": jb,
+        "logs": got,
+        "decimals": r.decimals,
+        "tolerance": r.half_unit,
+        "claimed": names,
+    }
+    if not r.ok:
+        what = f"the mean over {names}" if len(names) > 1 else f"the score of {names[0]}"
         add(
             "consistency.score",
             "fail",
-            f"JSON val_bpb {jb} != {got:.8f}, the mean over {names} (tolerance {tol:.1e})",
+            f"JSON val_bpb {claim} is not {got:.8f}, {what}, rounded to the claim's "
+            f"{r.decimals} decimal(s): that is {r.rounded}",
             **details,
         )
         return
     notes = []
-    jl = folder.json_number("val_loss")
-    losses = [lg.summary.val_loss for lg in claimed if lg.summary.val_loss is not None]
-    if jl is not None and len(losses) == len(claimed):
-        ml = mean(losses)
-        if abs(ml - jl) > tolerance(jl, losses):
-            notes.append(f"JSON val_loss {jl} != logs' {ml:.8f}")
+    jl = folder.json_exact("val_loss")
+    losses = _logged(claimed, "val_loss")
+    if jl is not None and losses is not None:
+        rl = rounds_to(jl, losses)
+        if not rl.ok:
+            notes.append(
+                f"JSON val_loss {jl} is not the logs' {float(rl.logged):.8f} rounded to "
+                f"{rl.decimals} decimal(s) ({rl.rounded})"
+            )
     if folder.claim_kind == "single" and len(samples) > 1:
         all_mean = mean([lg.summary.val_bpb for lg in samples])
         notes.append(
@@ -113,14 +136,19 @@ def _check_seed_results(folder: Folder, add: Add) -> None:
             problems.append(f"seed {seed}: no log ran it")
             continue
         s = lg.summary
-        for key, logged in (("val_bpb", s.val_bpb), ("val_loss", s.val_loss)):
-            claim = entry.get(key)
-            if (
-                is_number(claim)
-                and logged is not None
-                and abs(claim - logged) > tolerance(claim, [logged])
-            ):
-                problems.append(f"seed {seed}: JSON {key} {claim} but {lg.rel} says {logged}")
+        printed = folder.seed_exact.get(seed, {})
+        for key in ("val_bpb", "val_loss"):
+            if not is_number(entry.get(key)):
+                continue
+            claim = exact(printed.get(key))
+            claim = claim if claim is not None else exact(entry[key])
+            if claim is None or not claim.is_finite():
+                continue
+            logged = logged_exact(s, key)
+            if logged is not None and not rounds_to(claim, [logged]).ok:
+                problems.append(
+                    f"seed {seed}: JSON {key} {claim} but {lg.rel} says {getattr(s, key)}"
+                )
         art = entry.get("artifact_bytes")
         if is_number(art) and s.bytes_total is not None and art != s.bytes_total:
             problems.append(
@@ -191,6 +219,10 @@ def _check_bytes_total(folder: Folder, add: Add) -> None:
     )
 
 
+def _code_name(files: list[str]) -> str:
+    return files[0] if files == ["train_gpt.py"] else f"the code it ships ({', '.join(files)})"
+
+
 def _check_bytes_code(folder: Folder, add: Add, *, logs_only: bool) -> None:
     code = (folder.data or {}).get("bytes_code")
     code = code if isinstance(code, int) and not isinstance(code, bool) else None
@@ -199,7 +231,8 @@ def _check_bytes_code(folder: Folder, add: Add, *, logs_only: bool) -> None:
     }
     logged.discard(None)
     script = folder.path / "train_gpt.py"
-    if logs_only or not script.is_file():
+    measured = None if logs_only else measure_code(folder.path)
+    if measured is None or not script.is_file():
         if code is not None and logged and code not in logged:
             add(
                 "consistency.bytes_code",
@@ -209,25 +242,27 @@ def _check_bytes_code(folder: Folder, add: Add, *, logs_only: bool) -> None:
         elif code is not None and logged:
             add("consistency.bytes_code", "pass", f"JSON bytes_code {code} matches the logs")
         return
-    size = script.stat().st_size
+    size, files = measured
+    name = _code_name(files)
     if code is None:
-        add("consistency.bytes_code", "warn", f"JSON has no bytes_code (train_gpt.py: {size})")
+        add("consistency.bytes_code", "warn", f"JSON has no bytes_code ({name}: {size})")
     elif code != size:
         add(
             "consistency.bytes_code",
             "fail",
-            f"JSON bytes_code {code} but train_gpt.py is {size} bytes",
+            f"JSON bytes_code {code} but {name} is {size} bytes",
             json=code,
             file=size,
+            files=files,
         )
     elif logged and size not in logged:
         add(
             "consistency.bytes_code",
             "warn",
-            f"train_gpt.py is {size} bytes but the logs ran code of {sorted(logged)} bytes",
+            f"{name} is {size} bytes but the logs ran code of {sorted(logged)} bytes",
         )
     else:
-        add("consistency.bytes_code", "pass", f"bytes_code {code} = train_gpt.py's size")
+        add("consistency.bytes_code", "pass", f"bytes_code {code} = {name}'s size")
 
 
 def _check_artifact_sums(folder: Folder, add: Add) -> None:
@@ -244,27 +279,64 @@ def _check_artifact_sums(folder: Folder, add: Add) -> None:
 # ---------------------------------------------------------------------------- limits
 
 
+def _artifact(lg: LogEntry, code: tuple[int, list[str]] | None) -> dict | None:
+    """One log's artifact on the figures that can be trusted most: the code the folder ships,
+    measured, plus the compressed model the log reported; the logged total when the code
+    cannot be measured (logs only) or the log reported no model size. None: no figures."""
+    s = lg.summary
+    model, source = s.bytes_model, f"logged in {lg.rel}"
+    if model is None and s.bytes_total is not None and s.bytes_code is not None:
+        model, source = s.bytes_total - s.bytes_code, f"{lg.rel}'s logged total - logged code"
+    if code is not None and model is not None:
+        total = model + code[0]
+        text = (
+            f"{lg.rel}: model {model:,} ({source}) + code {code[0]:,} "
+            f"(measured: {', '.join(code[1])}) = {total:,}"
+        )
+        if s.bytes_total is not None and s.bytes_total > total:
+            total, text = s.bytes_total, text + f"; logged total {s.bytes_total:,}"
+        return {"log": lg.rel, "model": model, "code": code[0], "total": total, "text": text}
+    if s.bytes_total is None:
+        return None
+    why = "code not measured" if code is None else "no model size logged"
+    text = f"{lg.rel}: {s.bytes_total:,} (logged total; {why})"
+    return {"log": lg.rel, "model": None, "code": None, "total": s.bytes_total, "text": text}
+
+
 def check_limits(folder: Folder, add: Add, *, logs_only: bool) -> None:
-    over, missing = [], []
+    code = None if logs_only else measure_code(folder.path)
+    over, missing, figures = [], [], []
     for lg in folder.logs:
-        total = lg.summary.bytes_total
-        if total is None:
+        art = _artifact(lg, code)
+        if art is None:
             missing.append(lg.rel)
-        elif total > ARTIFACT_CAP_BYTES:
-            over.append(f"{lg.rel}: {total:,}")
+            continue
+        figures.append(art)
+        if art["total"] > ARTIFACT_CAP_BYTES:
+            over.append(art["text"])
     claim, source = _json_bytes_total(folder)
     if claim is not None and claim > ARTIFACT_CAP_BYTES:
         over.append(f"JSON {source}: {claim:,}")
+    details = {
+        "measured_code": code[0] if code else None,
+        "code_files": code[1] if code else [],
+        "artifacts": [{k: v for k, v in a.items() if k != "text"} for a in figures],
+    }
     claimed_missing = [r for r in missing if any(lg.rel == r and lg.claimed for lg in folder.logs)]
     if over:
-        add("limits.artifact", "fail", f"over {ARTIFACT_CAP_BYTES:,} bytes: {over}")
+        add("limits.artifact", "fail", f"over {ARTIFACT_CAP_BYTES:,} bytes: {over}", **details)
     elif claimed_missing:
-        add("limits.artifact", "fail", f"no artifact size line in {claimed_missing}")
+        add("limits.artifact", "fail", f"no artifact size line in {claimed_missing}", **details)
     elif missing:
-        add("limits.artifact", "warn", f"no artifact size line in {missing}")
-    elif folder.logs:
-        top = max(lg.summary.bytes_total for lg in folder.logs)
-        add("limits.artifact", "pass", f"every artifact <= {ARTIFACT_CAP_BYTES:,} (max {top:,})")
+        add("limits.artifact", "warn", f"no artifact size line in {missing}", **details)
+    elif figures:
+        top = max(figures, key=lambda a: a["total"])
+        add(
+            "limits.artifact",
+            "pass",
+            f"every artifact <= {ARTIFACT_CAP_BYTES:,}; the largest: {top['text']}",
+            **details,
+        )
     _time_limit(folder, add, "limits.train_time", "train_time_ms", TRAIN_CAP_MS)
     _time_limit(folder, add, "limits.eval_time", "eval_time_ms", EVAL_CAP_MS)
     script = folder.path / "train_gpt.py"

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 from golf_task.limits import (  # noqa: F401  (re-exported through golf_task.validate)
@@ -35,6 +36,15 @@ _SEED_NAME_RES = (
 )
 _LOG_SUFFIXES = {".log", ".txt"}
 _NOT_LOGS = re.compile(r"(?i)^(requirements.*|readme.*|license.*)$")
+# A folder's own logs lie at its top level or in logs/ (2026-04-13_VarLenAttn's layout); a
+# log elsewhere (an ablation's, an old run's) is not evidence for this claim.
+LOG_DIRS = ("", "logs")
+# What counts as code a folder ships: its sources of any language the run could execute,
+# and built extensions. Bytecode caches and hidden folders are not shipped.
+CODE_SUFFIXES = {
+    ".py", ".pyx", ".pxd", ".c", ".cc", ".cpp", ".cxx", ".h", ".hpp", ".cu", ".cuh", ".so",
+    ".sh",
+}  # fmt: skip
 _REQUIRED = {
     "author": str,
     "github_id": str,
@@ -50,20 +60,58 @@ def mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _decimals(x: float) -> int:
-    """Decimals as written: JSON and logs print rounded numbers; repr gives them back."""
-    text = repr(float(x))
-    if "e" in text or "E" in text:
-        mantissa, exp = text.lower().split("e")
-        frac = len(mantissa.split(".")[1]) if "." in mantissa else 0
-        return max(0, frac - int(exp))
-    return len(text.split(".")[1]) if "." in text else 0
+def exact(value: object, text: str | None = None) -> Decimal | None:
+    """A figure as printed: ``text`` when known (a log's own digits), else the number itself
+    (a JSON number parsed as Decimal keeps its trailing zeros; a float gives its repr)."""
+    if text is not None:
+        return Decimal(text)
+    if isinstance(value, Decimal):
+        return value
+    if is_number(value) and math.isfinite(value):  # type: ignore[arg-type]
+        return Decimal(repr(value))
+    return None
 
 
-def tolerance(claim: float, logged: list[float]) -> float:
-    """'Within rounding': one unit in the last decimal either side printed."""
-    digits = min([_decimals(claim)] + [_decimals(v) for v in logged])
-    return 10.0**-digits + 1e-9
+def places(value: Decimal) -> int:
+    """How many decimals a printed number shows (``1.2240`` shows 4, ``12`` none)."""
+    exponent = value.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) else 0
+
+
+@dataclass(frozen=True)
+class Rounding:
+    """Whether a claim is the logged figure(s) rounded to the decimals the claim prints."""
+
+    ok: bool
+    decimals: int
+    logged: Decimal  # the mean of the logged figures
+    rounded: Decimal  # what the claim should have been
+
+    @property
+    def half_unit(self) -> float:
+        return float(Decimal(5).scaleb(-self.decimals - 1))
+
+
+def rounds_to(claim: Decimal, logged: list[Decimal]) -> Rounding:
+    """A claim must equal the logged score rounded to the decimals it prints: within half a
+    unit of its last decimal (a tie either way). A log printing fewer decimals than the
+    claim is compared at its own. The mean of several logs may also be taken the way records
+    do, as the mean of the per-seed figures each rounded to the claim's decimals."""
+    d = min([places(claim)] + [places(v) for v in logged])
+    unit = Decimal(1).scaleb(-d)
+    half = unit / 2
+    mean_logged = sum(logged, Decimal(0)) / len(logged)
+    rounded = mean_logged.quantize(unit, ROUND_HALF_EVEN)
+    ok = abs(claim - mean_logged) <= half
+    if not ok and len(logged) > 1:
+        per_seed = sum((v.quantize(unit, ROUND_HALF_EVEN) for v in logged), Decimal(0))
+        ok = abs(claim - per_seed / len(logged)) <= half
+    return Rounding(ok, d, mean_logged, rounded)
+
+
+def logged_exact(summary: LogSummary, key: str) -> Decimal | None:
+    """A log's val_bpb / val_loss with the digits it printed."""
+    return exact(getattr(summary, key), getattr(summary, f"{key}_text"))
 
 
 def is_number(value: object) -> bool:
@@ -124,10 +172,13 @@ class Folder:
     json_files: list[str] = field(default_factory=list)
     json_name: str | None = None
     data: dict | None = None
+    exact: dict | None = None  # the same JSON with its non-integers as printed (Decimal)
     json_error: str | None = None
     logs: list[LogEntry] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # in the log layout, but not logs
+    outside: list[str] = field(default_factory=list)  # *.log/*.txt outside the log layout
     seed_results: dict[int, dict] = field(default_factory=dict)
+    seed_exact: dict[int, dict] = field(default_factory=dict)
     seed_problems: list[str] = field(default_factory=list)
     claim_kind: str = "none"  # "seeds", "all" or "single": what the JSON's score rests on
 
@@ -144,6 +195,13 @@ class Folder:
         value = (self.data or {}).get(key)
         return float(value) if is_number(value) and math.isfinite(value) else None
 
+    def json_exact(self, key: str) -> Decimal | None:
+        """The JSON's figure with the decimals it printed, None unless it is a number."""
+        if self.json_number(key) is None:
+            return None
+        printed = exact((self.exact or {}).get(key))
+        return printed if printed is not None else exact((self.data or {}).get(key))
+
 
 def load_folder(path: Path) -> Folder:
     folder = Folder(path=path)
@@ -152,12 +210,14 @@ def load_folder(path: Path) -> Folder:
         name = "submission.json" if "submission.json" in folder.json_files else None
         folder.json_name = name or folder.json_files[0]
         try:
-            data = json.loads((path / folder.json_name).read_text(encoding="utf-8"))
+            text = (path / folder.json_name).read_text(encoding="utf-8")
+            data = json.loads(text)
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             folder.json_error = str(exc)
         else:
             if isinstance(data, dict):
                 folder.data = data
+                folder.exact = json.loads(text, parse_float=Decimal)
             else:
                 folder.json_error = f"top level is a {type(data).__name__}, not an object"
     _load_logs(folder)
@@ -166,17 +226,45 @@ def load_folder(path: Path) -> Folder:
     return folder
 
 
+def _shipped(path: Path, suffixes: set[str]) -> list[Path]:
+    """Files under ``path`` with one of ``suffixes``, hidden folders and caches left out."""
+    found = []
+    for p in sorted(path.rglob("*")):
+        parts = p.relative_to(path).parts
+        if any(part.startswith(".") or part == "__pycache__" for part in parts):
+            continue
+        if p.suffix.lower() in suffixes and p.is_file():
+            found.append(p)
+    return found
+
+
+def measure_code(path: Path) -> tuple[int, list[str]] | None:
+    """The bytes of the code a folder ships (``train_gpt.py`` and any other source or built
+    extension in it), and those files; None when it ships none."""
+    files = _shipped(path, CODE_SUFFIXES)
+    if not files:
+        return None
+    sizes = []
+    for p in files:
+        try:
+            sizes.append(p.stat().st_size)
+        except OSError:
+            continue
+    return sum(sizes), [p.relative_to(path).as_posix() for p in files]
+
+
 def _load_logs(folder: Folder) -> None:
+    """The folder's own training logs: *.log / *.txt at its top level or in logs/ that show
+    a run (a header, an echoed script or training steps). A text file quoting a score line
+    is not a log; a log in another subfolder is not this folder's evidence."""
     seen: dict[str, str] = {}
-    for p in sorted(folder.path.rglob("*")):
+    for p in _shipped(folder.path, _LOG_SUFFIXES):
         rel = p.relative_to(folder.path).as_posix()
-        if (
-            not p.is_file()
-            or p.suffix.lower() not in _LOG_SUFFIXES
-            or _NOT_LOGS.match(p.name)
-            or rel.count("/") > 2
-            or any(part.startswith(".") for part in p.relative_to(folder.path).parts)
-        ):
+        if _NOT_LOGS.match(p.name):
+            continue
+        parent = p.parent.relative_to(folder.path).as_posix()
+        if (parent if parent != "." else "") not in LOG_DIRS:
+            folder.outside.append(rel)
             continue
         try:
             raw = p.read_bytes()
@@ -184,8 +272,7 @@ def _load_logs(folder: Folder) -> None:
             folder.ignored.append(rel)
             continue
         summary = parse_file(p)
-        s = summary
-        if s.step is None and not s.has_score and s.bytes_total is None and not s.wallclock_stopped:
+        if not summary.has_run:
             folder.ignored.append(rel)
             continue
         digest = hashlib.sha256(raw).hexdigest()
@@ -206,21 +293,28 @@ def _load_seed_results(folder: Folder) -> None:
     raw = (folder.data or {}).get("seed_results")
     if raw is None:
         return
+    folder.seed_results = _seed_map(raw, folder.seed_problems)
+    folder.seed_exact = _seed_map((folder.exact or {}).get("seed_results"), [])
+
+
+def _seed_map(raw: object, problems: list[str]) -> dict[int, dict]:
+    out: dict[int, dict] = {}
     items: list[tuple[object, object]]
     if isinstance(raw, dict):
         items = list(raw.items())
     elif isinstance(raw, list):
-        folder.seed_problems.append("seed_results is a list of per-seed dicts, not a mapping")
+        problems.append("seed_results is a list of per-seed dicts, not a mapping")
         items = [(d.get("seed"), d) for d in raw if isinstance(d, dict)]
     else:
-        folder.seed_problems.append(f"seed_results is a {type(raw).__name__}")
-        return
+        problems.append(f"seed_results is a {type(raw).__name__}")
+        return out
     for key, value in items:
         seed = _as_seed(key)
         if seed is None or not isinstance(value, dict):
-            folder.seed_problems.append(f"seed_results entry {key!r} is not seed -> object")
+            problems.append(f"seed_results entry {key!r} is not seed -> object")
             continue
-        folder.seed_results[seed] = value
+        out[seed] = value
+    return out
 
 
 def _claim(folder: Folder) -> None:
@@ -291,6 +385,8 @@ def check_layout(folder: Folder, add: Add, *, logs_only: bool) -> None:
             add("layout.train_gpt", "fail", "train_gpt.py is missing")
     names = [lg.rel for lg in folder.logs]
     ignored = f"; ignored (not training logs): {folder.ignored}" if folder.ignored else ""
+    if folder.outside:
+        ignored += f"; ignored (not the folder's own logs: top level or logs/): {folder.outside}"
     if names:
         add("layout.logs", "pass", f"{len(names)} training log(s): {names}{ignored}", logs=names)
     else:

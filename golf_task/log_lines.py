@@ -28,10 +28,19 @@ STEP_VAL_RE = re.compile(
 TRAIN_TIME_RE = re.compile(rf"(?<![\w/])(?:train_time|t)[:=][ \t]*({NUM})[ \t]*(ms|s|m)(?!\w)")
 STEP_AVG_RE = re.compile(rf"(?<![\w/])(?:step_avg|avg)[:=][ \t]*({NUM})[ \t]*ms")
 SCORE_HEAD_RE = re.compile(r"(?:final_|legal_ttt|quantized)[\w.+\-]*")
-# score values must end at a word boundary: "val_bpb:1.22step:5/..." is two writers' lines
-# run together, not a score of 1.22
-VAL_BPB_RE = re.compile(rf"(?<!\w)val_bpb[:=][ \t]*({NUM})(?![\w.])")
-VAL_LOSS_RE = re.compile(rf"(?<!\w)val_loss[:=][ \t]*({NUM})(?![\w.])")
+# A score line is its name, blanks, then ``key:value`` fields: ``final_x = "..val_bpb:0.9"``
+# (source code) has a name but no fields after it, so it is no score line.
+SCORE_LINE_RE = re.compile(r"(?:final_|legal_ttt|quantized)[\w.+\-]*(?=[ \t]+[A-Za-z_]\w*[:=])")
+SOURCE_CHARS_RE = re.compile(r"[{}\"']")  # quotes and braces: code, never a logger's line
+# A score value is the whole blank-delimited token after its key, and that token must be one
+# number: ``1.22`` then NUL bytes, ``1.2\ufffd436570``, ``1,2243`` or ``1.22step:5/9`` (two
+# writers' lines run together) are corrupt lines, not scores of 1.22, 1.2 or 1.
+VAL_BPB_RE = re.compile(r"(?<!\w)val_bpb[:=][ \t]*([^ \t]*)")
+VAL_LOSS_RE = re.compile(r"(?<!\w)val_loss[:=][ \t]*([^ \t]*)")
+NUM_TOKEN_RE = re.compile(NUM)  # fullmatch a token
+# Bytes no logger writes inside a line: C0/C1 controls (tab aside), DEL, and U+FFFD, which
+# stands for bytes that were not UTF-8. A score or size line holding one was damaged.
+CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffd]")
 EVAL_TIME_RE = re.compile(rf"(?<!\w)eval_time[:=][ \t]*({NUM})[ \t]*(ms|s)(?!\w)")
 STOP_RE = re.compile(
     rf"stopping_early:[ \t]*wallclock_cap[ \t]+train_time:[ \t]*({NUM})ms[ \t]+"
@@ -50,6 +59,20 @@ KV_LINE_RE = re.compile(r"(?:[A-Za-z_][\w.]*[:=] ?\S+[ \t]*)+$")
 KV_RE = re.compile(r"([A-Za-z_][\w.]*)[:=] ?(\S+)")
 SEPARATOR_RE = re.compile(r"={20,}[ \t]*$")
 PY_START_RE = re.compile(r"(?:\"\"\"|'''|#!|from\s+[\w.]+\s+import\b|import\s+\w)")
+# Where a script's copy of itself may start (see golf_task.log_echo): a comment, a docstring
+# (with a string prefix or not), an import.
+ECHO_START_RE = re.compile(
+    r"(?:#|[rRuUbBfF]{0,2}(?:\"\"\"|''')|from\s+[\w.]+\s+import\b|import\s+\w)"
+)
+ECHO_MARKERS = ("#", '"', "'")  # the first characters of comments and docstrings
+# Column-0 lines that no Python file can hold outside a string literal: a training step, a
+# wallclock stop, a score, a size line. Inside an echo, one of these means the echo is over.
+LOG_SHAPE_RE = re.compile(
+    r"(?:step:[ \t]*)?\d{1,15}/\d{1,15}[ \t]+(?:train_|val_)?loss[:=]"
+    r"|stopping_early:[ \t]*wallclock_cap[ \t]"
+    r"|(?:Serialized model|Code size|Total submission size|peak memory allocated)\b"
+    r"|(?:final_|legal_ttt|quantized)[\w.+\-]*[ \t]+[A-Za-z_]\w*[:=]"
+)
 
 # Substrings that every interesting non-step line contains (bulk scanning looks only at lines
 # holding one of these), and the substrings that may open a new run's header.

@@ -38,6 +38,15 @@ class LogSummary:
     # model's own label (e.g. ``int8+zlib``).
     bytes_code_raw: int | None = None
     model_label: str | None = None
+    # Why the last score line was refused (a value that is not one whole finite number, a
+    # control byte in the line); None when the score, if any, was read cleanly.
+    score_rejected: str | None = None
+    # The score's values as the log printed them: the decimals a claim is checked against.
+    val_bpb_text: str | None = None
+    val_loss_text: str | None = None
+    # A run header (hyperparameters, model_params, warmup), echoed script or training step
+    # was read: the log shows a run, not merely a quoted result line.
+    has_run: bool = False
 
     @property
     def seed(self) -> int | None:
@@ -51,6 +60,19 @@ class LogSummary:
     @property
     def has_score(self) -> bool:
         return self.val_bpb is not None
+
+    @property
+    def is_training_log(self) -> bool:
+        """True when any line had a training log's shape: a run, a score (even one refused),
+        a size line or a wallclock stop. A README or a data file parses to nothing."""
+        sizes = (self.bytes_total, self.bytes_model, self.bytes_code, self.bytes_code_raw)
+        return (
+            self.has_run
+            or self.has_score
+            or self.score_rejected is not None
+            or self.wallclock_stopped
+            or any(v is not None for v in sizes)
+        )
 
     def to_json(self) -> dict:
         """Fields named as in ``expected.json`` first, then the progress fields; absent = None."""
@@ -80,6 +102,7 @@ _JSON_ORDER = [
     "peak_memory_mib",
     "bytes_code_raw",
     "model_label",
+    "score_rejected",
     "step",
     "total_steps",
     "train_loss",

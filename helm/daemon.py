@@ -8,7 +8,11 @@ behind, and ``daemon.pid`` is only informative. State (pid, start time, heartbea
 is written atomically to ``daemon.json`` for ``helm daemon status`` and the TUI header.
 
 Services are objects with ``name``, ``interval_s`` and async ``start``/``tick``/``stop``;
-an exception in one tick is logged and retried next interval, never fatal to the others.
+an exception in one tick (or start) is logged and retried next interval, never fatal to the
+others. Nor is a write that fails because the workspace's disk is full or read-only, the
+daemon's own included (``daemon.json``, the pid file, the store): each is told once in the
+log (``FaultStreak``), retried, and told again when it works, so that jobs that ended on
+their boxes meanwhile are recorded as soon as there is room.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from helm.models.errors import write_fault
 from helm.workspace import Workspace
 
 # "module:factory" — each factory takes (workspace, logger) and returns a Service.
@@ -34,6 +39,51 @@ SERVICE_FACTORIES: list[str] = [
     "helm.remote.service:make_service",
     "helm.agents.supervisor:make_service",
 ]
+
+
+class FaultStreak:
+    """One failure that repeats (every write while the disk is full) told once when it
+    starts, again at most every ``every_s`` while it lasts, and once when it ends: the
+    log must not fill a disk that is already full, yet must say what happened once it can."""
+
+    def __init__(self, log: logging.Logger, what: str, *, every_s: float = 60.0) -> None:
+        self.log = log
+        self.what = what
+        self.every_s = every_s
+        self.reason: str | None = None
+        self.count = 0
+        self._since = 0.0
+        self._told = 0.0
+
+    def failed(self, reason: str) -> None:
+        now = time.monotonic()
+        self.count += 1
+        if self.reason is None:
+            self._since = self._told = now
+            self.count = 1
+            self.log.warning("%s failed: %s; retrying", self.what, reason)
+        elif reason != self.reason or now - self._told >= self.every_s:
+            self._told = now
+            self.log.warning(
+                "%s still failing (%d times in %.0f s): %s",
+                self.what,
+                self.count,
+                now - self._since,
+                reason,
+            )
+        self.reason = reason
+
+    def ok(self) -> None:
+        if self.reason is None:
+            return
+        self.log.warning(
+            "%s works again, after %d failed tries in %.0f s (%s)",
+            self.what,
+            self.count,
+            time.monotonic() - self._since,
+            self.reason,
+        )
+        self.reason = None
 
 
 class Service(Protocol):
@@ -66,7 +116,12 @@ class DaemonPaths:
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    try:
+        tmp.write_text(text)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # a half-written temp file holds space a full disk needs
+        raise
     os.replace(tmp, path)
 
 
@@ -121,6 +176,9 @@ class Daemon:
         self._lock_fh: Any = None
         self.started_at = time.time()
         self.services: list[Service] = []
+        self._started: list[Service] = []
+        self._state_fault = FaultStreak(self.log, "writing daemon.json")
+        self._pid_error: OSError | None = None
 
     def acquire(self) -> bool:
         self._lock_fh = open(self.paths.lock, "a+")  # noqa: SIM115  (held for the lifetime)
@@ -129,7 +187,10 @@ class Daemon:
         except BlockingIOError:
             self._lock_fh.close()
             return False
-        _atomic_write(self.paths.pid, f"{os.getpid()}\n")
+        try:
+            _atomic_write(self.paths.pid, f"{os.getpid()}\n")
+        except OSError as exc:  # informative only (the lock is what counts): say so in run()
+            self._pid_error = exc
         return True
 
     def _write_state(self, status: str) -> None:
@@ -140,32 +201,77 @@ class Daemon:
             "heartbeat_at": time.time(),
             "services": [s.name for s in self.services],
         }
-        _atomic_write(self.paths.state, json.dumps(state))
+        try:
+            _atomic_write(self.paths.state, json.dumps(state))
+        except OSError as exc:  # a full or read-only workspace: keep running, try next beat
+            self._state_fault.failed(write_fault(exc) or str(exc))
+        else:
+            self._state_fault.ok()
 
     async def _service_loop(self, service: Service) -> None:
+        """Start the service (again, until it works), then tick it until asked to stop."""
+        fault = FaultStreak(self.log, f"service {service.name}")
         while not self._stop.is_set():
+            starting = service not in self._started
             try:
-                await service.tick()
-            except Exception:
-                self.log.exception("service %s: tick failed", service.name)
+                if starting:
+                    await service.start()
+                    self._started.append(service)
+                else:
+                    await service.tick()
+            except Exception as exc:
+                reason = write_fault(exc)
+                if reason is not None:  # the disk: no traceback per tick, one line per streak
+                    fault.failed(reason)
+                else:
+                    self.log.exception(
+                        "service %s: %s failed", service.name, "start" if starting else "tick"
+                    )
+            else:
+                fault.ok()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), service.interval_s)
+
+    async def _open_store(self) -> bool:
+        """Create or migrate the store before any service touches it; while the disk is full,
+        wait (False: asked to stop first)."""
+        fault = FaultStreak(self.log, "opening the store")
+        while not self._stop.is_set():
+            try:
+                self.ws.store  # noqa: B018
+            except Exception as exc:
+                reason = write_fault(exc)
+                if reason is None:
+                    raise
+                fault.failed(reason)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.heartbeat_s)
+                continue
+            fault.ok()
+            return True
+        return False
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self._stop.set)
-        self.ws.store  # noqa: B018  (create or migrate before any service touches it)
+        if self._pid_error is not None:
+            self.log.warning("could not write %s: %s", self.paths.pid, self._pid_error)
+        if not await self._open_store():
+            return
         self.services = load_services(self.ws, self.log)
-        started: list[Service] = []
         for s in self.services:
-            await s.start()
-            started.append(s)
+            try:
+                await s.start()
+            except Exception:  # its loop starts it again next interval
+                self.log.exception("service %s: start failed", s.name)
+            else:
+                self._started.append(s)
         self._write_state("running")
         self.log.info(
-            "daemon running (pid %d), services: %s", os.getpid(), [s.name for s in started]
+            "daemon running (pid %d), services: %s", os.getpid(), [s.name for s in self._started]
         )
-        tasks = [asyncio.create_task(self._service_loop(s)) for s in started]
+        tasks = [asyncio.create_task(self._service_loop(s)) for s in self.services]
         while not self._stop.is_set():
             self._write_state("running")
             with contextlib.suppress(TimeoutError):
@@ -173,7 +279,7 @@ class Daemon:
         self.log.info("stopping")
         self._write_state("stopping")
         await asyncio.gather(*tasks, return_exceptions=True)
-        for s in reversed(started):
+        for s in reversed(self._started):
             try:
                 await s.stop()
             except Exception:

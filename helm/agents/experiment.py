@@ -46,6 +46,7 @@ from helm.models.runs import (
     update_run,
 )
 from helm.models.states import ENDED_RUN, TERMINAL_JOB, JobState, RunStatus
+from helm.remote.secrets import SecretStore, agent_scope, scrub, take_env
 from helm.workspace import Workspace
 
 Progress = Callable[[dict[str, Any]], None]
@@ -111,6 +112,7 @@ class ExpRequest:
     gpus: int | None = None
     seed: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()  # names declared secret (``--secret``), beyond the rule
     force: bool = False
     baseline: bool = False
     wait: bool = True
@@ -207,12 +209,15 @@ def run_experiment(
             )
         repo = Repo(wt)
         prev_head = repo.head.commit.hexsha
-        old_env = tr.read_env(wt)
-        run_env = {**old_env, **req.env}
+        # every value entering here (the agent's env, run.env as the agent left it, --env)
+        # passes the one secret rule: run.env, the commit, the run and the job hold ***
+        run_env = _take(ws, req, {**tr.read_env(wt), **req.env})
         tr.write_env(wt, run_env)
         tree = tr.stage_tree(wt)
         changed = repo.git.diff("--cached", "--name-only").splitlines()
-        full_env = {**json.loads(row.get("env_json") or "{}"), **run_env}
+        agent_env = json.loads(row.get("env_json") or "{}")
+        masked_agent_env = _take(ws, req, agent_env)  # a row from before secrets were masked
+        full_env = {**masked_agent_env, **run_env}
         env_s = canonical_env(full_env)
         chash = tr.code_hash(wt, tree)
         with ws.db(write=False) as db:
@@ -222,7 +227,10 @@ def run_experiment(
             restore = best["commit"] if best else prev_head
             tr.reset_to(wt, restore)
             return _duplicate_result(ws, dup)
-        description = req.description.strip() or _describe(
+        description = scrub(
+            req.description.strip(),
+            SecretStore(ws.root).get(agent_scope(req.agent)).values(),
+        ) or _describe(
             tr.parse_env(tr.show_file(wt, prev_head, tr.ENV_FILE) or ""), run_env, changed
         )
         commit = tr.commit_staged(wt, description)
@@ -259,9 +267,10 @@ def run_experiment(
             shutil.rmtree(export, ignore_errors=True)
         with ws.db(write=True) as db:
             update_run(db, run_id, job_id=job_id)
-            update_agent(
-                db, req.agent, state="training", current_run_id=run_id, last_seen_at=time.time()
-            )
+            fields: dict[str, Any] = {"state": "training", "current_run_id": run_id}
+            if masked_agent_env != agent_env:
+                fields["env_json"] = json.dumps(masked_agent_env, sort_keys=True)
+            update_agent(db, req.agent, last_seen_at=time.time(), **fields)
         if not req.wait:
             with ws.db(write=False) as db:
                 return build_result(db, get_run(db, run_id), verdict="queued")
@@ -271,6 +280,14 @@ def run_experiment(
             backend.cancel(ws, job_id)
             wait_run(ws, run_id, poll_s=poll_s, timeout_s=60.0, cancel_on_timeout=True)
         return finalize(ws, run_id)
+
+
+def _take(ws: Workspace, req: ExpRequest, env: dict[str, str]) -> dict[str, str]:
+    """``env`` as it may be written (secrets ``***``); their values kept for the agent."""
+    try:
+        return take_env(ws.root, agent_scope(req.agent), env, names=req.secrets)
+    except ValueError as exc:  # a malformed [secrets] table in config.toml
+        raise ExperimentError(str(exc)) from exc
 
 
 def _insert_run(

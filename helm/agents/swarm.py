@@ -18,6 +18,7 @@ from helm.models.db import NotFound
 from helm.models.directives import deliver_recent_broadcasts
 from helm.models.pins import latest_pin
 from helm.models.runs import agent_run_stats, runs_with_jobs
+from helm.remote.secrets import agent_scope, take_env
 from helm.workspace import Workspace
 
 
@@ -25,11 +26,25 @@ def _name_prefix(driver: str) -> str:
     return driver if driver in ("sweep", "claude", "codex", "opencode") else "agent"
 
 
+def fixed_env(
+    ws: Workspace, name: str, env: dict[str, str] | None, secrets: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """The agent's fixed environment as it may be stored (secrets ``***``, their values kept
+    in the agent's secret scope for each of its jobs); ValueError on a bad ``[secrets]``."""
+    return take_env(ws.root, agent_scope(name), env or {}, names=secrets)
+
+
 def add_agent(
-    ws: Workspace, name: str, *, driver: str = "sweep", env: dict[str, str] | None = None
+    ws: Workspace,
+    name: str,
+    *,
+    driver: str = "sweep",
+    env: dict[str, str] | None = None,
+    secrets: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Register an agent with its worktree on ``agents/<name>`` (from the current base)."""
     validate_driver(driver)
+    env = fixed_env(ws, name, env, secrets)
     tr.ensure_task_repo(ws)
     wt = tr.ensure_worktree(ws, name)
     procs.agent_dir(ws, name)
@@ -55,8 +70,12 @@ def up(
     driver: str = "sweep",
     env: dict[str, str] | None = None,
     task_repo: str | None = None,
+    secrets: tuple[str, ...] = (),
 ) -> list[str]:
-    """Ensure ``n`` agents of ``driver`` want to be up (default: all of them, or one new)."""
+    """Ensure ``n`` agents of ``driver`` want to be up (default: all of them, or one new).
+
+    ``env`` (each agent's fixed environment) passes the secret rule, ``secrets`` naming more.
+    """
     validate_driver(driver)
     tr.ensure_task_repo(ws, task_repo)
     with ws.db(write=False) as db:
@@ -70,13 +89,14 @@ def up(
         i += 1
         if name in taken:
             continue
-        add_agent(ws, name, driver=driver, env=env)
+        add_agent(ws, name, driver=driver, env=env, secrets=secrets)
         chosen.append(name)
-    fields: dict[str, Any] = {"desired": "up"}
-    if env:
-        fields["env_json"] = json.dumps(env, sort_keys=True)
+    stored = {name: fixed_env(ws, name, env, secrets) for name in chosen} if env else {}
     with ws.db(write=True) as db:
         for name in chosen:
+            fields: dict[str, Any] = {"desired": "up"}
+            if env:
+                fields["env_json"] = json.dumps(stored[name], sort_keys=True)
             agent_rows.update_agent(db, name, **fields)
     return chosen
 

@@ -21,14 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from golf_task.log_lines import (
-    DATASET_RE,
-    PY_START_RE,
-    SEPARATOR_RE,
-    TRAIN_SHARDS_RE,
-    VAL_TOKENS_RE,
-    strip_ts,
-)
+from golf_task import log_echo
+from golf_task.log_lines import DATASET_RE, TRAIN_SHARDS_RE, VAL_TOKENS_RE
 from golf_task.logs import LogSummary, parse_file
 from golf_task.validate import Report
 from helm.audit import config as cfgmod
@@ -194,21 +188,17 @@ def check_similarity(
 
 
 def echoed_source(path: Path) -> str | None:
-    """The source code a log echoes before its first ``=====`` line, if it echoes one."""
+    """The source code a log echoes before its training output, if it echoes one.
+
+    Recognised by golf_task's echo scanner (the parser's own): by the structure of Python
+    source, so a docstring that holds a row of ``=`` does not end the echo early.
+    """
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             head = handle.read(4 * 1024 * 1024)
     except OSError:
         return None
-    # the parser's own grammar: where an echo starts, and the separator line that ends it
-    if not PY_START_RE.match(head.lstrip()[:200]):
-        return None
-    pos = 0
-    for line in head.split("\n"):
-        if SEPARATOR_RE.match(strip_ts(line.rstrip())):
-            return head[:pos]
-        pos += len(line) + 1
-    return None
+    return log_echo.echoed_source(head)
 
 
 def check_log_echo(code: bytes, logs: list[Log]) -> Finding | None:

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from helm.cli.common import CommandError, UsageError
+from helm.cli.common import CommandError, Parser, UsageError, bad_utf8
 
 # Modules that add command groups, in help order, with the top-level commands each adds.
 # The names let a call build only its own group's parser: argparse takes ~50 ms to build all
@@ -48,7 +48,7 @@ def _module_for(argv: Sequence[str]) -> str | None:
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; given ``argv``, only the group that line needs (the full one otherwise)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(  # its subparsers are Parsers too: every usage error is one line
         prog="helm",
         description="Command center for a swarm of Parameter Golf research agents. "
         "Without a command: the full-screen TUI.",
@@ -86,6 +86,10 @@ def _store_failure(exc: BaseException, args: argparse.Namespace) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    bad = bad_utf8(argv)
+    if bad is not None:
+        print(f"helm: {bad}", file=sys.stderr)
+        return 2
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

@@ -12,9 +12,14 @@ from typing import Any
 
 from helm import fmt
 from helm.cli.common import (
+    ID,
+    JOB_GPU_COUNTS,
+    JOB_GPUS,
+    SEEDS,
     CommandError,
     UsageError,
     add_leaf,
+    bounded_float,
     parse_duration,
     parse_env,
     print_json,
@@ -25,18 +30,6 @@ from helm.cli.common import (
 _MARKS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
 
 
-def _seeds(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError as exc:
-        raise UsageError(f"--seeds must be integers separated by commas, not {text!r}") from exc
-    if not seeds:
-        raise UsageError("--seeds is empty")
-    return seeds
-
-
 def _rerun(args: argparse.Namespace):  # -> RerunOptions | None (import kept lazy)
     from helm.audit.audit import RerunOptions
 
@@ -45,7 +38,7 @@ def _rerun(args: argparse.Namespace):  # -> RerunOptions | None (import kept laz
             raise UsageError("--seeds and --env apply to --reproduce")
         return None
     return RerunOptions(
-        seeds=_seeds(args.seeds),
+        seeds=list(args.seeds) if args.seeds else None,
         env=parse_env(args.env),
         gpus=args.gpus,
         host=args.host,
@@ -163,19 +156,29 @@ def _show(args: argparse.Namespace) -> int:
 
 def _rerun_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reproduce", action="store_true", help="rerun the code on the fleet")
-    p.add_argument("--seeds", help="seeds to rerun, e.g. 42,1337 (default: the claim's first)")
+    p.add_argument(
+        "--seeds", type=SEEDS, help="seeds to rerun, e.g. 42,1337 (default: the claim's first)"
+    )
     p.add_argument("--env", action="append", metavar="K=V", help="override the PR's configuration")
-    p.add_argument("--gpus", type=int, default=8, help="GPUs per rerun job (default 8)")
+    p.add_argument(
+        "--gpus",
+        type=JOB_GPUS,
+        choices=JOB_GPU_COUNTS,
+        default=8,
+        help="GPUs per rerun job (default 8)",
+    )
     p.add_argument("--host", help="run the reruns on this host")
     p.add_argument("--time-limit", default="30m", help="per rerun job (default 30m)")
-    p.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--poll", type=bounded_float(0.01, 3600.0, "seconds"), default=1.0, help=argparse.SUPPRESS
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("audit", help="audit community PRs: claims vs logs vs our rerun")
     ss = s.add_subparsers(dest="audit_cmd", required=True, metavar="{pr,dir,ls,show}")
     p = add_leaf(ss, "pr", _pr, "fetch a PR's records folder and audit it", listing=True)
-    p.add_argument("number", type=int)
+    p.add_argument("number", type=ID)
     p.add_argument("--repo", default="openai/parameter-golf", help="OWNER/NAME")
     p.add_argument("--path", help="the script in the PR (default: its train_gpt.py)")
     _rerun_options(p)

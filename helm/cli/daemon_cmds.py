@@ -6,7 +6,7 @@ import argparse
 import time
 
 from helm import fmt
-from helm.cli.common import CommandError, add_leaf, print_json, workspace
+from helm.cli.common import CommandError, add_leaf, bounded_float, print_json, workspace
 
 EXIT_NOT_RUNNING = 3  # as LSB init scripts report a stopped service
 
@@ -66,5 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ds = d.add_subparsers(dest="daemon_cmd", required=True, metavar="{start,stop,status}")
     add_leaf(ds, "start", _start, "start the daemon for this workspace (no-op if running)")
     p = add_leaf(ds, "stop", _stop, "stop the daemon cleanly (jobs on boxes keep running)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to stop")
+    p.add_argument(
+        "--timeout",
+        type=bounded_float(0.0, 86400.0, "seconds"),
+        default=30.0,
+        help="seconds to wait for it to stop",
+    )
     add_leaf(ds, "status", _status, "is the daemon running (exit 3 if not)", listing=True)

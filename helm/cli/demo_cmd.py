@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from helm.cli import common
-from helm.cli.common import CommandError, UsageError, add_leaf, print_json
+from helm.cli.common import CommandError, UsageError, add_leaf, bounded_float, print_json
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -57,9 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "try helm offline: local CPU host, tiny data, N sweep agents (TUI or --headless)",
         listing=True,
     )
-    p.add_argument("--agents", type=int, default=3, help="sweep agents (default 3)")
+    p.add_argument("--agents", type=common.AGENT_COUNT, default=3, help="sweep agents (default 3)")
     p.add_argument("--headless", action="store_true", help="no TUI: run, then print a summary")
-    p.add_argument("--duration", type=float, default=180.0, help="headless seconds (default 180)")
+    p.add_argument(
+        "--duration",
+        type=bounded_float(1.0, 7 * 86400.0, "seconds"),
+        default=180.0,
+        help="headless seconds (default 180)",
+    )
     p.add_argument(
         "--keep-running",
         action="store_true",

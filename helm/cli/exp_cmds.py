@@ -9,11 +9,17 @@ import sys
 from pathlib import Path
 
 from helm.cli.common import (
+    ID,
+    JOB_GPU_COUNTS,
+    JOB_GPUS,
+    SECRET_HELP,
+    SEED,
     CommandError,
     UsageError,
     add_leaf,
     agent_name,
-    parse_env,
+    bounded_float,
+    parse_env_secrets,
     print_json,
     workspace,
 )
@@ -80,14 +86,14 @@ def _exp_run(args: argparse.Namespace) -> int:
     agent = agent_name(args, required=False) or _agent_from_cwd(ws)
     if not agent:
         raise UsageError("no agent: run inside an agent worktree, or pass --agent / HELM_AGENT")
-    if args.gpus is not None and args.gpus < 1:
-        raise UsageError("--gpus must be at least 1")
+    env, secret_names = parse_env_secrets(args.env, args.secret)
     req = ExpRequest(
         agent=agent,
         description=args.message or "",
         gpus=args.gpus,
         seed=args.seed,
-        env=parse_env(args.env),
+        env=env,
+        secrets=secret_names,
         force=args.force,
         baseline=args.baseline,
         wait=args.wait,
@@ -138,9 +144,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         agent=True,
     )
     p.add_argument("-m", "--message", help="what changed and why (default: the env diff)")
-    p.add_argument("--gpus", type=int, help="GPUs for the job (default: [agents] gpus)")
-    p.add_argument("--seed", type=int, help="SEED for the job (default: the script's)")
+    p.add_argument(
+        "--gpus",
+        type=JOB_GPUS,
+        choices=JOB_GPU_COUNTS,
+        help="GPUs for the job (default: [agents] gpus)",
+    )
+    p.add_argument("--seed", type=SEED, help="SEED for the job, 0..2**32-1 (default: the script's)")
     p.add_argument("--env", action="append", metavar="K=V", help="set in run.env (repeatable)")
+    p.add_argument("--secret", action="append", metavar="NAME", help=SECRET_HELP)
     p.add_argument(
         "--wait",
         action=argparse.BooleanOptionalAction,
@@ -153,8 +165,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="a reference run: kept unless it crashes; the branch's best is measured from it",
     )
-    p.add_argument("--poll", type=float, default=float(os.environ.get("HELM_POLL_S", 1.0)),
+    p.add_argument("--poll", type=bounded_float(0.01, 3600.0, "seconds"), default=float(os.environ.get("HELM_POLL_S", 1.0)),
                    help=argparse.SUPPRESS)  # fmt: skip
     p = add_leaf(es, "wait", _exp_wait, "wait for a queued run and judge it", listing=True)
-    p.add_argument("run", type=int)
-    p.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument("run", type=ID)
+    p.add_argument(
+        "--poll", type=bounded_float(0.01, 3600.0, "seconds"), default=1.0, help=argparse.SUPPRESS
+    )

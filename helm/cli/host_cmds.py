@@ -13,6 +13,8 @@ from typing import Any
 
 from helm import fmt
 from helm.cli.common import (
+    HOST_GPUS,
+    MAX_HOST_GPUS,
     CommandError,
     UsageError,
     add_leaf,
@@ -163,7 +165,7 @@ def _check(args: argparse.Namespace) -> int:
         print(
             f"  python: {check.get('python')}  torch: {check.get('torch')}  cuda: {check.get('cuda')}"
         )
-        print(f"  disk:   {check.get('disk_free_gb')} GB free")
+        print(f"  disk:   {_disk_line(check)}")
         if data is not None:
             print(
                 f"  data:   {data['train_shards']} train / {data['val_shards']} val shards, "
@@ -174,6 +176,21 @@ def _check(args: argparse.Namespace) -> int:
     if not check["reachable"]:
         raise CommandError(check["error"])
     return 1 if check.get("problems") else 0
+
+
+def _disk_line(check: dict) -> str:
+    """Free space under the work folder, marked when it is a problem (see helm.remote.check)."""
+    from helm.remote.check import MIN_FREE_GB
+
+    free, where = check.get("disk_free_gb"), check.get("disk_dir") or "the work folder"
+    if free is None:
+        return f"free space UNKNOWN in {where}"
+    line = f"{free:.1f} GB free in {where}"
+    if free < MIN_FREE_GB:
+        line += f"  LOW (helm wants at least {MIN_FREE_GB:g} GB)"
+    if check.get("write_error"):
+        line += f"  NOT WRITABLE: {check['write_error']}"
+    return line
 
 
 def _rm(args: argparse.Namespace) -> None:
@@ -201,6 +218,13 @@ def _set_enabled(args: argparse.Namespace) -> None:
 
 
 def _trust(args: argparse.Namespace) -> None:
+    """Trust the key a host presents now, replacing the one trusted before (docs/REMOTE.md).
+
+    A new host's key is taken with ``--yes`` (first contact) or a ``y`` at the terminal. A
+    *changed* key may be a man in the middle, so a bare ``--yes`` never takes it: only its
+    fingerprint (``--fingerprint``, read off the box by other means) or the host's name
+    typed at a terminal after the old and new fingerprints were shown.
+    """
     import asyncio
 
     from helm.models.hosts import get_host
@@ -213,28 +237,50 @@ def _trust(args: argparse.Namespace) -> None:
     if host["kind"] != "ssh":
         raise CommandError(f"host {name} is local: there is no host key to trust")
     target = hostkeys.resolve(host["ssh_host"] or name, host["ssh_port"])
+    known = hostkeys.trusted_keys(ws.known_hosts_path, target)
     try:
-        key = asyncio.run(hostkeys.fetch_key(target))
+        key = asyncio.run(hostkeys.fetch_key(target, known))
     except Exception as exc:
         raise CommandError(
             f"cannot read the host key of {target.host}:{target.port}: {exc}"
         ) from exc
     fp = hostkeys.fingerprint(key)
-    known = hostkeys.known_keys(hostkeys.known_hosts_blob(ws.known_hosts_path), target)
     if any(k.public_data == key.public_data for k in known):
         print(f"{name}: key {fp} is already trusted")
         return
+    if args.fingerprint is not None and not hostkeys.fingerprint_matches(key, args.fingerprint):
+        raise CommandError(
+            f"{name} ({target.host}:{target.port}) presents {fp}, not {args.fingerprint}: "
+            "nothing trusted"
+        )
     if known:
-        print(f"WARNING: {name} presents a DIFFERENT key than the one trusted before.")
-    print(f"{name} ({target.host}:{target.port}) presents {fp}")
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise CommandError("not a terminal: pass --yes to trust this key without asking")
-        answer = input("trust this key? [y/N] ").strip().lower()
-        if answer not in ("y", "yes"):
-            raise CommandError("not trusted")
+        print(hostkeys.changed_banner(name, target, key, known), file=sys.stderr)
+        if args.fingerprint is None:
+            _confirm_changed(name, args.yes)
+    else:
+        print(f"{name} ({target.host}:{target.port}) presents {fp}")
+        if args.fingerprint is None and not args.yes:
+            if not sys.stdin.isatty():
+                raise CommandError("not a terminal: pass --yes to trust this key without asking")
+            if input("trust this key? [y/N] ").strip().lower() not in ("y", "yes"):
+                raise CommandError("not trusted")
     hostkeys.record_trust(ws.known_hosts_path, target, key)
-    print(f"trusted; recorded in {ws.known_hosts_path}")
+    was = " (it replaces the key trusted before)" if known else ""
+    print(f"trusted {fp}{was}; recorded in {ws.known_hosts_path}")
+
+
+def _confirm_changed(name: str, yes: bool) -> None:
+    """A changed key needs more than a habit's "y": the host's name, typed at a terminal."""
+    if yes or not sys.stdin.isatty():
+        raise CommandError(
+            f"the host key of {name} CHANGED (fingerprints above); --yes only trusts a new "
+            f"host's first key. If the box's own fingerprint matches the presented one, run "
+            f"`helm host trust {name} --fingerprint SHA256:...` with the fingerprint the box "
+            "shows, or `helm host trust` at a terminal"
+        )
+    answer = input(f"type the host's name ({name}) to replace the trusted key: ").strip()
+    if answer != name:
+        raise CommandError("not trusted; the old key stays")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -248,7 +294,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--ssh", metavar="USER@HOST[:PORT]", help="reach it over SSH")
     where.add_argument("--local", action="store_true", help="this machine (GPUs = job slots)")
     p.add_argument("--identity", metavar="KEY", help="SSH private key (default: ssh's own)")
-    p.add_argument("--gpus", type=int, help="GPUs to schedule on it (default 8; local 1)")
+    p.add_argument(
+        "--gpus",
+        type=HOST_GPUS,
+        help=f"GPUs to schedule on it, 1..{MAX_HOST_GPUS} (default 8; local: job slots, 1)",
+    )
     p.add_argument(
         "--workdir", help="where jobs live on the box (default ~/helm-jobs/<campaign id>)"
     )
@@ -271,4 +321,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p = add_leaf(hs, "trust", _trust, "show a host's key fingerprint and trust it")
     p.add_argument("name")
-    p.add_argument("--yes", action="store_true", help="trust without asking")
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="trust a new host's key without asking (never a changed one)",
+    )
+    p.add_argument(
+        "--fingerprint",
+        metavar="SHA256:...",
+        help="trust the presented key only if it has this fingerprint (also a changed key)",
+    )

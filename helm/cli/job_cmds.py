@@ -15,16 +15,25 @@ from typing import TYPE_CHECKING, Any
 
 from helm import fmt
 from helm.cli.common import (
+    ID,
+    JOB_GPU_COUNTS,
+    JOB_GPUS,
+    LIMIT,
+    PRIORITY,
+    PRIORITY_RANGE,
+    SECRET_HELP,
+    SEED,
     CommandError,
     UsageError,
     add_leaf,
     agent_name,
     parse_duration,
-    parse_env,
+    parse_env_secrets,
     print_json,
     print_table,
     workspace,
 )
+from helm.models.states import JobState
 
 if TYPE_CHECKING:
     from helm.models.tables import Job
@@ -100,22 +109,24 @@ def _run(args: argparse.Namespace) -> int:
     from helm.models.runs import insert_run
     from helm.models.states import JobState
     from helm.remote.jobs import submit_job, wait_for_job
-    from helm.remote.secrets import mask_env
+    from helm.remote.secrets import agent_scope, classify, scrub
 
     src = Path(args.dir)
     if not src.is_dir():
         raise UsageError(f"{args.dir} is not a folder")
-    env = parse_env(args.env)
+    env, secret_names = parse_env_secrets(args.env, args.secret)
     agent = agent_name(args, required=False)
     ws = workspace(args)
     limit = parse_duration(args.time_limit)
     try:
+        scopes = [agent_scope(agent)] if agent else []
+        shown, hidden = classify(ws.root, env, names=secret_names, scopes=scopes)  # as the job's
         with ws.store.write() as s:  # the run and its job appear together, or not at all
             run_id = insert_run(
                 db_of(s),
                 agent=agent,
-                description=args.m or f"job {args.dir}",
-                env_json=json.dumps(mask_env(env)),
+                description=scrub(args.m or f"job {args.dir}", hidden.values()),
+                env_json=json.dumps(shown),
                 seed=args.seed,
                 gpus=args.gpus,
             )
@@ -131,6 +142,7 @@ def _run(args: argparse.Namespace) -> int:
                 time_limit_s=limit,
                 priority=args.priority,
                 host=args.host,
+                secret_names=secret_names,
             )
             out = job_dict(job.model_dump(), ws)
     except ValueError as exc:
@@ -274,11 +286,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         agent=True,
     )
     p.add_argument("dir")
-    p.add_argument("--gpus", type=int, default=1, choices=(1, 2, 4, 8))
-    p.add_argument("--seed", type=int)
+    p.add_argument("--gpus", type=JOB_GPUS, default=1, choices=JOB_GPU_COUNTS)
+    p.add_argument("--seed", type=SEED, help="SEED for the job, 0..2**32-1")
     p.add_argument("--env", action="append", metavar="K=V")
+    p.add_argument("--secret", action="append", metavar="NAME", help=SECRET_HELP)
     p.add_argument("--host", help="run only on this host")
-    p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    p.add_argument(
+        "--priority",
+        type=PRIORITY,
+        default=0,
+        help=f"higher runs first, {PRIORITY_RANGE[0]}..{PRIORITY_RANGE[1]} (default 0; "
+        "promotion uses 10)",
+    )
     p.add_argument("--time-limit", default="30m", help="kill and fail after this (default 30m)")
     p.add_argument("-m", metavar="DESC", help="description of the run")
     p.add_argument(
@@ -287,12 +306,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-daemon", action="store_true", help="do not start the daemon")
     p = add_leaf(js, "ls", _ls, "queued and running jobs (--all: every job)", listing=True)
     p.add_argument("--all", action="store_true")
-    p.add_argument("--state")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--state", choices=[s.value for s in JobState])
+    p.add_argument("--limit", type=LIMIT, default=50)
     p = add_leaf(js, "show", _show, "one job with its history", listing=True)
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=ID)
     p = add_leaf(js, "logs", _logs, "print a job's streamed log")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=ID)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
     p = add_leaf(js, "cancel", _cancel, "stop a job (TERM to its process group, then KILL)")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=ID)

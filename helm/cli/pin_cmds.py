@@ -6,7 +6,15 @@ import argparse
 import sys
 
 from helm import fmt
-from helm.cli.common import CommandError, add_leaf, print_json, print_table, workspace
+from helm.cli.common import (
+    ID,
+    LIMIT,
+    CommandError,
+    add_leaf,
+    print_json,
+    print_table,
+    workspace,
+)
 
 
 def _show_pin(pin: dict, as_json: bool) -> None:
@@ -109,16 +117,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("pin", help="pin the base the agents build on")
     ss = s.add_subparsers(dest="pin_cmd", required=True, metavar="{pr,run,file,show}")
     p = add_leaf(ss, "pr", _pr, "pin a community pull request's script", listing=True)
-    p.add_argument("number", type=int)
+    p.add_argument("number", type=ID)
     p.add_argument("--repo", default="openai/parameter-golf", help="OWNER/NAME")
     p.add_argument("--path", help="the script in the PR (default: its train_gpt.py)")
     p.add_argument("--keep-env", action="store_true", help="keep the base's run.env")
     p.add_argument("--force", action="store_true", help="pin even without a passing audit")
     p = add_leaf(ss, "run", _run, "pin one of our runs (its code and run.env)", listing=True)
-    p.add_argument("run", type=int)
+    p.add_argument("run", type=ID)
     p = add_leaf(ss, "file", _file, "pin a local file as the base's train_gpt.py", listing=True)
     p.add_argument("path")
     p.add_argument("--name", default="train_gpt.py", help="its name in the task repo")
     p.add_argument("--keep-env", action="store_true", help="keep the base's run.env")
     p = add_leaf(ss, "show", _show, "the history of pins, newest first", listing=True)
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=LIMIT, default=50)

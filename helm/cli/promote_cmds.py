@@ -12,7 +12,16 @@ import os
 import subprocess
 import sys
 
-from helm.cli.common import CommandError, UsageError, add_leaf, print_json, workspace
+from helm.cli.common import (
+    ID,
+    SEEDS,
+    CommandError,
+    UsageError,
+    add_leaf,
+    bounded_float,
+    print_json,
+    workspace,
+)
 
 
 # diff -------------------------------------------------------------------------------------------
@@ -36,16 +45,6 @@ def _diff(args: argparse.Namespace) -> None:
 
 
 # promote ----------------------------------------------------------------------------------------
-def _seeds(text: str) -> tuple[int, ...]:
-    try:
-        seeds = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"bad seed list {text!r}: use e.g. 42,1337,2025") from exc
-    if not seeds or any(s < 0 for s in seeds):
-        raise argparse.ArgumentTypeError(f"bad seed list {text!r}: non-negative integers")
-    return seeds
-
-
 def _git_config(key: str) -> str | None:
     try:
         out = subprocess.run(
@@ -163,8 +162,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "compare two runs: code (+/- lines), environment, hyperparameters, results",
         listing=True,
     )
-    p.add_argument("run_a", type=int, metavar="RUN_A")
-    p.add_argument("run_b", type=int, nargs="?", metavar="RUN_B", help="default: RUN_A's parent")
+    p.add_argument("run_a", type=ID, metavar="RUN_A")
+    p.add_argument("run_b", type=ID, nargs="?", metavar="RUN_B", help="default: RUN_A's parent")
     p.add_argument("--base", action="store_true", help="compare with the pinned base")
     p.add_argument("--stat", action="store_true", help="line counts only, no patch")
 
@@ -175,23 +174,34 @@ def register(sub: argparse._SubParsersAction) -> None:
         "re-run a run on several seeds and write a validated records folder",
         listing=True,
     )
-    p.add_argument("run", type=int, metavar="RUN")
-    p.add_argument("--seeds", type=_seeds, default=(42, 1337, 2025), help="default 42,1337,2025")
+    p.add_argument("run", type=ID, metavar="RUN")
+    p.add_argument("--seeds", type=SEEDS, default=(42, 1337, 2025), help="default 42,1337,2025")
     p.add_argument("--track", choices=("record", "non-record"), default="record")
     p.add_argument("--name", help="folder and record name (default <agent>_run<RUN>)")
     p.add_argument("--author", help="default $HELM_AUTHOR, else git's user.name")
     p.add_argument("--github-id", help="default $HELM_GITHUB_ID, else git's github.user")
     p.add_argument("--blurb", help="one paragraph on the idea (default: the run's description)")
-    p.add_argument("--sota", type=float, help="val_bpb to beat by 0.005 nats (record track)")
+    p.add_argument(
+        "--sota",
+        type=bounded_float(0.0, 100.0, "bpb"),
+        help="val_bpb to beat by 0.005 nats (record track)",
+    )
     p.add_argument(
         "--out", type=_path, help="folder to write records/ under (default submissions/)"
     )
     p.add_argument("--git", type=_path, metavar="CLONE", help="commit into this local clone")
     p.add_argument("--branch", help="new branch for --git (never pushed)")
-    p.add_argument("--time-limit", type=float, metavar="S", help="per seed (default: config)")
+    p.add_argument(
+        "--time-limit",
+        type=bounded_float(1.0, 7 * 86400.0, "seconds"),
+        metavar="S",
+        help="per seed (default: config)",
+    )
     p.add_argument("--dry-run", action="store_true", help="say what would be queued and cost")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before queueing")
-    p.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--poll", type=bounded_float(0.01, 3600.0, "seconds"), default=1.0, help=argparse.SUPPRESS
+    )
 
 
 def _path(text: str):  # noqa: ANN202 - pathlib imported lazily by argparse type

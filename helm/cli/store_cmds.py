@@ -11,6 +11,9 @@ import time
 
 from helm import fmt
 from helm.cli.common import (
+    ID,
+    LIMIT,
+    MAX_TEXT_BYTES,
     add_leaf,
     agent_name,
     nonempty,
@@ -18,16 +21,23 @@ from helm.cli.common import (
     parse_names,
     print_json,
     print_table,
+    text_input,
     workspace,
 )
+from helm.models.feed import FEED_KINDS
 from helm.models.states import RunStatus
+
+_FILE_HELP = (
+    "read the text from this file (- for stdin), for texts past the command line's 128 KiB; "
+    f"at most {MAX_TEXT_BYTES // 1024} KiB"
+)
 
 
 # Feed ------------------------------------------------------------------------------------
 def _feed_post(args: argparse.Namespace) -> None:
     from helm.models.feed import post_feed
 
-    text = nonempty(args.text, "feed text")
+    text = text_input(args.text, args.file, "feed text")
     agent = agent_name(args, required=False)
     with workspace(args).db(write=True) as db:
         post = post_feed(db, text, agent=agent, run_id=args.run, tags=args.tag or ())
@@ -59,7 +69,7 @@ def _feed_ls(args: argparse.Namespace) -> None:
 def _directive_send(args: argparse.Namespace) -> None:
     from helm.models.directives import send_directive
 
-    text = nonempty(args.text, "directive text")
+    text = text_input(args.text, args.file, "directive text")
     with workspace(args).db(write=True) as db:
         d = send_directive(db, text, targets=parse_names(args.to))
     if args.json:
@@ -215,18 +225,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         dest="feed_cmd", required=True, metavar="{post,ls}"
     )
     p = add_leaf(feed, "post", _feed_post, "post an insight to the feed", listing=True, agent=True)
-    p.add_argument("text")
-    p.add_argument("--run", type=int, help="the run this insight is about")
+    p.add_argument("text", nargs="?")
+    p.add_argument("--file", metavar="PATH", help=_FILE_HELP)
+    p.add_argument("--run", type=ID, help="the run this insight is about")
     p.add_argument("--tag", action="append", help="a tag (repeatable)")
     p = add_leaf(feed, "ls", _feed_ls, "list the feed, newest first", listing=True)
     p.add_argument("--since", help="only posts newer than this (30s, 15m, 1h, 2d)")
-    p.add_argument("--kind", help="only this kind: insight, result, ack, verification, system")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--kind", choices=FEED_KINDS, help="only this kind")
+    p.add_argument("--limit", type=LIMIT, default=100)
 
     d = sub.add_parser("directive", help="instructions from the operator to agents")
     ds = d.add_subparsers(dest="directive_cmd", required=True, metavar="{send,ls,ack}")
     p = add_leaf(ds, "send", _directive_send, "send a directive to agents", listing=True)
-    p.add_argument("text")
+    p.add_argument("text", nargs="?")
+    p.add_argument("--file", metavar="PATH", help=_FILE_HELP)
     p.add_argument("--to", help="comma-separated agent names (default: every agent)")
     p = add_leaf(
         ds,
@@ -238,17 +250,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pending", action="store_true", help="only those not acknowledged by all")
     p = add_leaf(ds, "ack", _directive_ack, "acknowledge a directive", listing=True, agent=True)
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=ID)
 
     p = add_leaf(sub, "runs", _runs, "every run, newest first (crashes included)", listing=True)
     p.add_argument("--by", metavar="AGENT", help="only this agent's runs")
-    p.add_argument("--status", help=", ".join(RunStatus))
-    p.add_argument("--limit", type=int, default=200)
+    p.add_argument(
+        "--status", choices=[s.value for s in RunStatus], help="only runs in this status"
+    )
+    p.add_argument("--limit", type=LIMIT, default=200)
     p.add_argument("--tails", action="store_true", help="print crashed runs' last log lines")
     p = add_leaf(
         sub, "leaderboard", _leaderboard, "finished runs by val_bpb (lower is better)", listing=True
     )
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=LIMIT, default=50)
 
     add_leaf(
         sub,

@@ -8,10 +8,13 @@ import sys
 
 from helm import fmt
 from helm.cli.common import (
+    AGENT_COUNT,
+    SECRET_HELP,
     CommandError,
     UsageError,
     add_leaf,
-    parse_env,
+    bounded_float,
+    parse_env_secrets,
     parse_names,
     print_json,
     print_table,
@@ -30,15 +33,16 @@ def _up(args: argparse.Namespace) -> int:
         raise UsageError("--add takes a count of at least 1 and excludes -n")
     ws = workspace(args)
     n = args.n
+    env, secret_names = parse_env_secrets(args.env, args.secret)
     if args.add is not None:
         with ws.db(write=False) as db:
             have = sum(a["desired"] == "up" for a in list_agents(db, driver=args.driver))
         n = have + args.add
     try:
         names = swarm.up(
-            ws, n, driver=args.driver, env=parse_env(args.env), task_repo=args.task_repo
+            ws, n, driver=args.driver, env=env, task_repo=args.task_repo, secrets=secret_names
         )
-    except DriverError as exc:
+    except (DriverError, ValueError) as exc:  # ValueError: a malformed [secrets] table
         raise UsageError(str(exc)) from exc
     daemon = None
     if not args.no_daemon:
@@ -115,19 +119,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("swarm", help="start, stop and list the research agents")
     ss = s.add_subparsers(dest="swarm_cmd", required=True, metavar="{up,down,ls}")
     p = add_leaf(ss, "up", _up, "bring N agents up (creating them as needed)", listing=True)
-    p.add_argument("-n", type=int, help="how many agents of this driver (default: all, or 1)")
-    p.add_argument("--add", type=int, metavar="N", help="N more agents of this driver")
+    p.add_argument(
+        "-n", type=AGENT_COUNT, help="how many agents of this driver (default: all, or 1)"
+    )
+    p.add_argument("--add", type=AGENT_COUNT, metavar="N", help="N more agents of this driver")
     p.add_argument(
         "--driver",
         default="sweep",
         help="sweep, claude, codex, opencode, or a command template with {prompt}",
     )
     p.add_argument("--env", action="append", metavar="K=V", help="the agents' fixed env")
+    p.add_argument("--secret", action="append", metavar="NAME", help=SECRET_HELP)
     p.add_argument("--task-repo", help="clone the task repository from this URL or path")
     p.add_argument("--no-daemon", action="store_true", help="do not start the daemon")
     p = add_leaf(
         ss, "down", _down, "stop agents (their jobs in flight are cancelled)", listing=True
     )
     p.add_argument("agents", nargs="?", help="comma-separated names (default: all)")
-    p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for each")
+    p.add_argument(
+        "--timeout",
+        type=bounded_float(0.0, 86400.0, "seconds"),
+        default=90.0,
+        help="seconds to wait for each",
+    )
     add_leaf(ss, "ls", _ls, "agents: state, current experiment, runs, keeps, best", listing=True)

@@ -338,19 +338,7 @@ def lost(store: Store, jobs_dir: Path, job_id: int, reason: str) -> Job | None:
             if job.run_id is not None:
                 _record_run(s, job, JobState.CANCELLED, None, None, None)
         elif job.attempts < job.max_attempts:
-            _rotate_log(jobs_dir, job)
-            job.state = JobState.QUEUED
-            job.error = f"requeued after: {reason}"
-            job.host = None
-            job.gpu_ids_json = "[]"
-            job.pid = None
-            job.remote_dir = None
-            job.queued_at = time.time()
-            for name in ("step", "total_steps", "train_loss", "val_bpb", "eta_s"):
-                setattr(job, name, None)
-            event(
-                s, job_id, JobState.QUEUED, None, f"retry {job.attempts + 1} of {job.max_attempts}"
-            )
+            _requeue(s, jobs_dir, job, reason, f"retry {job.attempts + 1} of {job.max_attempts}")
         else:
             job.state = JobState.LOST
             job.error = f"lost after {job.attempts} tries: {reason}"
@@ -359,6 +347,52 @@ def lost(store: Store, jobs_dir: Path, job_id: int, reason: str) -> Job | None:
                 tail = read_tail(jobs_dir / str(job_id) / "train.log")
                 _record_run(s, job, JobState.LOST, None, tail, None)
         s.add(job)
+        return job
+
+
+def _requeue(s: Session, jobs_dir: Path, job: Job, reason: str, note: str) -> None:
+    """Put a job whose try ended back in the queue, its try's log set aside (``note``: the
+    event that says which retry this is)."""
+    assert job.id is not None
+    _rotate_log(jobs_dir, job)
+    job.state = JobState.QUEUED
+    job.error = f"requeued after: {reason}"
+    job.host = None
+    job.gpu_ids_json = "[]"
+    job.pid = None
+    job.remote_dir = None
+    job.queued_at = time.time()
+    for name in ("step", "total_steps", "train_loss", "val_bpb", "eta_s"):
+        setattr(job, name, None)
+    event(s, job.id, JobState.QUEUED, None, note)
+    s.add(job)
+
+
+CACHE_RETRY = "corrupt compile cache"  # how the event of a job's one cache retry starts
+
+
+def retry_for_cache(store: Store, jobs_dir: Path, job_id: int, note: str) -> Job | None:
+    """Requeue a job whose try failed on a corrupt compile cache (which the watcher has just
+    quarantined), once in its life; returns it, or None when it had that retry already (or
+    was asked to stop, or is gone): the caller then records the failure.
+
+    The retry is not one of ``max_attempts`` (those are for boxes and processes that
+    vanish): the job did nothing wrong. ``note`` (starting with ``CACHE_RETRY``) goes into
+    its history, where ``helm job show`` shows it.
+    """
+    with store.write() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.state in TERMINAL_JOB or job.cancel_requested:
+            return None
+        done = s.exec(
+            select(JobEvent.id).where(
+                JobEvent.job_id == job_id, col(JobEvent.message).startswith(CACHE_RETRY)
+            )
+        ).first()
+        if done is not None:
+            return None
+        event(s, job_id, JobState.FAILED, job.host, note)
+        _requeue(s, jobs_dir, job, note, f"retry {job.attempts + 1}: once, on a fresh cache")
         return job
 
 

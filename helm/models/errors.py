@@ -78,3 +78,33 @@ def _reason(exc: BaseException, busy_timeout_s: float) -> str | None:
     if is_db_error:
         return f"failed: {text}"
     return None
+
+
+def write_fault(exc: BaseException) -> str | None:
+    """Why a write failed when the disk is to blame ("No space left on device", "Read-only
+    file system", a store that is full ...), else None; the error's causes are looked at too.
+
+    The daemon and its job watchers retry such writes until space is back, and never count
+    them against a job or exit on them: the job on its box is fine, only our copy waits.
+    """
+    import errno
+    import os
+
+    disk = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in disk:
+            return os.strerror(current.errno or 0)
+        low = str(_driver_error(current)).lower()
+        for sign, reason in (
+            ("database or disk is full", "database or disk is full"),
+            ("no space left on device", "No space left on device"),
+            ("readonly database", "attempt to write a readonly database"),
+            ("disk i/o error", "disk I/O error"),
+        ):
+            if sign in low:
+                return reason
+        current = current.__cause__ or current.__context__
+    return None

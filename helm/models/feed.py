@@ -65,3 +65,8 @@ def list_feed(
         params["kind"] = kind
     sql += " ORDER BY created_at DESC, id DESC LIMIT :limit"
     return [post_json(r) for r in db.rows(sql, params)]
+
+
+FEED_KINDS = ("insight", "result", "ack", "verification", "system")
+"""Every kind a post is written with: agents' insights, run results, directive acks, audit
+verdicts and helm's own notes (``helm feed ls --kind`` accepts exactly these)."""

@@ -53,3 +53,6 @@ LIVE_JOB = frozenset({JobState.QUEUED}) | ACTIVE_JOB
 
 TERMINAL_JOB = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST})
 """Jobs that will not change again."""
+
+JOB_GPU_COUNTS = (1, 2, 4, 8)
+"""GPUs one job may take (one 8-GPU box at most): checked by ``submit_job`` and the CLI."""

@@ -177,6 +177,7 @@ def _preflight(ws: Workspace, p: Prepared) -> Report:
 def _queue(ws: Workspace, p: Prepared, slot: SeedSlot) -> int:
     """A new run (same commit, code hash, environment, GPUs) and its job; returns the run id."""
     from helm.remote.jobs import submit_job
+    from helm.remote.secrets import agent_scope
 
     run = p.plan.run
     env = {k: v for k, v in src.run_env(run).items() if k not in src.NON_CONFIG_KEYS}
@@ -212,6 +213,8 @@ def _queue(ws: Workspace, p: Prepared, slot: SeedSlot) -> int:
             run_id=run_id,
             time_limit_s=p.plan.time_limit_s,
             priority=p.opts.priority,
+            # a secret the original run's agent held (stored masked) reaches the seed runs too
+            secret_scopes=[agent_scope(run["agent"])] if run.get("agent") else [],
         )
     except BaseException:
         with ws.db(write=True) as db:

@@ -4,23 +4,48 @@ The scheduler must not place a job on a box that lacks the dataset, the right to
 disk, and the operator wants to see GPU memory, utilisation and temperature without logging
 in. One script prints tagged sections (``@@gpus`` ...) so the whole check is one round trip,
 and parsing never depends on the order or presence of any tool (a CPU box has no nvidia-smi).
+
+Disk: free space and inodes are measured on the work folder (or, if it cannot be made, on the
+nearest folder above it that exists), and a 4 KiB test file is written there and removed. A
+check flags as a problem: a write that fails (its error in the kernel's words, e.g. "No space
+left on device", "Read-only file system"), no free-space figure at all, fewer than
+``MIN_FREE_GB`` GB free (a job folder holds the code, logs, the artifact and the campaign's
+compile caches: well under 1 GB, and training that runs out of disk loses hours), and no free
+inodes. ``disk_problem`` runs the same probe when a job cannot be staged or ends badly, so the
+job says why in the kernel's words instead of "Failure" or "lost".
 """
 
 from __future__ import annotations
 
-import shlex
 import time
 from typing import Any
 
 from helm.remote.backend import Box
-from helm.remote.launch import DATASET_SUBDIR, TOKENIZER_SUBPATH
+from helm.remote.launch import DATASET_SUBDIR, TOKENIZER_SUBPATH, box_word
 
 _GPU_QUERY = "index,name,memory.total,memory.used,utilization.gpu,temperature.gpu"
+MIN_FREE_GB = 2.0  # less free space than this under the work folder is a problem
+FULL_KB = 1024  # under 1 MiB free: the disk is full, whatever a small test write says
+
+
+def _disk_probe(path: str) -> list[str]:
+    """Script lines: the nearest existing folder of ``path``, its df (space, inodes) and
+    the error of a 4 KiB test write there (nothing when it worked)."""
+    return [
+        f"p={box_word(path)}",
+        'while [ ! -d "$p" ]; do q=$(dirname "$p"); [ "$q" = "$p" ] && break; p=$q; done',
+        'echo @@diskdir; echo "$p"',
+        'echo @@disk; df -Pk "$p" 2>/dev/null | tail -n 1',
+        'echo @@inodes; df -Pi "$p" 2>/dev/null | tail -n 1',
+        'echo @@write; t="$p/.helm-write-test.$$"',
+        'if ! out=$(dd if=/dev/zero of="$t" bs=4096 count=1 conv=fsync 2>&1); then'
+        ' printf "%s\\n" "$out" | grep -v -e records -e copied | head -n 1; fi; rm -f "$t"',
+    ]
 
 
 def check_script(python: str, workdir: str, data_dir: str | None) -> str:
-    py = shlex.quote(python)
-    wd = shlex.quote(workdir)
+    py = box_word(python)
+    wd = box_word(workdir)
     lines = [
         "echo @@python",
         f"{py} -c 'import sys; print(sys.version.split()[0])' 2>&1 | tail -n 1",
@@ -30,14 +55,14 @@ def check_script(python: str, workdir: str, data_dir: str | None) -> str:
         "echo @@gpus",
         "if command -v nvidia-smi >/dev/null 2>&1; then nvidia-smi"
         f" --query-gpu={_GPU_QUERY} --format=csv,noheader,nounits 2>&1; fi",
-        "echo @@disk",
-        f"mkdir -p {wd} && df -Pk {wd} | tail -n 1",
+        f"mkdir -p {wd} 2>/dev/null",
+        *_disk_probe(workdir),
         "echo @@setsid",
         "command -v setsid || echo missing",
     ]
     if data_dir:
-        ds = shlex.quote(f"{data_dir.rstrip('/')}/{DATASET_SUBDIR}")
-        tok = shlex.quote(f"{data_dir.rstrip('/')}/{TOKENIZER_SUBPATH}")
+        ds = box_word(f"{data_dir.rstrip('/')}/{DATASET_SUBDIR}")
+        tok = box_word(f"{data_dir.rstrip('/')}/{TOKENIZER_SUBPATH}")
         lines += [
             "echo @@data",
             f"ls {ds} 2>/dev/null | grep -c '^fineweb_train_' ; "
@@ -65,7 +90,26 @@ def _num(text: str) -> float | None:
         return None
 
 
-def parse_check(text: str, *, has_data: bool) -> dict[str, Any]:
+def _field(sec: dict[str, list[str]], name: str, index: int) -> int | None:
+    """A number of a df line (``df -P``: available KiB or free inodes are field 3)."""
+    parts = (sec.get(name) or [""])[-1].split()
+    return int(parts[index]) if len(parts) > index and parts[index].isdigit() else None
+
+
+def _parse_disk(sec: dict[str, list[str]]) -> dict[str, Any]:
+    free_kb = _field(sec, "disk", 3)
+    inodes_total = _field(sec, "inodes", 1)
+    return {
+        "disk_dir": (sec.get("diskdir") or [None])[-1],
+        "disk_free_kb": free_kb,
+        "disk_free_gb": None if free_kb is None else round(free_kb / 1024**2, 1),
+        # some filesystems (btrfs) have no inode limit: they report 0 of 0
+        "inodes_free": _field(sec, "inodes", 3) if inodes_total else None,
+        "write_error": _kernel_words((sec.get("write") or [""])[-1]) or None,
+    }
+
+
+def parse_check(text: str, *, has_data: bool = False) -> dict[str, Any]:
     sec = _sections(text)
     result: dict[str, Any] = {}
     py = (sec.get("python") or [""])[-1]
@@ -93,10 +137,7 @@ def parse_check(text: str, *, has_data: bool) -> dict[str, Any]:
             }
         )
     result["gpus"] = gpus
-    disk = (sec.get("disk") or [""])[-1].split()
-    result["disk_free_gb"] = (
-        round(int(disk[3]) / 1024**2, 1) if len(disk) >= 4 and disk[3].isdigit() else None
-    )
+    result.update(_parse_disk(sec))
     result["setsid"] = bool(sec.get("setsid")) and sec["setsid"][-1] != "missing"
     if has_data:
         data = sec.get("data", [])
@@ -119,7 +160,51 @@ def problems(check: dict[str, Any]) -> list[str]:
         out.append("setsid missing")
     if check.get("data_ok") is False:
         out.append("dataset or tokenizer missing under --data")
+    return out + _disk_problems(check)
+
+
+def _disk_problems(check: dict[str, Any]) -> list[str]:
+    where = check.get("disk_dir") or "the work folder"
+    free = check.get("disk_free_gb")
+    out = []
+    if check.get("write_error"):
+        out.append(f"work folder {where} is not writable: {check['write_error']}")
+    if free is None:
+        out.append(f"free disk space unknown (df gave no figure for {where})")
+    elif free < MIN_FREE_GB:
+        out.append(
+            f"low disk space: {free:.1f} GB free in {where} "
+            f"(helm wants at least {MIN_FREE_GB:g} GB)"
+        )
+    if check.get("inodes_free") == 0:
+        out.append(f"no free inodes in {where}")
     return out
+
+
+def _kernel_words(error: str) -> str:
+    """The reason at the end of a tool's message (``dd: error writing 'x': No space ...``)."""
+    return error.rsplit(": ", 1)[-1].strip() if ": " in error else error.strip()
+
+
+async def disk_problem(box: Box, path: str, *, host: str) -> str | None:
+    """Why ``path`` on the box cannot take writes, in the kernel's words, else None.
+
+    Run when a job cannot be staged, or ends without success, so that "No space left on
+    device on box: /w/jobs/7 (0 KiB free)" is what the job says, not "Failure" or "lost".
+    """
+    res = await box.run("\n".join(_disk_probe(path)) + "\n", timeout=60)
+    disk = _parse_disk(_sections(res.stdout))
+    where = disk["disk_dir"] or path
+    error = disk["write_error"] or ""
+    free_kb = disk["disk_free_kb"]
+    free = "" if free_kb is None else f" ({free_kb} KiB free)"
+    if "No space left" in error or (free_kb is not None and free_kb < FULL_KB):
+        return f"No space left on device on {host}: {where}{free}"
+    if disk["inodes_free"] == 0:
+        return f"No space left on device on {host}: {where} (no free inodes)"
+    if error:
+        return f"{error} on {host}: {where}"
+    return None
 
 
 async def check_box(box: Box, *, python: str, workdir: str, data_dir: str | None) -> dict:

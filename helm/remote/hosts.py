@@ -22,7 +22,7 @@ from helm.models.jobs import active_job_on
 from helm.models.tables import Host
 from helm.remote.backend import Box
 from helm.remote.launch import check_env_keys
-from helm.remote.secrets import SecretStore, resolve_env, split_env
+from helm.remote.secrets import SecretStore, classify, resolve_env
 from helm.workspace import Workspace
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -54,7 +54,9 @@ def host_env(ws: Workspace, host: Host) -> dict[str, str]:
     return resolve_env(stored, SecretStore(ws.root).get(f"host:{host.name}"))
 
 
-def make_box(ws: Workspace, host: Host, *, keepalive_s: float = 5.0) -> Box:
+def make_box(
+    ws: Workspace, host: Host, *, keepalive_s: float = 5.0, sftp_timeout_s: float = 30.0
+) -> Box:
     """The host's box, not connected yet (asyncssh is imported only for an SSH host)."""
     if host.kind == "local":
         from helm.remote.local import LocalBox
@@ -70,6 +72,7 @@ def make_box(ws: Workspace, host: Host, *, keepalive_s: float = 5.0) -> Box:
         identity=host.identity,
         known_hosts_file=ws.known_hosts_path,
         keepalive_s=keepalive_s,
+        sftp_timeout_s=sftp_timeout_s,
     )
 
 
@@ -109,7 +112,7 @@ def add_host(
         raise ValueError("--gpus must be at least 1")
     env = dict(env or {})
     check_env_keys(env)
-    public, secrets = split_env(env)
+    public, secrets = classify(ws.root, env)  # the one rule, config.toml's names included
     user = hostname = None
     port = 22
     if local:

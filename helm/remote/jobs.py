@@ -19,14 +19,16 @@ from pathlib import Path
 from sqlmodel import Session
 
 from helm.models import dispatch
+from helm.models.db import Db, db_of
 from helm.models.engine import Store
-from helm.models.states import TERMINAL_JOB
+from helm.models.hosts import find_host
+from helm.models.states import JOB_GPU_COUNTS, TERMINAL_JOB
 from helm.models.tables import Job
 from helm.remote.launch import check_env_keys
-from helm.remote.secrets import SecretStore, split_env
+from helm.remote.secrets import SecretStore, agent_scope, classify
 from helm.workspace import Workspace
 
-VALID_GPUS = (1, 2, 4, 8)
+VALID_GPUS = JOB_GPU_COUNTS
 MAX_SNAPSHOT_BYTES = 200 * 1024 * 1024
 _SKIP = {".git", "__pycache__", ".venv", "logs", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 
@@ -89,11 +91,16 @@ def submit_job(
     host: str | None = None,
     entry: str = "train_gpt.py",
     max_attempts: int = 3,
+    secret_names: Iterable[str] = (),
+    secret_scopes: Iterable[str] = (),
 ) -> Job:
     """Queue the code as a job; returns the inserted (queued) row.
 
     With a session, the job joins the caller's transaction (a run and its job appear
-    together); with a store, it is one transaction of its own.
+    together); with a store, it is one transaction of its own. The environment's secrets (the
+    one rule, plus ``secret_names``) are stored masked; their values go to the job's secret
+    scope, and a value given as ``***`` is the agent's (``agent:NAME``), as its runs carry, or
+    that of a ``secret_scopes`` scope (a rerun of another agent's run: ``agent_scope(name)``).
     """
     if gpus not in VALID_GPUS:
         raise ValueError(f"--gpus must be one of {', '.join(map(str, VALID_GPUS))}")
@@ -101,8 +108,11 @@ def submit_job(
         raise ValueError("time limit must be positive")
     env = dict(env or {})
     check_env_keys(env)
-    public, secrets = split_env(env)
+    scopes = ([agent_scope(agent)] if agent else []) + list(secret_scopes)
+    public, secrets = classify(ws.root, env, names=secret_names, scopes=scopes)
     with _session(session_or_store) as s:
+        if host is not None:
+            _check_host(db_of(s), host, gpus)
         job = dispatch.insert_job(
             s,
             run_id=run_id,
@@ -128,12 +138,25 @@ def submit_job(
         return job
 
 
+def _check_host(db: Db, name: str, gpus: int) -> None:
+    """A job pinned to a host that does not exist, or has fewer GPUs than it asks for, would
+    wait in the queue forever: refuse it when it is queued (ValueError, one line)."""
+    host = find_host(db, name)
+    if host is None:
+        raise ValueError(f"no host {name!r}: `helm host ls` lists them, `helm host add` adds one")
+    if host["gpus"] < gpus:
+        raise ValueError(f"host {name} has {host['gpus']} GPUs; the job asks for {gpus}")
+
+
 def request_cancel(ws: Workspace, job_id: int) -> Job:
     """Ask for a job to stop; a queued job is cancelled at once, a running one by the daemon.
 
     Returns the job as it now is (NotFound if there is none).
     """
-    return dispatch.request_job_cancel(ws.store, job_id)
+    job = dispatch.request_job_cancel(ws.store, job_id)
+    if job.state in TERMINAL_JOB:  # cancelled while queued: the daemon never sees it end
+        SecretStore(ws.root).drop(f"job:{job_id}")
+    return job
 
 
 def wait_for_job(

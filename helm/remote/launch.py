@@ -11,6 +11,12 @@ which jobs just finished). A job killed
 with its wrapper leaves no exit code: that is how a vanished process is told from a finished
 one. The wrapper catches TERM (``trap :``), so a cancelled job still records its code.
 
+The job's environment (secrets included) is never written into the wrapper: it travels in
+``helm.env`` (mode 0600), which the wrapper sources and deletes before it even records its pid,
+so the file is gone before the training process starts, and the launch command deletes it
+too once it has waited for the pid (a wrapper that never started, or died at once, leaves
+nothing behind). After the job, the box keeps no value of its environment.
+
 Every value that reaches a shell goes through ``shlex.quote``; environment keys must be
 shell identifiers. A job's environment therefore can never inject a command.
 """
@@ -22,11 +28,13 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 RUN_SCRIPT = "helm-run.sh"
+ENV_FILE = "helm.env"  # the job's environment, read and removed by the wrapper at its start
 PID_FILE = "helm.pid"
 EXIT_FILE = "helm.exit"
 LOG_FILE = "train.log"
 DONE_LOG = "done.log"
 JOBS_DIR = "jobs"
+CACHE_DIR = "cache"  # compile caches of the campaign's jobs, under the box's work folder
 DATASET_SUBDIR = "datasets/fineweb10B_sp1024"
 TOKENIZER_SUBPATH = "tokenizers/fineweb_1024_bpe.model"
 
@@ -55,9 +63,14 @@ def job_environment(
     seed: int | None,
     data_dir: str | None,
     gpu_ids: Sequence[int],
+    workdir: str | None = None,
 ) -> dict[str, str]:
-    """The variables a job sees: host env, then job env, then helm's own defaults."""
+    """The variables a job sees: host env, then job env, then helm's own defaults (with the
+    host's ``workdir``, the campaign's compile caches: ``compile_cache_env``)."""
     env = {**host_env, **job_env}
+    if workdir:
+        for key, value in compile_cache_env(workdir).items():
+            env.setdefault(key, value)
     env.setdefault("RUN_ID", str(job_id))
     if seed is not None:
         env["SEED"] = str(seed)
@@ -69,6 +82,17 @@ def job_environment(
     env["HELM_JOB_ID"] = str(job_id)
     check_env_keys(env)
     return env
+
+
+def compile_cache_env(workdir: str) -> dict[str, str]:
+    """helm's own compile caches for a box's jobs: ``<workdir>/cache/inductor`` and ``triton``.
+
+    Not the box's shared ``/tmp/torchinductor_<user>``: a compile killed mid-write (helm
+    cancels and reaps jobs) can leave a corrupt entry that every later job would load; in a
+    folder of helm's, the watcher can quarantine it and retry the job (helm.remote.watcher).
+    """
+    base = f"{workdir.rstrip('/')}/{CACHE_DIR}"
+    return {"TORCHINDUCTOR_CACHE_DIR": f"{base}/inductor", "TRITON_CACHE_DIR": f"{base}/triton"}
 
 
 def launch_argv(python: str, launcher: str | None, nproc: int, entry: str) -> list[str]:
@@ -91,25 +115,64 @@ def launch_argv(python: str, launcher: str | None, nproc: int, entry: str) -> li
     ]
 
 
-def run_script(env: Mapping[str, str], argv: Sequence[str], *, done_log: str) -> str:
-    """The wrapper that runs detached on the box (see the module docstring)."""
+def box_word(value: str) -> str:
+    """One quoted shell word for a path on the box, where a leading ``~`` (alone or as
+    ``~/...``) is the box user's home, as at a shell there: ``"$HOME"'/rest'``. A host's
+    ``--python ~/venv/bin/python`` or ``--data ~/data`` must not reach the box as a folder
+    literally named ``~``."""
+    if value == "~":
+        return '"$HOME"'
+    if value.startswith("~/"):
+        return '"$HOME"' + shlex.quote(value[1:])
+    return shlex.quote(value)
+
+
+# Variables that hold a path on the box (from the host's --data): ``~`` there is its home.
+BOX_PATH_VARS = frozenset({"DATA_PATH", "TOKENIZER_PATH"})
+
+
+def env_file(env: Mapping[str, str]) -> bytes:
+    """``helm.env``: one ``export KEY='value'`` line per variable, for the wrapper to source."""
     check_env_keys(env)
-    lines = [
-        "#!/bin/sh",
-        "# Written by helm. Runs detached (setsid); records pid, exit code and a done marker.",
-        f"echo $$ > {PID_FILE}.tmp && mv -f {PID_FILE}.tmp {PID_FILE}",
-        "trap : TERM INT HUP",
-    ]
-    lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
-    lines += [
-        f"{shlex.join(argv)} > {LOG_FILE} 2>&1 < /dev/null",
-        "rc=$?",
-        f'echo "$rc" > {EXIT_FILE}.tmp && mv -f {EXIT_FILE}.tmp {EXIT_FILE}',
-        # one short append (atomic under O_APPEND): "<job folder> <exit code>"
-        f'echo "${{PWD##*/}} $rc" >> {shlex.quote(done_log)}',
-        "",
-    ]
-    return "\n".join(lines)
+    return "".join(
+        f"export {k}={box_word(v) if k in BOX_PATH_VARS else shlex.quote(v)}\n"
+        for k, v in env.items()
+    ).encode()
+
+
+def run_script(argv: Sequence[str], *, done_log: str) -> str:
+    """The wrapper that runs detached on the box (see the module docstring)."""
+    return "\n".join(
+        [
+            "#!/bin/sh",
+            "# Written by helm. Runs detached (setsid); records pid, exit code and a done marker.",
+            "trap : TERM INT HUP",
+            # the environment: read, then deleted before anything else (no value stays here)
+            f"[ -f {ENV_FILE} ] || exit 96",
+            f". ./{ENV_FILE}",
+            f"rm -f {ENV_FILE}",
+            f"echo $$ > {PID_FILE}.tmp && mv -f {PID_FILE}.tmp {PID_FILE}",
+            # room for the exit code, taken before the job can fill the disk; it is written
+            # over in place (1<>: no new block needed), so a full disk cannot lose it
+            f"printf '%-16s\\n' '' > {EXIT_FILE}.tmp",
+            f"{' '.join(box_word(w) for w in argv)} > {LOG_FILE} 2>&1 < /dev/null",
+            "rc=$?",
+            f'printf "%-16s" "$rc" 1<> {EXIT_FILE}.tmp && mv -f {EXIT_FILE}.tmp {EXIT_FILE}',
+            # one short append (atomic under O_APPEND): "<job folder> <exit code>"
+            f'echo "${{PWD##*/}} $rc" >> {shlex.quote(done_log)}',
+            "",
+        ]
+    )
+
+
+def launch_files(
+    env: Mapping[str, str], argv: Sequence[str], *, done_log: str
+) -> dict[str, tuple[bytes, int]]:
+    """What the launch writes into the job's folder, in order: name -> (bytes, file mode)."""
+    return {
+        ENV_FILE: (env_file(env), 0o600),
+        RUN_SCRIPT: (run_script(argv, done_log=done_log).encode(), 0o700),
+    }
 
 
 def launch_command(remote_dir: str, *, wait_s: float = 10.0) -> str:
@@ -127,6 +190,8 @@ def launch_command(remote_dir: str, *, wait_s: float = 10.0) -> str:
         "fi\n"
         "i=0\n"
         f'while [ ! -s {PID_FILE} ] && [ "$i" -lt {tries} ]; do sleep 0.005; i=$((i+1)); done\n'
+        # the wrapper deleted it before writing its pid; if it never got that far, no one will
+        f"rm -f {ENV_FILE}\n"
         f"cat {PID_FILE}\n"
     )
 

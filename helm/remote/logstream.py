@@ -41,11 +41,26 @@ class LogStream:
         self.offset = offset
 
     def append(self, data: bytes) -> None:
-        """Write bytes that came from the box at ``self.offset``; the caller commits after."""
+        """Write bytes that came from the box at ``self.offset``; the caller commits after.
+
+        All or nothing: a write cut short (the workspace's disk is full) is cut back off, so
+        the copy stays the box's first ``offset`` bytes and the same bytes are written again
+        once there is room. The OSError is raised for the caller to wait and retry.
+        """
         if not data:
             return
-        with open(self.path, "ab") as fh:
-            fh.write(data)  # in the page cache before the commit: survives a SIGKILL
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            view, at = memoryview(data), self.offset
+            try:
+                while view:  # in the page cache before the commit: survives a SIGKILL
+                    written = os.pwrite(fd, view, at)
+                    view, at = view[written:], at + written
+            except OSError:
+                os.ftruncate(fd, self.offset)  # shrinking a file needs no free space
+                raise
+        finally:
+            os.close(fd)
         self.offset += len(data)
         self.parser.feed(data)
 

@@ -30,6 +30,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def make_key(path: Path) -> Path:
+    """A fresh ed25519 key pair without passphrase at ``path`` (and ``path.pub``)."""
+    _keygen(path)
+    return path
+
+
 def _keygen(path: Path) -> None:
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "helm-loopback", "-f", str(path)],
@@ -69,10 +75,8 @@ class LoopbackSshd:
         _keygen(root / "host_ed25519")
         _keygen(root / "user_ed25519")
         (root / "authorized_keys").write_text((root / "user_ed25519.pub").read_text())
-        port = free_port()
-        user = getpass.getuser()
-        config = root / "sshd_config"
-        config.write_text(
+        server = cls(root=root, port=free_port(), user=getpass.getuser())
+        (root / "sshd_config").write_text(
             "\n".join(
                 [
                     "ListenAddress 127.0.0.1",
@@ -96,29 +100,44 @@ class LoopbackSshd:
         )
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        log = open(root / "sshd.log", "ab")  # noqa: SIM115  (owned by the child)
-        proc = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(config), "-p", str(port)],
+        server._spawn(timeout_s)
+        return server
+
+    def _spawn(self, timeout_s: float) -> None:
+        """Start sshd on ``self.port`` and wait until it greets."""
+        log = open(self.root / "sshd.log", "ab")  # noqa: SIM115  (owned by the child)
+        self.proc = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(self.root / "sshd_config"), "-p", str(self.port)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
         )
         log.close()
-        server = cls(root=root, port=port, user=user, proc=proc)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"sshd exited with {proc.returncode}: {(root / 'sshd.log').read_text()[-500:]}"
-                )
+            if self.proc.poll() is not None:
+                tail = (self.root / "sshd.log").read_text()[-500:]
+                raise RuntimeError(f"sshd exited with {self.proc.returncode}: {tail}")
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                     if s.recv(4).startswith(b"SSH-"):
-                        return server
+                        return
             except OSError:
                 time.sleep(0.05)
-        server.stop()
-        raise RuntimeError(f"sshd did not start listening on port {port}")
+        self.stop()
+        raise RuntimeError(f"sshd did not start listening on port {self.port}")
+
+    def use_host_key(self, key: Path, *, timeout_s: float = 15.0) -> None:
+        """Restart on the same port presenting ``key`` (a box reinstalled, or an impostor).
+
+        ``key`` is a private key file made by ``ssh-keygen``; its ``.pub`` must sit beside it.
+        """
+        self.stop()
+        for suffix in ("", ".pub"):
+            dest = self.root / f"host_ed25519{suffix}"
+            shutil.copyfile(f"{key}{suffix}", dest)
+            os.chmod(dest, 0o600)
+        self._spawn(timeout_s)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

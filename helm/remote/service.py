@@ -21,7 +21,9 @@ import logging
 import time
 from collections import defaultdict
 
+from helm.daemon import FaultStreak
 from helm.models import dispatch
+from helm.models.errors import write_fault
 from helm.models.states import TERMINAL_JOB
 from helm.models.tables import Host, Job
 from helm.remote.backend import Box, BoxError
@@ -68,6 +70,8 @@ class DispatchService:
         self._tick_lock = asyncio.Lock()
         self._done_offsets: dict[tuple[str, int], int] = {}  # (host, connection) -> bytes read
         self._poked: asyncio.Task | None = None
+        self._drops: set[int] = set()  # ended jobs whose secrets are still to be dropped
+        self._drop_fault = FaultStreak(self.log, "dropping an ended job's secrets")
         self.ctx = WatchContext(
             ws=ws,
             store=self.store,
@@ -79,7 +83,9 @@ class DispatchService:
 
     # Life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self._monitor = asyncio.create_task(self._watch_done_logs(), name="helm-done-logs")
+        """Begin watching; the daemon calls it again should it fail (e.g. a full disk)."""
+        if self._monitor is None or self._monitor.done():
+            self._monitor = asyncio.create_task(self._watch_done_logs(), name="helm-done-logs")
         await self.tick()
 
     async def stop(self) -> None:
@@ -116,6 +122,8 @@ class DispatchService:
         hosts = {h.name: h for h in fleet.hosts}
         self.cancel_ids = fleet.cancel_ids
         self._reap_watchers()
+        if self._drops:
+            await self._drop_secrets()
         cancel_queued = [j.id for j in fleet.queued if j.cancel_requested and j.id is not None]
         if cancel_queued:
             await self.gate(dispatch.cancel_queued, self.store, cancel_queued)
@@ -133,7 +141,13 @@ class DispatchService:
         key = box_key(host)
         entry = self.boxes.get(host.name)
         if entry is None or entry[0] != key:
-            entry = (key, make_box(self.ws, host, keepalive_s=self.settings.keepalive_s))
+            box = make_box(
+                self.ws,
+                host,
+                keepalive_s=self.settings.keepalive_s,
+                sftp_timeout_s=self.settings.sftp_timeout_s,
+            )
+            entry = (key, box)
             self.boxes[host.name] = entry
         return entry[1]
 
@@ -155,8 +169,20 @@ class DispatchService:
         """A try's end is recorded (``job``: the row as it now is). The job's secrets are kept
         for its retries, then dropped; a pass runs now so its GPUs do not wait for a tick."""
         if job is None or job.state in TERMINAL_JOB:
-            await self.gate(SecretStore(self.ws.root).drop, f"job:{job_id}")
+            self._drops.add(job_id)
+            await self._drop_secrets()
         self.poke()
+
+    async def _drop_secrets(self) -> None:
+        """Drop ended jobs' secrets; a write that fails (full disk) is retried next tick."""
+        for job_id in sorted(self._drops):
+            try:
+                await self.gate(SecretStore(self.ws.root).drop, f"job:{job_id}")
+            except OSError as exc:
+                self._drop_fault.failed(write_fault(exc) or str(exc))
+                return
+            self._drops.discard(job_id)
+            self._drop_fault.ok()
 
     def _reap_watchers(self) -> None:
         for job_id, (task, _) in list(self.watchers.items()):

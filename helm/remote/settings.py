@@ -24,6 +24,7 @@ class RemoteSettings:
     check_every_s: float = 600.0  # host checks (0: only when asked)
     heartbeat_s: float = 5.0  # how often live jobs' heartbeat_at is written
     keepalive_s: float = 5.0  # SSH keep-alive interval; a silent peer is dead after 3 misses
+    sftp_timeout_s: float = 30.0  # one SFTP request unanswered this long: the connection is dropped
     reserve_after_s: float = 60.0  # a job that waited this long gets a host drained for it
     agent_gpu_share: float = 0.5  # one agent may hold this share of the fleet while others wait
     reap_every_s: float = 60.0  # look for stray tries of lost jobs on each connected box (0: off)

@@ -7,6 +7,13 @@ and a dropped connection is just an exception after which the watcher tries agai
 declared ``lost`` only when its box stays unreachable past ``lost_after_s``, or when its
 process is gone and left no exit code.
 
+Faults are named, never guessed at. A box that refuses a file (upload, launch) or a job that
+fails or vanishes is probed (``check.disk_problem``): "No space left on device on box: ..."
+or "Read-only file system ..." becomes the job's error. A full workspace here is waited out:
+store writes and log copies are retried (``_record``, the run loop) and never counted against
+the job. A try that died on a corrupt compile cache (``corrupt_cache_sign``) has helm's cache
+folders on that box quarantined and is retried once, as its history says.
+
 A watcher knows its dispatcher only through a ``WatchContext`` (settings, the store's gate,
 cancel requests, what to do once a try has ended), so this module never imports the service.
 """
@@ -17,17 +24,23 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
+import shlex
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from golf_task.log_summary import LogSummary
+from helm.daemon import FaultStreak
 from helm.models import dispatch
 from helm.models.engine import Store
+from helm.models.errors import write_fault
 from helm.models.states import JobState
 from helm.models.tables import Host, Job
 from helm.remote.backend import Box, BoxError, HostKeyError
+from helm.remote.check import disk_problem
 from helm.remote.gate import DbGate
 from helm.remote.hosts import host_env, python_for
 from helm.remote.launch import (
@@ -35,14 +48,14 @@ from helm.remote.launch import (
     JOBS_DIR,
     LOG_FILE,
     PID_FILE,
-    RUN_SCRIPT,
+    compile_cache_env,
     done_log,
     job_environment,
     kill_command,
     launch_argv,
     launch_command,
+    launch_files,
     remote_job_dir,
-    run_script,
 )
 from helm.remote.logstream import LogStream
 from helm.remote.secrets import SecretStore, resolve_env
@@ -52,6 +65,7 @@ from helm.workspace import Workspace
 CHUNK = 1 << 20
 ARTIFACT_SUFFIXES = (".txt", ".ptz", ".pt", ".json", ".log")
 MAX_HELPER_FAILURES = 3
+T = TypeVar("T")
 
 
 class LaunchError(Exception):
@@ -89,6 +103,7 @@ class JobWatcher:
         self.last_seen: float | None = None
         self._trouble_since: float | None = None
         self._kill: tuple[str, float, bool] | None = None  # reason, TERM sent at, KILL sent
+        self._ws_fault = FaultStreak(self.log, f"job {self.id}: writing to the workspace")
 
     # Driver -----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -109,6 +124,11 @@ class JobWatcher:
                 await self._end(JobState.FAILED, None, f"launch failed: {exc}", None)
                 return
             except Exception as exc:
+                fault = write_fault(exc)
+                if fault is not None:  # our disk is full: the job is fine, wait for room
+                    self._ws_fault.failed(fault)
+                    await asyncio.sleep(self.ctx.settings.retry_s)
+                    continue
                 failures += 1
                 self.log.exception("job %s: unexpected error", self.id)
                 if failures >= MAX_HELPER_FAILURES:
@@ -128,8 +148,24 @@ class JobWatcher:
             return
         self.log.warning("job %s lost: %s", self.id, reason)
         ctx = self.ctx
-        job = await ctx.gate(dispatch.lost, ctx.store, ctx.ws.jobs_dir, self.id, reason)
+        job = await self._record(dispatch.lost, ctx.store, ctx.ws.jobs_dir, self.id, reason)
         await ctx.ended(self.id, job)
+
+    async def _record(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A store write that must land: retried while the workspace's disk is full (or the
+        store says so), any other error raised."""
+        while True:
+            try:
+                result = await self.ctx.gate(fn, *args, **kwargs)
+            except Exception as exc:
+                fault = write_fault(exc)
+                if fault is None:
+                    raise
+                self._ws_fault.failed(fault)
+                await asyncio.sleep(self.ctx.settings.retry_s)
+                continue
+            self._ws_fault.ok()
+            return result
 
     async def _drive(self) -> None:
         await self.box.ensure()
@@ -149,6 +185,20 @@ class JobWatcher:
         return workdir
 
     async def _stage(self) -> bool:
+        """Upload and launch; a box that refuses a file says why (full or read-only disk)."""
+        try:
+            return await self._launch()
+        except BoxError:
+            raise
+        except Exception as exc:
+            problem = await disk_problem(
+                self.box, self.remote_dir or self.host.workdir, host=self.host.name
+            )
+            if problem is None:
+                raise
+            raise LaunchError(problem) from exc
+
+    async def _launch(self) -> bool:
         job = self.job
         if self.remote_dir is None:
             # Deterministic (workdir, id, try): a restaged job finds its own pid file, so the
@@ -162,17 +212,18 @@ class JobWatcher:
                 await self._end(JobState.CANCELLED, None, "cancelled before it started", None)
                 return False
             await self.box.put_tree(Path(job.code_dir), rdir)
-            script = run_script(
-                self._environment(),
+            files = launch_files(
+                self._environment(workdir),
                 launch_argv(python_for(self.host), self.host.launcher, job.gpus, job.entry),
                 done_log=done_log(workdir),
             )
-            await self.box.write_bytes(f"{rdir}/{RUN_SCRIPT}", script.encode(), mode=0o700)
+            for name, (data, mode) in files.items():  # the env file (0600), then the wrapper
+                await self.box.write_bytes(f"{rdir}/{name}", data, mode=mode)
             res = await self.box.run(launch_command(rdir), timeout=60)
             pid = _pid(res.stdout)
             if not res.ok or pid is None:
                 raise LaunchError((res.stderr or res.stdout).strip()[-300:] or "no pid")
-        started = await self.ctx.gate(
+        started = await self._record(
             dispatch.mark_running, self.ctx.store, self.id, pid, job.host, rdir
         )
         if started is not None:
@@ -180,7 +231,7 @@ class JobWatcher:
         self.log.info("job %s running on %s as pid %s", self.id, self.host.name, pid)
         return True
 
-    def _environment(self) -> dict[str, str]:
+    def _environment(self, workdir: str) -> dict[str, str]:
         job = self.job
         stored = json.loads(job.env_json or "{}")
         env = resolve_env(stored, SecretStore(self.ctx.ws.root).get(f"job:{self.id}"))
@@ -191,6 +242,7 @@ class JobWatcher:
             seed=job.seed,
             data_dir=self.host.data_dir,
             gpu_ids=json.loads(job.gpu_ids_json or "[]"),
+            workdir=workdir,
         )
 
     # Follow ---------------------------------------------------------------------------------
@@ -244,9 +296,10 @@ class JobWatcher:
             if len(data) < CHUNK:
                 break
         if got:
-            await self.ctx.gate(
+            await self._record(
                 dispatch.save_progress, self.ctx.store, self.id, stream.offset, stream.summary
             )
+            self.job.log_offset = stream.offset  # a re-drive (after a failed write) starts here
 
     async def _maybe_kill(self, pid: int) -> None:
         s = self.ctx.settings
@@ -270,7 +323,9 @@ class JobWatcher:
         if self._kill is not None:
             await self._finish(stream, self.remote_dir or "", None)
             return
-        await self._give_up("the job's process is gone and left no exit code")
+        reason = "the job's process is gone and left no exit code"
+        problem = await disk_problem(self.box, self.remote_dir or "", host=self.host.name)
+        await self._give_up(f"{problem}: {reason}" if problem else reason)
 
     async def _finish(self, stream: LogStream, rdir: str, exit_code: int | None) -> None:
         summary = stream.finish()
@@ -286,6 +341,16 @@ class JobWatcher:
             last = stream.tail(1).strip()
             error = f"exit code {exit_code}" + (f": {last[-200:]}" if last else "")
             state = JobState.FAILED
+            problem = await disk_problem(self.box, rdir, host=self.host.name) if rdir else None
+            sign = corrupt_cache_sign(stream.tail(), exit_code)
+            if problem is not None:
+                error = f"exit code {exit_code}: {problem}"
+            elif sign is not None and rdir:
+                note = await self._cache_retry(rdir, sign)
+                if note is None:  # requeued on a fresh cache
+                    self.box.forget(f"{rdir}/{LOG_FILE}")
+                    return
+                error = f"exit code {exit_code}: {note}"
         await self._end(state, exit_code, error, stream, summary=summary)
         if rdir:
             self.box.forget(f"{rdir}/{LOG_FILE}")
@@ -310,7 +375,7 @@ class JobWatcher:
     ) -> None:
         offset = stream.offset if stream is not None else self.job.log_offset
         tail = stream.tail() if stream is not None else None
-        job = await self.ctx.gate(
+        job = await self._record(
             dispatch.finish,
             self.ctx.store,
             self.id,
@@ -323,6 +388,73 @@ class JobWatcher:
         )
         self.log.info("job %s %s%s", self.id, state, f" ({error})" if error else "")
         await self.ctx.ended(self.id, job)
+
+    # A corrupt compile cache ----------------------------------------------------------------
+    async def _cache_retry(self, rdir: str, sign: str) -> str | None:
+        """Quarantine helm's compile caches on the box and requeue the job once.
+
+        Returns None when the job was requeued, else the note for its failure (no cache of
+        helm's to set aside, or the job had its one cache retry already).
+        """
+        workdir = rdir.rsplit(f"/{JOBS_DIR}/", 1)[0]
+        env = self._environment(workdir)
+        # only helm's own folders: a cache the user pointed a job at is theirs to judge
+        ours = [v for k, v in compile_cache_env(workdir).items() if env.get(k) == v]
+        res = await self.box.run(quarantine_script(ours, f"job{self.id}"), timeout=60)
+        moved = [line.split(" -> ", 1) for line in res.stdout.splitlines() if " -> " in line]
+        if not moved:
+            return f"corrupt compile cache? ({sign}); no cache of helm's to set aside"
+        aside = ", ".join(f"{old} as {new}" for old, new in moved)
+        note = f"{dispatch.CACHE_RETRY} ({sign}): quarantined {aside}"
+        ctx = self.ctx
+        job = await self._record(
+            dispatch.retry_for_cache, ctx.store, ctx.ws.jobs_dir, self.id, f"{note}; retrying"
+        )
+        self.log.warning("job %s: %s%s", self.id, note, "; retrying" if job else "")
+        if job is None:
+            return f"{note} (again: it had its one retry on a fresh cache)"
+        await ctx.ended(self.id, job)
+        return None
+
+
+# What a try that died on a corrupt compile cache leaves at the end of its log: the loader's
+# words for a truncated or half-written .so (a linker killed mid-write writes no ELF header),
+# or the caches' own complaint. Only in a log that shows a compile (inductor or triton).
+_CACHE_SIGNS = (
+    ("invalid ELF header", re.compile(r"invalid ELF header")),
+    ("file too short", re.compile(r"file too short")),
+    ("corrupted cache entry", re.compile(r"(?i)corrupt\w*\b.{0,80}cache|cache.{0,80}corrupt")),
+    ("killed by SIGBUS", re.compile(r"Signal 7 \(SIGBUS\)|exitcode\s*:\s*-7\b")),
+)
+_COMPILING = re.compile(r"(?i)inductor|triton")
+SIGBUS_EXIT = 128 + 7  # sh's status for a child killed by SIGBUS (a mapped .so cut short)
+
+
+def corrupt_cache_sign(tail: str, exit_code: int | None) -> str | None:
+    """Why a failed try looks like a corrupt compile cache entry, or None.
+
+    A truncated kernel can also kill the process outright with SIGBUS (its pages are mapped
+    before they are read), which leaves nothing in the log but the exit status.
+    """
+    if exit_code == 0 or exit_code is None:
+        return None
+    if exit_code == SIGBUS_EXIT:
+        return "killed by SIGBUS"
+    for sign, pattern in _CACHE_SIGNS:
+        if pattern.search(tail) and (sign == "killed by SIGBUS" or _COMPILING.search(tail)):
+            return sign
+    return None
+
+
+def quarantine_script(folders: list[str], tag: str) -> str:
+    """Rename each existing folder to ``<folder>.corrupt-<time>-<tag>`` (kept for inspection;
+    the next job starts a fresh one) and print ``<folder> -> <new name>`` for each."""
+    lines = ["stamp=$(date +%Y%m%d-%H%M%S)"]
+    for folder in folders:
+        q = shlex.quote(folder)
+        new = f'{q}.corrupt-"$stamp"-{shlex.quote(tag)}'
+        lines.append(f'if [ -d {q} ] && mv {q} {new}; then echo {q} "->" {new}; fi')
+    return "\n".join(lines + ["exit 0", ""])
 
 
 def _pid(text: str | None) -> int | None:

@@ -220,7 +220,9 @@ def _host(r: dict[str, Any], busy_ids: set[int]) -> HostView:
 def _base(db: Db, pin: Row | None) -> tuple[float | None, frozenset[int]]:
     """The pinned base's score and the runs that are the base (same commit, or the pinned run).
 
-    A base that no run of ours scored (a community PR) takes the score of its latest audit.
+    A base that no run of ours scored (a community PR) takes the score its latest audit
+    *reproduced*; a claim alone is not a score (helm ranks and compares logged scores only),
+    so an unreproduced PR base has none and every Δ against it stays empty.
     """
     if pin is None:
         return None, frozenset()
@@ -236,7 +238,7 @@ def _base(db: Db, pin: Row | None) -> tuple[float | None, frozenset[int]]:
         return min(scores), ids
     audit = latest_audit(db, str(pin["ref"]))
     if audit is not None:
-        return audit["reproduced_bpb"] or audit["claimed_bpb"], ids
+        return audit["reproduced_bpb"], ids
     return None, ids
 
 

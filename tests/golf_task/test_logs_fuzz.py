@@ -51,6 +51,17 @@ POOL = [
     "model_params:17059912",
     "=" * 100,
     "  ttt_chunk [1/1893] bpb=1.161909 time=0.5s",
+    # echoed source: where an echo starts, strings that hold log lines, and look-alikes
+    '"""helm\'s training script',
+    '"""',
+    "# a comment",
+    "import os",
+    "from pathlib import Path",
+    "EXAMPLE = '''final_x val_loss:1.0 val_bpb:0.5",
+    "'''",
+    'final_score = "final_x val_loss:1.0 val_bpb:0.5"',
+    'msg = "a \\',
+    "final_int8_zlib_roundtrip_exact val_loss:2.07269931 val_bpb:1.22\x00\x00",
     "",
 ]
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"

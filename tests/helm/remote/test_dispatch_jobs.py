@@ -285,7 +285,12 @@ async def test_job_whose_host_row_is_gone_is_lost_and_forgets_its_secrets(ws: Wo
 async def test_queued_cancel_and_unplaceable_job(backend_ws: Workspace) -> None:
     ws = backend_ws
     big = _submit(ws, "print(1)\n", gpus=8)
+    from dispatch_helpers import add_local_host
+
+    add_local_host(ws, "nowhere")  # submit_job refuses an unknown host: this one goes after
     queued = _submit(ws, "print(1)\n", host="nowhere")
+    with ws.db(write=True) as db:
+        delete_host(db, "nowhere")
     async with Dispatcher(ws):
         await wait_until(ws, big, lambda j: bool(j.error))
         await wait_until(ws, queued, lambda j: bool(j.error))

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helm.remote.launch import (
+    ENV_FILE,
     EXIT_FILE,
     LOG_FILE,
     PID_FILE,
@@ -24,7 +25,7 @@ from helm.remote.launch import (
     kill_command,
     launch_argv,
     launch_command,
-    run_script,
+    launch_files,
 )
 from helm.remote.loopback import LoopbackSshd
 from helm.remote.ssh import SshBox
@@ -57,9 +58,17 @@ def _run_wrapper(tmp: Path, env: dict[str, str]) -> dict[str, str]:
     tmp.mkdir(parents=True, exist_ok=True)
     for name in (LOG_FILE, EXIT_FILE, PID_FILE):
         (tmp / name).unlink(missing_ok=True)
-    (tmp / RUN_SCRIPT).write_text(run_script(env, ["env", "-0"], done_log=str(tmp / "done.log")))
+    files = launch_files(env, ["env", "-0"], done_log=str(tmp / "done.log"))
+    for name, (data, _mode) in files.items():
+        (tmp / name).write_bytes(data)
+    # the wrapper holds no value: it is the same whatever the environment
+    assert (
+        files[RUN_SCRIPT]
+        == launch_files({}, ["env", "-0"], done_log=str(tmp / "done.log"))[RUN_SCRIPT]
+    )
     subprocess.run(["sh", RUN_SCRIPT], cwd=tmp, check=True, timeout=10)
     assert (tmp / EXIT_FILE).read_text().strip() == "0"
+    assert not (tmp / ENV_FILE).exists()  # read, then removed before the job started
     pairs = (tmp / LOG_FILE).read_bytes().decode().split("\0")
     seen = dict(p.split("=", 1) for p in pairs if p)
     return {k: v for k, v in seen.items() if k.startswith("HX_")}
@@ -89,7 +98,8 @@ names = st.text(
 def test_launch_command_quotes_the_folder(tmp_path: Path, name: str) -> None:
     rdir = tmp_path / "jobs" / name
     rdir.mkdir(parents=True, exist_ok=True)
-    (rdir / RUN_SCRIPT).write_text(run_script({}, ["true"], done_log=str(tmp_path / "done.log")))
+    for file, (data, _mode) in launch_files({}, ["true"], done_log=str(tmp_path / "d")).items():
+        (rdir / file).write_bytes(data)
     out = subprocess.run(
         ["sh", "-c", launch_command(str(rdir), wait_s=5)],
         capture_output=True,

@@ -95,11 +95,22 @@ def test_the_latest_pin_is_the_base(campaign: Workspace) -> None:
     snap = data.load_snapshot(campaign, clock=lambda: T0)
     assert snap.pin is not None and snap.pin["ref"] == "train_gpt.py"
     assert snap.base_run_ids == frozenset({7}) and snap.base_bpb == pytest.approx(1.2244 - 0.028)
-    with campaign.store.write() as s:  # a community PR no run of ours scored: its audit
-        s.add(Audit(ref="openai/parameter-golf#9", verdict="real", claimed_bpb=1.11))
+    with campaign.store.write() as s:  # a community PR no run of ours scored, only claimed
+        s.add(Audit(ref="openai/parameter-golf#9", verdict="unverified", claimed_bpb=1.11))
         s.add(Pin(kind="pr", ref="openai/parameter-golf#9", commit=None, created_at=T0 - 5))
     snap = data.load_snapshot(campaign, clock=lambda: T0)
-    assert snap.base_run_ids == frozenset() and snap.base_bpb == pytest.approx(1.11)
+    assert snap.base_run_ids == frozenset() and snap.base_bpb is None  # a claim is no score
+    with campaign.store.write() as s:  # its audit reran it: that score is the base's
+        s.add(
+            Audit(
+                ref="openai/parameter-golf#9",
+                verdict="real",
+                claimed_bpb=1.11,
+                reproduced_bpb=1.1123,
+            )
+        )
+    snap = data.load_snapshot(campaign, clock=lambda: T0)
+    assert snap.base_bpb == pytest.approx(1.1123)
 
 
 def test_run_detail_and_plot_points(campaign: Workspace) -> None:

@@ -1,0 +1,130 @@
+"""A compile cache left corrupt by an interrupted write, for real: the tiny CPU preset with
+``COMPILE=1`` (torch.compile, inductor, gcc), one cached kernel's ELF header zeroed (what a
+linker killed mid-write leaves: it writes the header last), then helm's own recovery.
+
+The first compile (about 90 s on one core) fills a pristine cache once per source version and
+torch version, kept beside the other session caches (``HELM_TEST_CACHE``); the test copies it
+into the box's cache folder, so a run of the test costs the one compile of the retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from dispatch_helpers import add_local_host, wait_state
+
+from golf_task.presets import TINY_CPU_ENV, tiny_env
+from helm.models import dispatch
+from helm.models.jobs import job_events
+from helm.remote.jobs import submit_job
+from helm.remote.launch import compile_cache_env
+from helm.remote.scheduler import Placement
+from helm.remote.watcher import corrupt_cache_sign
+from helm.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[3]
+TRAIN = REPO / "golf_task" / "train_gpt.py"
+COMPILED = {**TINY_CPU_ENV, "COMPILE": "1"}
+SEED = 1337
+
+
+@pytest.fixture(scope="session")
+def pristine_cache(tiny_data_dir: Path, cross_process_lock) -> Path:  # noqa: ANN001
+    """``cache/inductor`` and ``cache/triton`` of one compiled tiny run (built once, shared)."""
+    h = hashlib.sha256(f"{sys.version} torch {version('torch')}".encode())
+    for path in (TRAIN, REPO / "golf_task" / "presets.py"):
+        h.update(path.read_bytes())
+    base = Path(os.environ.get("HELM_TEST_CACHE") or Path("/tmp") / "helm-test-cache")
+    root = base / f"inductor-{h.hexdigest()[:16]}"
+    with cross_process_lock(Path(str(root) + ".lock")):
+        if (root / "done").is_file():
+            return root / "cache"
+        shutil.rmtree(root, ignore_errors=True)
+        (root / "run").mkdir(parents=True)
+        shutil.copyfile(TRAIN, root / "run" / "train_gpt.py")
+        env = tiny_env(tiny_data_dir, **COMPILED, RUN_ID="fill", SEED=SEED)
+        env.update(compile_cache_env(str(root)))
+        proc = subprocess.run(
+            [sys.executable, "train_gpt.py"],
+            cwd=root / "run",
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=800,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (root / "done").write_text("ok\n")
+        return root / "cache"
+
+
+def test_corrupt_cache_signs_in_a_log_tail() -> None:
+    """What counts as a corrupt cache entry (the slow test below meets the first for real)."""
+    elf = "ImportError: /w/cache/inductor/2i/c2ib.main.so: invalid ELF header"
+    assert corrupt_cache_sign(elf, 1) == "invalid ELF header"
+    assert corrupt_cache_sign("OSError: /w/cache/inductor/x.so: file too short", 1)
+    assert corrupt_cache_sign("torch._inductor.exc: ... cache entry is corrupted", 1)
+    assert corrupt_cache_sign("step:3/50 train_loss:7.1", 135) == "killed by SIGBUS"
+    assert corrupt_cache_sign("ValueError: bad learning rate", 1) is None
+    assert corrupt_cache_sign("invalid ELF header", 0) is None  # a job that succeeded
+
+
+@pytest.mark.engines
+def test_the_cache_retry_is_once_per_job_and_not_one_of_its_attempts(ws: Workspace) -> None:
+    job = submit_job(ws, ws.store, {"train_gpt.py": "print(1)\n"}, max_attempts=1)
+    assert job.id is not None
+    note = f"{dispatch.CACHE_RETRY} (invalid ELF header): quarantined /w/cache/inductor as X"
+
+    def try_and_fail() -> dispatch.Job | None:
+        (placed,) = dispatch.claim(ws.store, [Placement(job.id or 0, "box", (0,))])
+        dispatch.mark_running(ws.store, job.id or 0, 4242, "box", f"/w/jobs/{job.id}")
+        return dispatch.retry_for_cache(ws.store, ws.jobs_dir, job.id or 0, note)
+
+    again = try_and_fail()
+    assert again is not None and again.state == "queued" and again.attempts == 1
+    assert again.error == f"requeued after: {note}"
+    assert try_and_fail() is None  # its second corrupt cache: the watcher fails it
+    with ws.db(write=False) as db:
+        messages = [e["message"] for e in job_events(db, job.id)]
+    assert messages.count(note) == 1 and "retry 2: once, on a fresh cache" in messages
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+async def test_corrupt_inductor_cache_is_quarantined_and_the_job_retried(
+    ws: Workspace, tiny_data_dir: Path, pristine_cache: Path, tmp_path: Path
+) -> None:
+    from dispatch_helpers import Dispatcher
+
+    work = tmp_path / "box"
+    add_local_host(ws, gpus=1, workdir=str(work), data=str(tiny_data_dir))
+    caches = compile_cache_env(str(work))
+    inductor = Path(caches["TORCHINDUCTOR_CACHE_DIR"])
+    assert inductor.is_relative_to(work)  # helm's own folder, under the campaign's work folder
+    shutil.copytree(pristine_cache, inductor.parent)
+    victim = sorted(inductor.rglob("*.main.so"))[0]
+    with open(victim, "r+b") as fh:
+        fh.write(b"\0" * 64)  # the ELF header a killed linker never wrote
+    job = submit_job(
+        ws, ws.store, [TRAIN], env=COMPILED, seed=SEED, time_limit_s=800, max_attempts=1
+    )
+    assert job.id is not None
+    async with Dispatcher(ws):
+        done = await wait_state(ws, job.id, "succeeded", "failed", "lost", timeout=850)
+    first = (ws.job_dir(job.id) / "train.try1.log").read_text()
+    assert "invalid ELF header" in first  # the first try met the corrupt entry for real
+    assert done.state == "succeeded", f"{done.error}\n{first[-2000:]}"
+    assert done.attempts == 2  # one retry, though max_attempts is 1: it is the cache's
+    with ws.db(write=False) as db:
+        events = "\n".join(e["message"] for e in job_events(db, job.id))
+    assert "corrupt compile cache (invalid ELF header)" in events and "quarantined" in events
+    aside = [p for p in inductor.parent.iterdir() if p.name.startswith("inductor.corrupt-")]
+    assert len(aside) == 1 and str(aside[0]) in events  # kept for inspection, and named
+    assert (aside[0] / victim.relative_to(inductor)).read_bytes()[:64] == b"\0" * 64
+    assert any(inductor.rglob("*.main.so"))  # the retry compiled into a fresh folder of helm's
