@@ -86,7 +86,7 @@ def test_job_run_masks_every_credential_name(
     ws.config_path.write_text('[secrets]\nnames = ["CORP_THING"]\n')
     monkeypatch.setenv("LOGIN", "from-my-shell-77a")
     job = _job(
-        helm, str(src), *env, "--env", "CORP_THING=corp-9c1", "--env", "LR=0.1",
+        helm, str(src), *env, "--env", "CORP_THING=corp-9c1", "--env", "LR=0.0421337",
         "--secret", "LOGIN", "--secret", "LR", "--env", "NOTE=plain",
     )  # fmt: skip
     assert job["env"] == {
@@ -95,7 +95,12 @@ def test_job_run_masks_every_credential_name(
     }  # fmt: skip
     shown = json.dumps(helm("runs", "--json").json()) + json.dumps(job)
     scoped = SecretStore(ws.root).get(f"job:{job['id']}")
-    assert scoped == {**values, "CORP_THING": "corp-9c1", "LOGIN": "from-my-shell-77a", "LR": "0.1"}
+    assert scoped == {
+        **values,
+        "CORP_THING": "corp-9c1",
+        "LOGIN": "from-my-shell-77a",
+        "LR": "0.0421337",
+    }
     for secret in scoped.values():
         assert secret not in shown
         if not os.environ.get("HELM_DB_URL"):
