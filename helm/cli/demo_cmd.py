@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from helm.cli import common
 from helm.cli.common import CommandError, UsageError, add_leaf, bounded_float, print_json
+
+
+@contextmanager
+def _stoppable() -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop the demo cleanly (its agents, jobs and daemon), always.
+
+    A shell without job control starts background commands with SIGINT *ignored*, and Python
+    then leaves it ignored: a demo started from a script (``make demo &``, a test runner)
+    would shrug off Ctrl-C and run its agents to the end of ``--duration``. The demo owns its
+    processes, so it takes both signals for itself while it runs.
+    """
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    saved = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -31,11 +55,12 @@ def _demo(args: argparse.Namespace) -> int:
             raise CommandError("the TUI is not built into this helm; use --headless") from exc
     handle = demo.start(ws, args.agents, log)
     try:
-        if run_app is not None:
-            run_app(ws)
-        else:
-            log(f"running headless for {args.duration:.0f}s")
-            demo.watch(ws, handle, args.duration, log)
+        with _stoppable():
+            if run_app is not None:
+                run_app(ws)
+            else:
+                log(f"running headless for {args.duration:.0f}s")
+                demo.watch(ws, handle, args.duration, log)
     except KeyboardInterrupt:
         log("interrupted")
     finally:

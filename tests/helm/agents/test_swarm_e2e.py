@@ -90,6 +90,9 @@ def test_two_sweep_agents_follow_a_directive_and_a_pin(tmp_path: Path) -> None:
         stderr=log,
         text=True,
         start_new_session=True,
+        # as a shell without job control starts a background command (`make test &`): with
+        # SIGINT ignored, which the demo used to inherit and so ran on to its full duration
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     ws = Workspace(home)
     try:
@@ -124,8 +127,14 @@ def test_two_sweep_agents_follow_a_directive_and_a_pin(tmp_path: Path) -> None:
     finally:
         if demo.poll() is None:
             demo.send_signal(signal.SIGINT)
-        out, _ = demo.communicate(timeout=180)
-        log.close()
+        try:
+            out, _ = demo.communicate(timeout=180)
+        except subprocess.TimeoutExpired:  # never leave a demo training behind the suite
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.communicate(timeout=30)
+            raise
+        finally:
+            log.close()
     assert demo.returncode == 0, (tmp_path / "demo.err").read_text()[-3000:]
     summary = json.loads(out)
     for key in ("runs", "keeps", "crashes", "best_val_bpb", "insights"):
