@@ -42,7 +42,10 @@ ENV = {"OMP_NUM_THREADS": "1"}
 @pytest.fixture(scope="session")
 def pristine_cache(cross_process_lock) -> Path:  # noqa: ANN001
     """``cache/inductor`` and ``cache/triton`` of one compiled tiny job (built once, shared)."""
-    h = hashlib.sha256(f"{sys.version} torch {version('torch')} {COMPILED_JOB}".encode())
+    # inductor's cache keys include the interpreter's location: a cache filled by another
+    # venv would never be hit, and the corrupt entry never met
+    key = f"{sys.version} {sys.executable} {sys.prefix} torch {version('torch')} {COMPILED_JOB}"
+    h = hashlib.sha256(key.encode())
     base = Path(os.environ.get("HELM_TEST_CACHE") or Path("/tmp") / "helm-test-cache")
     root = base / f"inductor-{h.hexdigest()[:16]}"
     with cross_process_lock(Path(str(root) + ".lock")):
