@@ -38,6 +38,23 @@ from helm.remote.watcher import JobWatcher, WatchContext
 from helm.workspace import Workspace
 
 
+def spawn(coro, log: logging.Logger, what: str) -> asyncio.Task:  # noqa: ANN001
+    """A background task whose failure is logged once, never left for asyncio to report.
+
+    A task that dies with nobody awaiting it ends as "Task exception was never retrieved"
+    and a traceback in the daemon log at some later garbage collection: the dispatcher's own
+    side tasks (connects, checks, reaps, pokes) read their exception as soon as they end.
+    """
+    task = asyncio.create_task(coro, name=f"helm-{what}")
+
+    def done(t: asyncio.Task) -> None:
+        if not t.cancelled() and (exc := t.exception()) is not None:
+            log.error("%s failed: %r", what, exc)
+
+    task.add_done_callback(done)
+    return task
+
+
 class DispatchService:
     """The daemon's ``dispatch`` service: one ``tick`` places, attaches and checks."""
 
@@ -85,7 +102,7 @@ class DispatchService:
     async def start(self) -> None:
         """Begin watching; the daemon calls it again should it fail (e.g. a full disk)."""
         if self._monitor is None or self._monitor.done():
-            self._monitor = asyncio.create_task(self._watch_done_logs(), name="helm-done-logs")
+            self._monitor = spawn(self._watch_done_logs(), self.log, "done-logs")
         await self.tick()
 
     async def stop(self) -> None:
@@ -111,7 +128,7 @@ class DispatchService:
     def poke(self) -> None:
         """Run a pass now (a job just ended: its GPUs should not wait for the next tick)."""
         if self._poked is None or self._poked.done():
-            self._poked = asyncio.create_task(self.tick())
+            self._poked = spawn(self.tick(), self.log, "tick")
 
     async def tick(self) -> None:
         async with self._tick_lock:
@@ -154,7 +171,7 @@ class DispatchService:
     def _attach(self, job: Job, host: Host | None) -> None:
         assert job.id is not None
         if host is None:  # its host row was removed under it: nothing to reconnect to
-            task = asyncio.create_task(self._lose(job.id, f"host {job.host} removed"))
+            task = asyncio.create_task(self._lose(job.id, f"host {job.host} removed"))  # reaped
             self.watchers[job.id] = (task, None)
             return
         watcher = JobWatcher(self.ctx, job, host, self._box(host))
@@ -200,7 +217,9 @@ class DispatchService:
             return True
         task = self._connecting.get(host.name)
         if task is None or task.done():
-            self._connecting[host.name] = asyncio.create_task(self._connect(box))
+            self._connecting[host.name] = spawn(
+                self._connect(box), self.log, f"connect-{host.name}"
+            )
         return False
 
     async def _connect(self, box: Box) -> None:
@@ -303,7 +322,7 @@ class DispatchService:
             if now - self._checked_at.get(name, -1e18) < every:
                 continue
             self._checked_at[name] = now
-            self._checks[name] = asyncio.create_task(self.check_host(host))
+            self._checks[name] = spawn(self.check_host(host), self.log, f"check-{name}")
 
     def _schedule_reaps(self, hosts: dict[str, Host], active: list[Job]) -> None:
         """Now and then, on each connected box, stop tries of jobs that helm gave up on."""
@@ -325,7 +344,7 @@ class DispatchService:
                 for j in active
                 if j.host == name and j.id is not None
             ]
-            self._reaps[name] = asyncio.create_task(self._reap(host, entry[1], keep))
+            self._reaps[name] = spawn(self._reap(host, entry[1], keep), self.log, f"reap-{name}")
 
     async def _reap(self, host: Host, box: Box, keep: list[str]) -> None:
         try:
