@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from helm.models.db import Db, NotFound, Row, checked_columns, one
+from helm.models.db import Db, NotFound, Row, one, set_clause
 
 AGENT_COLUMNS = frozenset(
     {
@@ -94,16 +94,14 @@ def update_agent(db: Db, name: str, **fields: Any) -> None:
     """Set these columns of agent ``name`` (names checked against ``AGENT_COLUMNS``)."""
     if not fields:
         return
-    cols = checked_columns("agent", fields, AGENT_COLUMNS)
-    sets = ", ".join(f"{c} = :{k}" for c, k in zip(cols, fields, strict=True))
+    sets = set_clause("agent", fields, AGENT_COLUMNS)
     db.execute(f"UPDATE agent SET {sets} WHERE name = :name_", {**fields, "name_": name})
 
 
 def count_restart(db: Db, name: str, **fields: Any) -> None:
     """One more restart of agent ``name`` (in the same statement: no lost increment), and
     optionally other columns with it."""
-    cols = checked_columns("agent", fields, AGENT_COLUMNS)
-    sets = "".join(f", {c} = :{k}" for c, k in zip(cols, fields, strict=True))
+    sets = f", {set_clause('agent', fields, AGENT_COLUMNS)}" if fields else ""
     db.execute(
         f"UPDATE agent SET restarts = restarts + 1{sets} WHERE name = :name_",
         {**fields, "name_": name},

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -154,3 +154,15 @@ def checked_columns(table: str, names: Iterable[str], allowed: Iterable[str]) ->
     if bad:
         raise ValueError(f"not a column of {table}: {', '.join(bad)}")
     return [f'"{n}"' for n in names]
+
+
+def set_clause(table: str, fields: Mapping[str, Any], allowed: Iterable[str]) -> str:
+    """``"a" = :a, "b" = :b``: an UPDATE's assignments for ``fields`` (names checked)."""
+    cols = checked_columns(table, fields, allowed)
+    return ", ".join(f"{c} = :{k}" for c, k in zip(cols, fields, strict=True))
+
+
+def insert_sql(table: str, values: Mapping[str, Any], allowed: Iterable[str]) -> str:
+    """``INSERT INTO table ("a", "b") VALUES (:a, :b)`` for ``values`` (names checked)."""
+    cols = checked_columns(table, values, allowed)
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(f':{k}' for k in values)})"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from helm.models.db import Db, NotFound, Row, checked_columns, one
+from helm.models.db import Db, NotFound, Row, insert_sql, one, set_clause
 
 HOST_COLUMNS = frozenset(
     {
@@ -95,11 +95,7 @@ def insert_host(
         "created_at": time.time(),
         "check_json": "{}",
     }
-    cols = checked_columns("host", values, HOST_COLUMNS)
-    return db.insert(
-        f"INSERT INTO host ({', '.join(cols)}) VALUES ({', '.join(f':{k}' for k in values)})",
-        values,
-    )
+    return db.insert(insert_sql("host", values, HOST_COLUMNS), values)
 
 
 def edit_host(db: Db, name: str, /, **fields: Any) -> None:
@@ -107,8 +103,7 @@ def edit_host(db: Db, name: str, /, **fields: Any) -> None:
     if not fields:
         get_host(db, name)
         return
-    cols = checked_columns("host", fields, HOST_COLUMNS)
-    sets = ", ".join(f"{c} = :{k}" for c, k in zip(cols, fields, strict=True))
+    sets = set_clause("host", fields, HOST_COLUMNS)
     if db.execute(f"UPDATE host SET {sets} WHERE name = :name_", {**fields, "name_": name}) == 0:
         raise NotFound(f"no host {name!r}")
 

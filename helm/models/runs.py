@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from helm.models.db import Db, NotFound, Row, checked_columns, in_list, one
+from helm.models.db import Db, NotFound, Row, in_list, insert_sql, one, set_clause
 from helm.models.states import ENDED_RUN, FINISHED_RUN, IN_FLIGHT_RUN, RunStatus
 
 RUN_COLUMNS = frozenset(
@@ -199,19 +199,14 @@ def insert_run(db: Db, **fields: Any) -> int:
     Python bool, as the BOOLEAN column wants on PostgreSQL.
     """
     values = {**_RUN_DEFAULTS, "created_at": time.time(), **fields}
-    cols = checked_columns("run", values, RUN_COLUMNS)
-    return db.insert(
-        f"INSERT INTO run ({', '.join(cols)}) VALUES ({', '.join(f':{k}' for k in values)})",
-        values,
-    )
+    return db.insert(insert_sql("run", values, RUN_COLUMNS), values)
 
 
 def update_run(db: Db, run_id: int, **fields: Any) -> None:
     """Set these columns of run ``run_id`` (names checked against ``RUN_COLUMNS``)."""
     if not fields:
         return
-    cols = checked_columns("run", fields, RUN_COLUMNS)
-    sets = ", ".join(f"{c} = :{k}" for c, k in zip(cols, fields, strict=True))
+    sets = set_clause("run", fields, RUN_COLUMNS)
     db.execute(f"UPDATE run SET {sets} WHERE id = :id_", {**fields, "id_": int(run_id)})
 
 
