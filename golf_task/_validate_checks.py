@@ -7,6 +7,7 @@ the same ``add(name, status, message, **details)`` protocol applies.
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 from golf_task._validate_rules import (
     ARTIFACT_CAP_BYTES,
@@ -16,6 +17,7 @@ from golf_task._validate_rules import (
     Add,
     Folder,
     LogEntry,
+    ShippedCode,
     exact,
     is_number,
     logged_exact,
@@ -219,8 +221,18 @@ def _check_bytes_total(folder: Folder, add: Add) -> None:
     )
 
 
-def _code_name(files: list[str]) -> str:
+def _code_name(code: ShippedCode) -> str:
+    files = code.files
     return files[0] if files == ["train_gpt.py"] else f"the code it ships ({', '.join(files)})"
+
+
+def _form_note(code: ShippedCode) -> str:
+    """How the bytes were counted when train_gpt.py is the packed form (else nothing)."""
+    if code.packed is None:
+        return ""
+    size = len(code.packed.encode("utf-8"))
+    twin = f"; {code.readable}, the same source, is not counted" if code.readable else ""
+    return f" (train_gpt.py is the packed form of a {size:,}-byte source{twin})"
 
 
 def _check_bytes_code(folder: Folder, add: Add, *, logs_only: bool) -> None:
@@ -242,15 +254,15 @@ def _check_bytes_code(folder: Folder, add: Add, *, logs_only: bool) -> None:
         elif code is not None and logged:
             add("consistency.bytes_code", "pass", f"JSON bytes_code {code} matches the logs")
         return
-    size, files = measured
-    name = _code_name(files)
+    size, files = measured.size, measured.files
+    name, note = _code_name(measured), _form_note(measured)
     if code is None:
-        add("consistency.bytes_code", "warn", f"JSON has no bytes_code ({name}: {size})")
+        add("consistency.bytes_code", "warn", f"JSON has no bytes_code ({name}: {size}){note}")
     elif code != size:
         add(
             "consistency.bytes_code",
             "fail",
-            f"JSON bytes_code {code} but {name} is {size} bytes",
+            f"JSON bytes_code {code} but {name} is {size} bytes{note}",
             json=code,
             file=size,
             files=files,
@@ -259,10 +271,10 @@ def _check_bytes_code(folder: Folder, add: Add, *, logs_only: bool) -> None:
         add(
             "consistency.bytes_code",
             "warn",
-            f"{name} is {size} bytes but the logs ran code of {sorted(logged)} bytes",
+            f"{name} is {size} bytes{note} but the logs ran code of {sorted(logged)} bytes",
         )
     else:
-        add("consistency.bytes_code", "pass", f"bytes_code {code} = {name}'s size")
+        add("consistency.bytes_code", "pass", f"bytes_code {code} = {name}'s size{note}")
 
 
 def _check_artifact_sums(folder: Folder, add: Add) -> None:
@@ -279,7 +291,7 @@ def _check_artifact_sums(folder: Folder, add: Add) -> None:
 # ---------------------------------------------------------------------------- limits
 
 
-def _artifact(lg: LogEntry, code: tuple[int, list[str]] | None) -> dict | None:
+def _artifact(lg: LogEntry, code: ShippedCode | None) -> dict | None:
     """One log's artifact on the figures that can be trusted most: the code the folder ships,
     measured, plus the compressed model the log reported; the logged total when the code
     cannot be measured (logs only) or the log reported no model size. None: no figures."""
@@ -288,14 +300,14 @@ def _artifact(lg: LogEntry, code: tuple[int, list[str]] | None) -> dict | None:
     if model is None and s.bytes_total is not None and s.bytes_code is not None:
         model, source = s.bytes_total - s.bytes_code, f"{lg.rel}'s logged total - logged code"
     if code is not None and model is not None:
-        total = model + code[0]
+        total = model + code.size
         text = (
-            f"{lg.rel}: model {model:,} ({source}) + code {code[0]:,} "
-            f"(measured: {', '.join(code[1])}) = {total:,}"
+            f"{lg.rel}: model {model:,} ({source}) + code {code.size:,} "
+            f"(measured: {', '.join(code.files)}) = {total:,}"
         )
         if s.bytes_total is not None and s.bytes_total > total:
             total, text = s.bytes_total, text + f"; logged total {s.bytes_total:,}"
-        return {"log": lg.rel, "model": model, "code": code[0], "total": total, "text": text}
+        return {"log": lg.rel, "model": model, "code": code.size, "total": total, "text": text}
     if s.bytes_total is None:
         return None
     why = "code not measured" if code is None else "no model size logged"
@@ -318,8 +330,8 @@ def check_limits(folder: Folder, add: Add, *, logs_only: bool) -> None:
     if claim is not None and claim > ARTIFACT_CAP_BYTES:
         over.append(f"JSON {source}: {claim:,}")
     details = {
-        "measured_code": code[0] if code else None,
-        "code_files": code[1] if code else [],
+        "measured_code": code.size if code else None,
+        "code_files": code.files if code else [],
         "artifacts": [{k: v for k, v in a.items() if k != "text"} for a in figures],
     }
     claimed_missing = [r for r in missing if any(lg.rel == r and lg.claimed for lg in folder.logs)]
@@ -341,19 +353,41 @@ def check_limits(folder: Folder, add: Add, *, logs_only: bool) -> None:
     _time_limit(folder, add, "limits.eval_time", "eval_time_ms", EVAL_CAP_MS)
     script = folder.path / "train_gpt.py"
     if not logs_only and script.is_file():
-        try:
-            compile(script.read_bytes(), str(script), "exec", dont_inherit=True)
-        except (SyntaxError, ValueError) as exc:
-            where = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
-            add(
-                "code.compiles",
-                "fail",
-                f"train_gpt.py does not compile: {exc.msg}{where}"
-                if isinstance(exc, SyntaxError)
-                else f"train_gpt.py does not compile: {exc}",
-            )
-        else:
-            add("code.compiles", "pass", "train_gpt.py compiles")
+        _check_compiles(script, code.packed if code else None, add)
+
+
+def _compiles(source: bytes | str, where: str) -> str | None:
+    """None when ``source`` compiles, else why not (with the line)."""
+    try:
+        compile(source, where, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return f"{exc.msg} (line {exc.lineno})" if exc.lineno else str(exc.msg)
+    except ValueError as exc:  # null bytes
+        return str(exc)
+    return None
+
+
+def _check_compiles(script: Path, packed: str | None, add: Add) -> None:
+    """train_gpt.py compiles, and so does the source inside it when it is the packed form
+    (the wrapper compiles whatever it carries only when it runs, on the GPUs)."""
+    why = _compiles(script.read_bytes(), str(script))
+    if why is not None:
+        add("code.compiles", "fail", f"train_gpt.py does not compile: {why}")
+        return
+    if packed is None:
+        add("code.compiles", "pass", "train_gpt.py compiles")
+        return
+    why = _compiles(packed, "train_gpt.py")
+    size = len(packed.encode("utf-8"))
+    if why is not None:
+        add(
+            "code.compiles",
+            "fail",
+            f"train_gpt.py is the packed form, and its {size:,}-byte source does not "
+            f"compile: {why}",
+        )
+    else:
+        add("code.compiles", "pass", f"train_gpt.py and the {size:,}-byte source it packs compile")
 
 
 def _time_limit(folder: Folder, add: Add, name: str, attr: str, cap_ms: int) -> None:

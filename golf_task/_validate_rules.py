@@ -7,6 +7,7 @@ folder: a broken submission is a report, not a traceback.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -26,6 +27,7 @@ from golf_task.limits import (  # noqa: F401  (re-exported through golf_task.val
     TRAIN_CAP_MS,
 )
 from golf_task.logs import LogSummary, parse_file
+from golf_task.pack import READABLE_NAME, PackError, source_text, unpack
 
 Add = Callable[..., None]
 
@@ -238,19 +240,59 @@ def _shipped(path: Path, suffixes: set[str]) -> list[Path]:
     return found
 
 
-def measure_code(path: Path) -> tuple[int, list[str]] | None:
-    """The bytes of the code a folder ships (``train_gpt.py`` and any other source or built
-    extension in it), and those files; None when it ships none."""
+@dataclass(frozen=True)
+class ShippedCode:
+    """The code a folder ships and its bytes. A packed ``train_gpt.py`` (golf_task.pack)
+    counts its own bytes, as its log did; its source is ``packed``. A ``train_gpt_human.py``
+    that is exactly that source is code already counted, so it is left out (``readable``)."""
+
+    size: int
+    files: list[str]
+    packed: str | None = None
+    readable: str | None = None
+
+
+def packed_source(path: Path) -> str | None:
+    """The readable source of a folder's ``train_gpt.py`` when it is the packed form."""
+    try:
+        return _unpacked((path / "train_gpt.py").read_bytes())
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=8)  # several checks ask; keyed on the bytes, never stale
+def _unpacked(data: bytes) -> str | None:
+    try:
+        return unpack(source_text(data))
+    except (UnicodeDecodeError, PackError):
+        return None  # not UTF-8, or no packer to recognise the form by
+
+
+def measure_code(path: Path) -> ShippedCode | None:
+    """The code a folder ships (``train_gpt.py`` and any other source or built extension in
+    it) and its bytes; None when it ships none."""
     files = _shipped(path, CODE_SUFFIXES)
     if not files:
         return None
-    sizes = []
+    packed = packed_source(path)
+    readable = None
+    twin = path / READABLE_NAME
+    if packed is not None and twin in files:
+        try:
+            same = source_text(twin.read_bytes()) == packed
+        except (OSError, UnicodeDecodeError):
+            same = False
+        if same:
+            files.remove(twin)
+            readable = READABLE_NAME
+    size = 0
     for p in files:
         try:
-            sizes.append(p.stat().st_size)
+            size += p.stat().st_size
         except OSError:
             continue
-    return sum(sizes), [p.relative_to(path).as_posix() for p in files]
+    names = [p.relative_to(path).as_posix() for p in files]
+    return ShippedCode(size, names, packed, readable)
 
 
 def _load_logs(folder: Folder) -> None:
@@ -380,7 +422,9 @@ def check_layout(folder: Folder, add: Add, *, logs_only: bool) -> None:
         add("layout.submission_json", "pass", folder.json_name or "")
     if not logs_only:
         if (folder.path / "train_gpt.py").is_file():
-            add("layout.train_gpt", "pass", "train_gpt.py present")
+            packed = packed_source(folder.path)
+            form = f" (packed: a {len(packed.encode()):,}-byte source)" if packed else ""
+            add("layout.train_gpt", "pass", f"train_gpt.py present{form}")
         else:
             add("layout.train_gpt", "fail", "train_gpt.py is missing")
     names = [lg.rel for lg in folder.logs]

@@ -1,21 +1,24 @@
-"""Token shards in the competition's format, a tiny offline dataset, and the real downloader.
+"""Token shards in the competition's format, the tokenizer variants, and a tiny offline dataset.
 
-Everything a box or a test needs to get data into the layout that ``train_gpt.py`` reads:
+Everything a box or a test needs to get data into the layout that ``train_gpt.py`` reads, for
+each tokenizer variant ``sp<N>`` (N = 1024, 4096, 8192 pieces):
 
-    DIR/datasets/fineweb10B_sp1024/fineweb_{train,val}_NNNNNN.bin
-    DIR/tokenizers/fineweb_1024_bpe.model (+ .vocab)
+    DIR/datasets/fineweb10B_sp<N>/fineweb_{train,val}_NNNNNN.bin
+    DIR/tokenizers/fineweb_<N>_bpe.model (+ .vocab)
 
 The shard reader/writer here is the reference; ``train_gpt.py`` carries a mirror of the reader
-(it must stay a single self-contained file), and the tests check that the two agree.
+(it must stay a single self-contained file), and the tests check that the two agree. The
+downloader of the published exports lives in ``golf_task.data_fetch``.
 
-    python -m golf_task.data tiny --out DIR         # offline, < 1 minute, deterministic
-    python -m golf_task.data fineweb --out DIR      # the real cached challenge data (internet)
+    python -m golf_task.data tiny --out DIR [--variant sp1024]     # offline, seconds
+    python -m golf_task.data fineweb --out DIR [--variant sp8192]  # the real data (internet)
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import hashlib
 import io
 import json
@@ -23,23 +26,30 @@ import os
 import random
 import sys
 import sysconfig
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from golf_task.variants import (  # noqa: F401 - re-exported: data's public names
+    DEFAULT_VARIANT,
+    TINY_VARIANT,
+    VARIANTS,
+    Variant,
+    check_variant,
+    dataset_subdir,
+    pieces,
+    tokenizer_subpath,
+)
+
 SHARD_MAGIC = 20240520
 SHARD_VERSION = 1
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
-DATASET_NAME = "fineweb10B_sp1024"
-TOKENIZER_NAME = "fineweb_1024_bpe"
-TINY_STAMP = "tiny_manifest.json"
+
 # Bump when the tiny corpus recipe changes, so an old DIR is rebuilt instead of reused.
-TINY_RECIPE_VERSION = 2
+TINY_RECIPE_VERSION = 3
 
 
 class ShardError(ValueError):
@@ -108,34 +118,45 @@ def shard_paths(data_path: Path, split: str) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------------------
-# Tiny offline dataset
+# Layout and the tiny offline dataset
 # --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class DataLayout:
-    """Where the trainer finds data and tokenizer inside a data dir (same for tiny and real)."""
+    """Where the trainer finds one variant's data and tokenizer inside a data dir.
+
+    The same for tiny and real data, so a dir can hold several variants side by side.
+    ``DataLayout(root)`` is the tiny preset's sp1024, as callers written before the variants
+    expect.
+    """
 
     root: Path
+    variant: str = TINY_VARIANT
+
+    def __post_init__(self) -> None:
+        check_variant(self.variant)
 
     @property
     def dataset_dir(self) -> Path:
-        return self.root / "datasets" / DATASET_NAME
+        return self.root / dataset_subdir(self.variant)
 
     @property
     def tokenizer_model(self) -> Path:
-        return self.root / "tokenizers" / f"{TOKENIZER_NAME}.model"
+        return self.root / tokenizer_subpath(self.variant)
+
+    @property
+    def tokenizer_vocab(self) -> Path:
+        return self.tokenizer_model.with_suffix(".vocab")
+
+    @property
+    def tiny_stamp(self) -> Path:
+        """The tiny build's manifest: one per variant, so rebuilding one leaves the rest."""
+        return self.root / f"tiny_manifest_{self.variant}.json"
 
 
-def collect_docstrings(stdlib_dir: Path | None = None, min_chars: int = 60) -> list[str]:
-    """Docstrings of the standard library, whitespace-collapsed, in a stable order.
-
-    Why docstrings: they are English prose about code, present on every machine with Python,
-    need no network, and read more like web text than source code does. Tests, IDLE, tkinter
-    and lib2to3 are skipped because they are mostly boilerplate. Collapsing whitespace keeps
-    pieces free of inner spaces, so the competition's byte rule counts them exactly.
-    """
-    root = Path(stdlib_dir or sysconfig.get_paths()["stdlib"])
+@functools.lru_cache(maxsize=4)
+def _docstrings(root: Path, min_chars: int) -> tuple[str, ...]:
     skip = {"test", "idlelib", "site-packages", "dist-packages", "lib2to3", "tkinter", "turtledemo"}
     docs: list[str] = []
     for path in sorted(root.rglob("*.py")):
@@ -154,15 +175,30 @@ def collect_docstrings(stdlib_dir: Path | None = None, min_chars: int = 60) -> l
                     text = " ".join(doc.split())
                     if len(text) >= min_chars:
                         docs.append(text)
-    return docs
+    return tuple(docs)
+
+
+def collect_docstrings(stdlib_dir: Path | None = None, min_chars: int = 60) -> list[str]:
+    """Docstrings of the standard library, whitespace-collapsed, in a stable order.
+
+    Why docstrings: they are English prose about code, present on every machine with Python,
+    need no network, and read more like web text than source code does. Tests, IDLE, tkinter
+    and lib2to3 are skipped because they are mostly boilerplate. Collapsing whitespace keeps
+    pieces free of inner spaces, so the competition's byte rule counts them exactly. Parsing
+    the library takes seconds, the rest of a tiny build well under that, so the result is
+    kept for the process (building several variants parses once).
+    """
+    root = Path(stdlib_dir or sysconfig.get_paths()["stdlib"]).resolve()
+    return list(_docstrings(root, min_chars))
 
 
 def train_tokenizer(texts: Iterable[str], model_prefix: Path, vocab_size: int, seed: int) -> Path:
-    """Train a byte-fallback BPE SentencePiece model like the official sp1024 one.
+    """Train a byte-fallback BPE SentencePiece model like the official ``sp<N>`` ones.
 
     Byte fallback makes every string encodable (unknown characters become byte pieces, which
     the bpb rule counts as one byte each). Identity normalization keeps the text's bytes what
     the byte table says they are. One thread and a fixed seed make the model reproducible.
+    SentencePiece refuses (RuntimeError) a corpus too small to learn ``vocab_size`` pieces.
     """
     import sentencepiece as spm
 
@@ -191,9 +227,11 @@ def train_tokenizer(texts: Iterable[str], model_prefix: Path, vocab_size: int, s
         eos_id=2,
         minloglevel=2,
     )
+    sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
+    if sp.vocab_size() != vocab_size:
+        raise RuntimeError(f"tokenizer has {sp.vocab_size()} pieces, asked for {vocab_size}")
     model_path = model_prefix.with_suffix(".model")
     model_path.write_bytes(buf.getvalue())
-    sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
     vocab = "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.vocab_size()))
     model_path.with_suffix(".vocab").write_text(vocab, encoding="utf-8")
     return model_path
@@ -203,18 +241,15 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _tiny_is_complete(out: Path, recipe: dict) -> bool:
-    stamp = out / TINY_STAMP
-    if not stamp.is_file():
-        return False
+def _tiny_is_complete(layout: DataLayout, recipe: dict) -> bool:
     try:
-        saved = json.loads(stamp.read_text())
+        saved = json.loads(layout.tiny_stamp.read_text())
     except (OSError, json.JSONDecodeError):
         return False
     if saved.get("recipe") != recipe:
         return False
     for rel, digest in saved.get("files", {}).items():
-        path = out / rel
+        path = layout.root / rel
         if not path.is_file() or path.stat().st_size != digest["size"]:
             return False
     return True
@@ -223,36 +258,42 @@ def _tiny_is_complete(out: Path, recipe: dict) -> bool:
 def make_tiny(
     out: Path,
     *,
+    variant: str = TINY_VARIANT,
     seed: int = 1337,
     val_tokens: int = 24_576,
     shard_tokens: int = 1 << 20,
-    vocab_size: int = 1024,
     force: bool = False,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> DataLayout:
-    """Build the tiny dataset under ``out``: a no-op when a complete build is already there.
+    """Build one variant's tiny dataset under ``out``: a no-op when that build is complete.
 
-    Documents are shuffled with ``seed``; the first ones (at least ``val_tokens`` tokens) form
-    the validation split, the rest the training split, so no document is in both. The
-    tokenizer is trained on the training documents only. Every document starts with BOS, as
-    in the official shards, so the first piece's leading space is never counted as a byte.
+    Documents are shuffled with ``seed``; the first ones form the validation split, the rest
+    the training split, so no document is in both. The split is by characters (about
+    ``val_tokens`` tokens of sp1024) and so holds the same documents for every variant: bpb
+    compares across tokenizers only on the same text. The tokenizer is trained on the
+    training documents only. Every document starts with BOS, as in the official shards, so
+    the first piece's leading space is never counted as a byte. Only this variant's files and
+    stamp are touched; other variants in ``out`` stay as they are.
     """
     out = Path(out)
-    layout = DataLayout(out)
+    layout = DataLayout(out, variant)
     recipe = {
         "version": TINY_RECIPE_VERSION,
+        "variant": variant,
         "seed": seed,
         "val_tokens": val_tokens,
         "shard_tokens": shard_tokens,
-        "vocab_size": vocab_size,
+        "vocab_size": pieces(variant),
         "python": sys.version.split()[0],
     }
-    if not force and _tiny_is_complete(out, recipe):
-        log(f"tiny data already complete in {out}")
+    if not force and _tiny_is_complete(layout, recipe):
+        log(f"tiny {variant} data already complete in {out}")
         return layout
-    (out / TINY_STAMP).unlink(missing_ok=True)
+    layout.tiny_stamp.unlink(missing_ok=True)
     for old in shard_paths(layout.dataset_dir, "train") + shard_paths(layout.dataset_dir, "val"):
         old.unlink()
+    if variant == TINY_VARIANT:
+        (out / "tiny_manifest.json").unlink(missing_ok=True)  # the single stamp of recipe 2
 
     # Identical docstrings recur across modules; dedupe so no text is in both splits.
     docs = list(dict.fromkeys(collect_docstrings()))
@@ -264,14 +305,14 @@ def make_tiny(
     import sentencepiece as spm
 
     # Split by characters (the tokenizer does not exist yet): a 1k BPE averages ~2.5 chars
-    # per token on this text; the result is reported in tokens below.
+    # per token on this text (4k: ~3.8, 8k: ~4.2); the result is reported in tokens below.
     val_chars, n_val = 0, 0
     while n_val < len(docs) - 1 and val_chars < 2.5 * val_tokens:
         val_chars += len(docs[n_val])
         n_val += 1
     val_docs, train_docs = docs[:n_val], docs[n_val:]
     model_path = train_tokenizer(
-        train_docs, layout.tokenizer_model.with_suffix(""), vocab_size=vocab_size, seed=seed
+        train_docs, layout.tokenizer_model.with_suffix(""), vocab_size=pieces(variant), seed=seed
     )
     sp = spm.SentencePieceProcessor(model_file=str(model_path))
     bos = sp.bos_id()
@@ -291,7 +332,7 @@ def make_tiny(
             layout.dataset_dir / f"fineweb_train_{i:06d}.bin", train[start : start + shard_tokens]
         )
 
-    files = [model_path, model_path.with_suffix(".vocab")]
+    files = [model_path, layout.tokenizer_vocab]
     files += shard_paths(layout.dataset_dir, "train") + shard_paths(layout.dataset_dir, "val")
     manifest = {
         "recipe": recipe,
@@ -301,99 +342,8 @@ def make_tiny(
             str(p.relative_to(out)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files
         },
     }
-    (out / TINY_STAMP).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    log(f"wrote tiny data to {out}: {train.size} train tokens, {len(val)} val tokens")
-    return layout
-
-
-# --------------------------------------------------------------------------------------------
-# The real cached challenge data
-# --------------------------------------------------------------------------------------------
-
-HF_REPO_ID = "willdepueoai/parameter-golf"
-HF_REMOTE_ROOT = "datasets"
-HF_URL = "https://huggingface.co/datasets/{repo}/resolve/main/{path}"
-VARIANTS = {"sp1024": (DATASET_NAME, TOKENIZER_NAME)}
-
-Fetcher = Callable[[str, Path], bool]
-
-
-def http_fetch(url: str, dest: Path) -> bool:
-    """Download ``url`` to ``dest`` atomically; False on 404 (the way shard lists end)."""
-    tmp = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as f:
-            while chunk := resp.read(1 << 20):
-                f.write(chunk)
-    except urllib.error.HTTPError as err:
-        tmp.unlink(missing_ok=True)
-        if err.code == 404:
-            return False
-        raise
-    os.replace(tmp, dest)
-    return True
-
-
-def fetch_fineweb(
-    out: Path,
-    *,
-    variant: str = "sp1024",
-    train_shards: int = 80,
-    repo_id: str = HF_REPO_ID,
-    remote_root: str = HF_REMOTE_ROOT,
-    fetch: Fetcher = http_fetch,
-    log: Callable[[str], None] = print,
-) -> DataLayout:
-    """Download the tokenizer, every validation shard and the first ``train_shards`` shards.
-
-    Files already present and valid are kept, so an interrupted download resumes. Each shard
-    is header-checked after download; a bad one is deleted and reported rather than trained on.
-    Validation shards are fetched until the first missing index (the split is always complete).
-    """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
-    if train_shards < 0:
-        raise ValueError("train_shards must be >= 0")
-    dataset, tokenizer = VARIANTS[variant]
-    layout = DataLayout(Path(out))
-
-    def remote(rel: str) -> str:
-        path = f"{remote_root.strip('/')}/{rel}" if remote_root else rel
-        return HF_URL.format(repo=repo_id, path=path)
-
-    for suffix in (".model", ".vocab"):
-        dest = layout.root / "tokenizers" / f"{tokenizer}{suffix}"
-        if not dest.is_file() and not fetch(remote(f"tokenizers/{tokenizer}{suffix}"), dest):
-            raise FileNotFoundError(f"tokenizer file {dest.name} not found in {repo_id}")
-
-    def get_shard(split: str, index: int) -> bool:
-        name = f"fineweb_{split}_{index:06d}.bin"
-        dest = layout.root / "datasets" / dataset / name
-        if dest.is_file():
-            try:
-                read_header(dest)
-                return True
-            except ShardError:
-                dest.unlink()
-        if not fetch(remote(f"datasets/{dataset}/{name}"), dest):
-            return False
-        try:
-            n = read_header(dest)
-        except ShardError:
-            dest.unlink(missing_ok=True)
-            raise
-        log(f"{name}: {n} tokens")
-        return True
-
-    n_val = 0
-    while get_shard("val", n_val):
-        n_val += 1
-    if n_val == 0:
-        raise FileNotFoundError(f"no validation shards for {dataset} in {repo_id}")
-    for i in range(train_shards):
-        if not get_shard("train", i):
-            raise FileNotFoundError(f"train shard {i} of {dataset} missing in {repo_id}")
+    layout.tiny_stamp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    log(f"wrote tiny {variant} data to {out}: {train.size} train tokens, {len(val)} val tokens")
     return layout
 
 
@@ -405,17 +355,18 @@ def fetch_fineweb(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m golf_task.data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    tiny = sub.add_parser("tiny", help="build the tiny offline dataset")
+    tiny = sub.add_parser("tiny", help="build a tiny offline dataset")
     tiny.add_argument("--out", type=Path, required=True)
+    tiny.add_argument("--variant", default=TINY_VARIANT, choices=sorted(VARIANTS))
     tiny.add_argument("--seed", type=int, default=1337)
     tiny.add_argument("--val-tokens", type=int, default=24_576)
     tiny.add_argument("--force", action="store_true", help="rebuild even if complete")
     fine = sub.add_parser("fineweb", help="download the real cached challenge data")
     fine.add_argument("--out", type=Path, required=True)
-    fine.add_argument("--variant", default="sp1024", choices=sorted(VARIANTS))
+    fine.add_argument("--variant", default=DEFAULT_VARIANT, choices=sorted(VARIANTS))
     fine.add_argument("--train-shards", type=int, default=80)
-    fine.add_argument("--repo-id", default=HF_REPO_ID)
-    fine.add_argument("--remote-root", default=HF_REMOTE_ROOT)
+    fine.add_argument("--repo-id", default=None, help="default: the variant's repo")
+    fine.add_argument("--remote-root", default="datasets")
     check = sub.add_parser("check", help="validate every shard under a data dir")
     check.add_argument("--out", type=Path, required=True)
     return parser
@@ -426,11 +377,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "tiny":
             make_tiny(
-                args.out, seed=args.seed, val_tokens=args.val_tokens, force=args.force, log=print
+                args.out,
+                variant=args.variant,
+                seed=args.seed,
+                val_tokens=args.val_tokens,
+                force=args.force,
+                log=print,
             )
         elif args.command == "fineweb":
             if args.train_shards < 0:
                 raise ValueError("--train-shards must be >= 0")
+            from golf_task.data_fetch import fetch_fineweb
+
             fetch_fineweb(
                 args.out,
                 variant=args.variant,

@@ -15,6 +15,8 @@ from golf_task.data import DataLayout
 
 TINY_CPU_ENV: dict[str, str] = {
     "OMP_NUM_THREADS": "1",
+    # which data layout helm's jobs read under a host's --data (helm's key, not the script's)
+    "DATA_VARIANT": "sp1024",
     "DEVICE": "cpu",
     "COMPILE": "0",
     # model: the full architecture, shrunk
@@ -25,9 +27,21 @@ TINY_CPU_ENV: dict[str, str] = {
     "NUM_KV_HEADS": "2",
     "MLP_MULT": "3",
     "ROPE_DIMS": "16",
-    "XSA_LAST_N": "2",
+    "XSA_LAST_N": "4",
     "BIGRAM_BUCKETS": "2048",
     "BIGRAM_DIM": "64",
+    # the full stack at tiny scale: layers 1-2 run twice, the last block parallel, value
+    # embeddings on the last layer
+    "LOOP_START": "1",
+    "LOOP_END": "2",
+    "LOOP_REPEATS": "1",
+    "PARALLEL_FROM": "3",
+    "VE_LAYERS": "3",
+    "VE_DIM": "32",
+    # export and evaluation: calibration and TTT chunks scaled to ~24 k validation tokens
+    "GPTQ_CALIB_BATCHES": "8",
+    "GPTQ_RESERVE_SECONDS": "1",
+    "TTT_CHUNK_TOKENS": "4096",
     # schedule: a fixed step count, so a run's score does not depend on how busy the box is
     # (three demo agents share two cores); the wall-clock cap is only a safety net
     "TRAIN_SEQ_LEN": "128",

@@ -16,6 +16,14 @@ for folders that carry only logs and JSON (such as the shared fixtures).
                  "max_bytes_total", "sota", "bpb_per_nat", "threshold_bpb",
                  "improvement_nats", "improvement_bpb", "t_stat", "p_value", "significant"}}
 
+Code bytes are the bytes of the source files the folder ships (``train_gpt.py`` and any other
+``.py``/``.cu``/``.so``/...), measured, never taken from a claim. A ``train_gpt.py`` in the
+packed form (``golf_task.pack``: the self-extracting lzma + base85 wrapper that records ship and
+that the script's log counts with ``PACK_CODE=1``) counts its own bytes; ``code.compiles``
+compiles both the wrapper and the source inside it. A ``train_gpt_human.py`` beside it whose
+text is exactly that source is the reviewers' readable copy of code already counted, so it is
+not counted again; any other file, a readable copy that differs included, counts.
+
 A figure that could not be computed is null. Check names are stable (``layout.*``, ``json.*``,
 ``logs.*``, ``consistency.*``, ``limits.*``, ``code.compiles``, ``significance``).
 

@@ -8,6 +8,13 @@ removed with its scratch parent, whatever happens.
 
 The JSON's figures are copied from the logs (through ``golf_task.logs``, the parser the
 validator uses), never from the store, so they agree with the logs by construction.
+
+The code is shipped in the form whose bytes the logs counted (``code_to_ship``): the script
+logs the size of its self-extracting packed form (``PACK_CODE=1``, ``golf_task.pack``) or of
+itself. The packed form goes in as ``train_gpt.py`` with the readable source beside it as
+``train_gpt_human.py`` (the records' name for it; the validator does not count a copy that
+is exactly the packed source), the plain script as ``train_gpt.py`` alone. A log that
+counted neither size describes an artifact helm cannot ship, and the promotion stops.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from helm.promote.plan import PromoteError
 
 if TYPE_CHECKING:
     from golf_task.logs import LogSummary
@@ -77,6 +86,49 @@ def log_name(seed: int) -> str:
 
 def steps_of(summary: LogSummary) -> int | None:
     return summary.stop_step if summary.stop_step is not None else summary.step
+
+
+@dataclass(frozen=True)
+class ShippedCode:
+    """What the folder's code files hold: the form the logs counted, and why."""
+
+    script: bytes  # train_gpt.py
+    readable: bytes | None  # train_gpt_human.py: the source, when train_gpt.py is packed
+    form: str  # packed | raw
+    counted: int | None  # the code bytes the logs counted (None: no log printed any)
+
+
+def code_to_ship(script: bytes, summaries: list[LogSummary]) -> ShippedCode:
+    """The run's script in the form whose bytes its logs counted; PromoteError otherwise.
+
+    The packed form is made with the packer the script uses on itself (its own
+    ``pack_source``, else the bundled one), which is what its ``Code size`` line measured.
+    """
+    counted = sorted({s.bytes_code for s in summaries if s.bytes_code is not None})
+    if len(counted) > 1:
+        raise PromoteError(
+            f"the seeds' logs counted different code sizes {counted}: they did not run one "
+            "artifact's code"
+        )
+    if not counted:  # no log says what it counted: the script as run (the validator judges)
+        return ShippedCode(script, None, "raw", None)
+    n = counted[0]
+    if n == len(script):
+        return ShippedCode(script, None, "raw", n)
+    from golf_task.pack import PackError, pack, source_text
+
+    why = ""
+    try:
+        packed = pack(source_text(script)).encode("utf-8")
+    except (UnicodeDecodeError, PackError) as exc:
+        packed, why = None, f" (no packed form: {exc})"
+    if packed is not None and len(packed) == n:
+        return ShippedCode(packed, script, "packed", n)
+    form = f", its packed form {len(packed):,}" if packed is not None else why
+    raise PromoteError(
+        f"the log counted {n:,} code bytes, but the run's train_gpt.py is {len(script):,} "
+        f"bytes{form}: the folder would ship code whose size the log did not count"
+    )
 
 
 def submission_json(
@@ -149,12 +201,16 @@ def scratch(final: Path, *, beside: bool = True) -> Iterator[Path]:
 def write_files(
     dest: Path,
     *,
-    script: bytes,
+    code: ShippedCode,
     results: list[SeedResult],
     data: dict[str, Any],
     readme: str,
 ) -> None:
-    (dest / "train_gpt.py").write_bytes(script)
+    from golf_task.pack import READABLE_NAME
+
+    (dest / "train_gpt.py").write_bytes(code.script)
+    if code.readable is not None:
+        (dest / READABLE_NAME).write_bytes(code.readable)
     for r in results:
         shutil.copyfile(r.log, dest / log_name(r.seed))
     (dest / "submission.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -359,7 +359,7 @@ def _write(
     from helm.promote.readme import readme_text
 
     run = p.plan.run
-    script = src.script_bytes(ws, run)
+    code = fd.code_to_ship(src.script_bytes(ws, run), [r.summary for r in results])
     facts = src.log_facts(ws, run)
     meta = {
         "author": p.opts.author,
@@ -374,12 +374,13 @@ def _write(
             "run": run["id"],
             "commit": run.get("commit"),
             "code_hash": run.get("code_hash"),
+            "code_form": code.form,
             "runs": {str(r.seed): r.run_id for r in results},
         },
     }
-    data = fd.submission_json(results, meta=meta, bytes_code=len(script))
+    data = fd.submission_json(results, meta=meta, bytes_code=len(code.script))
     readme = readme_text(data, results, run=run, env=src.run_env(run), change=diff_text)
-    fd.write_files(work, script=script, results=results, data=data, readme=readme)
+    fd.write_files(work, code=code, results=results, data=data, readme=readme)
     return data
 
 

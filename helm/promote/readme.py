@@ -75,6 +75,17 @@ def reproduce_command(env: dict[str, str], seed: int, gpus: int) -> str:
     return " \\\n  ".join(x for x in (assigns, f"SEED={seed} {runner}") if x)
 
 
+def _code_form(data: dict[str, Any]) -> list[str]:
+    """Which file is the counted code, when the folder ships the packed form."""
+    if (data.get("helm") or {}).get("code_form") != "packed":
+        return []
+    return [
+        f"`train_gpt.py` is the self-extracting compressed form of the script: its "
+        f"{_f(data['bytes_code'])} bytes are the code the logs counted. `train_gpt_human.py` is "
+        "the same source, readable; run either (the script packs itself to count its code).",
+    ]
+
+
 def readme_text(
     data: dict[str, Any],
     results: list[SeedResult],
@@ -94,6 +105,7 @@ def readme_text(
         f"Artifact at most {_f(data.get('bytes_total'))} bytes (code {_f(data['bytes_code'])} "
         f"bytes + compressed model). Track: `{data['track']}`. Hardware: {data['hardware']}; "
         f"PyTorch {data.get('pytorch_version') or 'unknown'}.",
+        *_code_form(data),
         "",
         data["blurb"],
         "",

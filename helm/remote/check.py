@@ -159,7 +159,10 @@ def problems(check: dict[str, Any]) -> list[str]:
     if not check.get("setsid", True):
         out.append("setsid missing")
     if check.get("data_ok") is False:
-        out.append("dataset or tokenizer missing under --data")
+        out.append(
+            f"dataset or tokenizer missing under --data (jobs default to {DATASET_SUBDIR}/ and "
+            f"{TOKENIZER_SUBPATH}: python -m golf_task.data fineweb --out DIR)"
+        )
     return out + _disk_problems(check)
 
 

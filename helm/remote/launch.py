@@ -27,6 +27,8 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 
+from golf_task.variants import DEFAULT_VARIANT, VARIANTS, dataset_subdir, tokenizer_subpath
+
 RUN_SCRIPT = "helm-run.sh"
 ENV_FILE = "helm.env"  # the job's environment, read and removed by the wrapper at its start
 PID_FILE = "helm.pid"
@@ -35,8 +37,10 @@ LOG_FILE = "train.log"
 DONE_LOG = "done.log"
 JOBS_DIR = "jobs"
 CACHE_DIR = "cache"  # compile caches of the campaign's jobs, under the box's work folder
-DATASET_SUBDIR = "datasets/fineweb10B_sp1024"
-TOKENIZER_SUBPATH = "tokenizers/fineweb_1024_bpe.model"
+# A host's --data dir holds the data maker's layout; jobs default to the variant that
+# train_gpt.py's own defaults read (golf_task.data.DEFAULT_VARIANT), so both agree.
+DATASET_SUBDIR = dataset_subdir(DEFAULT_VARIANT)
+TOKENIZER_SUBPATH = tokenizer_subpath(DEFAULT_VARIANT)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -75,9 +79,13 @@ def job_environment(
     if seed is not None:
         env["SEED"] = str(seed)
     if data_dir:
+        # DATA_VARIANT (helm's key; the script ignores it) picks the layout under --data
+        variant = env.get("DATA_VARIANT", DEFAULT_VARIANT)
+        if variant not in VARIANTS:
+            raise ValueError(f"DATA_VARIANT={variant!r} is not one of {', '.join(VARIANTS)}")
         base = data_dir.rstrip("/")
-        env.setdefault("DATA_PATH", f"{base}/{DATASET_SUBDIR}")
-        env.setdefault("TOKENIZER_PATH", f"{base}/{TOKENIZER_SUBPATH}")
+        env.setdefault("DATA_PATH", f"{base}/{dataset_subdir(variant)}")
+        env.setdefault("TOKENIZER_PATH", f"{base}/{tokenizer_subpath(variant)}")
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)
     env["HELM_JOB_ID"] = str(job_id)
     check_env_keys(env)

@@ -1,9 +1,13 @@
-"""Shard format, the tiny dataset maker and the fineweb downloader's checks."""
+"""Shard format, the tokenizer variants and their layout, and the tiny dataset maker.
+
+The downloader of the published exports is tested in test_data_fetch.py."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +15,19 @@ import pytest
 
 from golf_task import data
 from golf_task.data import (
+    DEFAULT_VARIANT,
     HEADER_BYTES,
     SHARD_MAGIC,
+    VARIANTS,
+    DataLayout,
     ShardError,
-    fetch_fineweb,
     make_tiny,
     read_header,
     read_shard,
     write_shard,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_shard_round_trip_keeps_every_token(tmp_path: Path) -> None:
@@ -135,8 +143,10 @@ def test_tiny_maker_is_deterministic_and_repairs_a_broken_dir(
 ) -> None:
     out = tmp_path / "tiny"
     make_tiny(out)
-    ref = json.loads((tiny_data_dir / data.TINY_STAMP).read_text())["files"]
-    new = json.loads((out / data.TINY_STAMP).read_text())["files"]
+    stamp = DataLayout(out).tiny_stamp.name
+    assert stamp == "tiny_manifest_sp1024.json"
+    ref = json.loads((tiny_data_dir / stamp).read_text())["files"]
+    new = json.loads((out / stamp).read_text())["files"]
     assert {k: v["sha256"] for k, v in new.items()} == {k: v["sha256"] for k, v in ref.items()}
     # A truncated shard makes the dir incomplete; the next call rebuilds it cleanly and
     # drops shards it did not write (a stale extra shard would silently join training).
@@ -149,90 +159,6 @@ def test_tiny_maker_is_deterministic_and_repairs_a_broken_dir(
     assert not stale.exists(), "a rebuild removes shards it did not write"
 
 
-class FakeRemote:
-    """Serves files from a dict keyed by URL path; records which were fetched."""
-
-    def __init__(self, files: dict[str, bytes]):
-        self.files, self.calls = files, []
-
-    def __call__(self, url: str, dest: Path) -> bool:
-        rel = url.split("/resolve/main/", 1)[1]
-        self.calls.append(rel)
-        if rel not in self.files:
-            return False
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(self.files[rel])
-        return True
-
-
-def _shard_bytes(tmp_path: Path, n: int) -> bytes:
-    path = tmp_path / f"src_{n}.bin"
-    write_shard(path, np.arange(n, dtype=np.uint16))
-    return path.read_bytes()
-
-
-def _remote(tmp_path: Path, n_train: int = 3, n_val: int = 2) -> dict[str, bytes]:
-    files = {
-        "datasets/tokenizers/fineweb_1024_bpe.model": b"model",
-        "datasets/tokenizers/fineweb_1024_bpe.vocab": b"vocab",
-    }
-    for i in range(n_val):
-        files[f"datasets/datasets/fineweb10B_sp1024/fineweb_val_{i:06d}.bin"] = _shard_bytes(
-            tmp_path, 10 + i
-        )
-    for i in range(n_train):
-        files[f"datasets/datasets/fineweb10B_sp1024/fineweb_train_{i:06d}.bin"] = _shard_bytes(
-            tmp_path, 20 + i
-        )
-    return files
-
-
-def test_fineweb_downloads_tokenizer_all_val_and_requested_train(tmp_path: Path) -> None:
-    remote = FakeRemote(_remote(tmp_path))
-    layout = fetch_fineweb(tmp_path / "out", train_shards=2, fetch=remote, log=lambda _m: None)
-    names = sorted(p.name for p in layout.dataset_dir.iterdir())
-    assert names == [
-        "fineweb_train_000000.bin",
-        "fineweb_train_000001.bin",
-        "fineweb_val_000000.bin",
-        "fineweb_val_000001.bin",
-    ]
-    assert layout.tokenizer_model.read_bytes() == b"model"
-    # Resuming fetches nothing that is already there and valid.
-    remote.calls.clear()
-    fetch_fineweb(tmp_path / "out", train_shards=3, fetch=remote, log=lambda _m: None)
-    fetched = [c for c in remote.calls if c.endswith(".bin") and "val_000002" not in c]
-    assert fetched == ["datasets/datasets/fineweb10B_sp1024/fineweb_train_000002.bin"]
-
-
-def test_fineweb_rejects_a_corrupt_download_and_deletes_it(tmp_path: Path) -> None:
-    files = _remote(tmp_path)
-    key = "datasets/datasets/fineweb10B_sp1024/fineweb_train_000001.bin"
-    files[key] = files[key][:-4]
-    with pytest.raises(ShardError, match="truncated"):
-        fetch_fineweb(tmp_path / "out", train_shards=2, fetch=FakeRemote(files), log=print)
-    assert not (tmp_path / "out" / key.removeprefix("datasets/")).exists()
-
-
-def test_fineweb_missing_train_shard_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="train shard 3"):
-        fetch_fineweb(
-            tmp_path / "o", train_shards=5, fetch=FakeRemote(_remote(tmp_path)), log=print
-        )
-
-
-def test_fineweb_argument_handling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert data.main(["fineweb", "--out", str(tmp_path), "--train-shards", "-1"]) == 1
-    assert "--train-shards must be >= 0" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        data.main(["fineweb", "--out", str(tmp_path), "--variant", "sp9999"])
-    assert exit_info.value.code == 2
-    with pytest.raises(SystemExit):
-        data.main(["fineweb"])  # --out is required
-    with pytest.raises(ValueError, match="unknown variant"):
-        fetch_fineweb(tmp_path, variant="sp4096", fetch=FakeRemote({}))
-
-
 def test_check_command_reports_bad_shards(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -242,3 +168,144 @@ def test_check_command_reports_bad_shards(
     _corrupt(tmp_path / "fineweb_train_000000.bin", "magic")
     assert data.main(["check", "--out", str(tmp_path)]) == 1
     assert "bad magic" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenizer variants
+# --------------------------------------------------------------------------------------------
+
+
+def test_variants_name_the_official_layout() -> None:
+    assert VARIANTS == {
+        "sp1024": ("fineweb10B_sp1024", "fineweb_1024_bpe", "willdepueoai/parameter-golf"),
+        "sp4096": ("fineweb10B_sp4096", "fineweb_4096_bpe", "kevclark/parameter-golf"),
+        "sp8192": ("fineweb10B_sp8192", "fineweb_8192_bpe", "kevclark/parameter-golf"),
+    }
+    assert DEFAULT_VARIANT == "sp8192"
+    assert [data.pieces(v) for v in VARIANTS] == [1024, 4096, 8192]
+    root = Path("/d")
+    # DataLayout(root) stays the tiny preset's sp1024, as golf_task.presets.tiny_env expects.
+    assert DataLayout(root).dataset_dir == root / "datasets" / "fineweb10B_sp1024"
+    big = DataLayout(root, "sp8192")
+    assert big.dataset_dir == root / "datasets" / "fineweb10B_sp8192"
+    assert big.tokenizer_model == root / "tokenizers" / "fineweb_8192_bpe.model"
+    assert big.tokenizer_vocab == root / "tokenizers" / "fineweb_8192_bpe.vocab"
+    assert big.tiny_stamp != DataLayout(root, "sp4096").tiny_stamp
+    with pytest.raises(ValueError, match="unknown variant 'sp2048'"):
+        DataLayout(root, "sp2048")
+    with pytest.raises(ValueError, match="unknown variant"):
+        data.pieces("byte260")
+
+
+def test_tiny_preset_reads_the_sp1024_layout(tiny_data_dir: Path) -> None:
+    from golf_task.presets import tiny_env
+
+    env = tiny_env(tiny_data_dir)
+    assert env["DATA_PATH"] == str(tiny_data_dir / "datasets" / "fineweb10B_sp1024")
+    assert env["TOKENIZER_PATH"] == str(tiny_data_dir / "tokenizers" / "fineweb_1024_bpe.model")
+    assert Path(env["TOKENIZER_PATH"]).is_file()
+
+
+def _hyperparameter_defaults(script: Path) -> dict[str, object]:
+    """``Hyperparameters``' class-level defaults, read from the source (the script is not
+    imported: this must hold whatever torch can or cannot do here)."""
+    tree = ast.parse(script.read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Hyperparameters")
+    return {
+        n.target.id: ast.literal_eval(n.value)
+        for n in cls.body
+        if isinstance(n, ast.AnnAssign)
+        and isinstance(n.target, ast.Name)
+        and isinstance(n.value, ast.Constant)
+    }
+
+
+def test_train_script_defaults_read_the_default_variant() -> None:
+    """train_gpt.py's DATA_PATH / TOKENIZER_PATH defaults are the DEFAULT_VARIANT layout under
+    ./data (where ``python -m golf_task.data fineweb --out ./data`` puts it); helm's remote
+    launch derives its defaults from the same variant."""
+    defaults = _hyperparameter_defaults(REPO / "golf_task" / "train_gpt.py")
+    layout = DataLayout(Path("data"), DEFAULT_VARIANT)
+    assert defaults["data_path"] == f"./{layout.dataset_dir.as_posix()}"
+    assert defaults["tokenizer_path"] == f"./{layout.tokenizer_model.as_posix()}"
+    assert defaults["data_path"] == "./data/datasets/fineweb10B_sp8192"
+    assert defaults["tokenizer_path"] == "./data/tokenizers/fineweb_8192_bpe.model"
+
+
+@pytest.fixture(scope="module")
+def variants_dir(tiny_data_dir: Path, cross_process_lock) -> Path:  # noqa: ANN001 - root conftest
+    """One dir holding the tiny sp1024, sp4096 and sp8192 builds, cached beside tiny_data_dir
+    (same source-hash key). Read-only: tests that change it work on a copy."""
+    out = tiny_data_dir.parent / "data_variants"
+    with cross_process_lock(Path(str(out) + ".lock")):
+        for variant in ("sp1024", "sp4096", "sp8192"):
+            make_tiny(out, variant=variant)
+    return out
+
+
+def _docs(sp, tokens: np.ndarray) -> list[str]:  # noqa: ANN001 - a SentencePieceProcessor
+    cuts = np.flatnonzero(tokens == sp.bos_id()).tolist() + [tokens.size]
+    return [sp.decode(tokens[a + 1 : b].tolist()) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def test_tiny_variants_live_side_by_side_on_the_same_text(variants_dir: Path) -> None:
+    import sentencepiece as spm
+
+    val_text, train_sizes = {}, {}
+    for variant in ("sp1024", "sp4096", "sp8192"):
+        layout = DataLayout(variants_dir, variant)
+        n = data.pieces(variant)
+        sp = spm.SentencePieceProcessor(model_file=str(layout.tokenizer_model))
+        assert sp.vocab_size() == n
+        assert layout.tokenizer_vocab.read_text(encoding="utf-8").count("\n") == n
+        assert json.loads(layout.tiny_stamp.read_text())["recipe"]["vocab_size"] == n
+        val = np.concatenate([read_shard(p) for p in data.shard_paths(layout.dataset_dir, "val")])
+        train = np.concatenate(
+            [read_shard(p) for p in data.shard_paths(layout.dataset_dir, "train")]
+        )
+        assert val[0] == train[0] == sp.bos_id()
+        assert int(max(val.max(), train.max())) < n
+        assert val.size >= 10_000, "enough validation tokens for the tiny preset's eval"
+        # The corpus is big enough for the tokenizer: training uses most of its merged pieces
+        # (all but the 256 byte-fallback pieces and unk/bos/eos), not a padded smaller set.
+        assert np.unique(train).size > 0.85 * (n - 259)
+        val_text[variant], train_sizes[variant] = _docs(sp, val), train.size
+    # Every variant holds out the same documents, so their bpb compare on the same bytes.
+    assert val_text["sp1024"] == val_text["sp4096"] == val_text["sp8192"]
+    assert train_sizes["sp1024"] > train_sizes["sp4096"] > train_sizes["sp8192"]
+
+
+def _snapshot(root: Path) -> dict[Path, tuple[int, int]]:
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*") if p.is_file()}
+
+
+def test_rebuilding_one_variant_leaves_the_others(variants_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    shutil.copytree(variants_dir, out)
+    ref4k = json.loads(DataLayout(variants_dir, "sp4096").tiny_stamp.read_text())["files"]
+    # Break the sp4096 build: only sp4096 is rebuilt, byte for byte as before.
+    shard = DataLayout(out, "sp4096").dataset_dir / "fineweb_val_000000.bin"
+    shard.write_bytes(shard.read_bytes()[:-2])
+    others = {p: s for p, s in _snapshot(out).items() if "4096" not in p.as_posix() and p != shard}
+    messages: list[str] = []
+    for variant in ("sp1024", "sp4096", "sp8192"):
+        make_tiny(out, variant=variant, log=messages.append)
+    assert {p: s for p, s in _snapshot(out).items() if p in others} == others
+    assert sum("already complete" in m for m in messages) == 2
+    assert any("wrote tiny sp4096" in m for m in messages)
+    new4k = json.loads(DataLayout(out, "sp4096").tiny_stamp.read_text())["files"]
+    assert {k: v["sha256"] for k, v in new4k.items()} == {k: v["sha256"] for k, v in ref4k.items()}
+    assert all("4096" in k for k in new4k), "a variant's stamp lists only its own files"
+
+
+def test_tiny_cli_takes_a_variant(
+    variants_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "d"
+    shutil.copytree(variants_dir, out)
+    assert data.main(["tiny", "--out", str(out), "--variant", "sp8192"]) == 0
+    assert "tiny sp8192 data already complete" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        data.main(["tiny", "--out", str(out), "--variant", "sp2048"])
+    assert exit_info.value.code == 2
+    assert data.build_parser().parse_args(["tiny", "--out", "x"]).variant == "sp1024"

@@ -163,6 +163,7 @@ def test_gptq_lite_never_worse_than_plain_clipping(
 
 def test_export_round_trip_restores_every_tensor(train_gpt: ModuleType) -> None:
     env = {"NUM_LAYERS": "2", "MODEL_DIM": "64", "NUM_HEADS": "2", "NUM_KV_HEADS": "1"}
+    env.update(VOCAB_SIZE="1024", VE_LAYERS="1", VE_DIM="16")
     args = train_gpt.Hyperparameters.from_env({**env, "BIGRAM_BUCKETS": "64", "BIGRAM_DIM": "16"})
     torch.manual_seed(0)
     model = train_gpt.GPT(args)
@@ -179,7 +180,8 @@ def test_export_round_trip_restores_every_tensor(train_gpt: ModuleType) -> None:
         bits = train_gpt.quant_bits_for(name, t, args)
         assert back[name].shape == t.shape
         if bits:  # exactly what the quantizer produced, and close to the original
-            q, s = train_gpt.quantize_rows(t, bits, percentiles)
+            clip = getattr(args, f"clip_sds_{train_gpt.quant_kind(name, t)}", 0.0)
+            q, s = train_gpt.quantize_rows(t, bits, percentiles, clip)
             assert torch.equal(back[name], train_gpt.dequantize_rows(q, s)), name
             rel = ((back[name] - t).square().mean() / t.square().mean()).sqrt().item()
             assert rel < 0.1, name
@@ -191,10 +193,14 @@ def test_export_round_trip_restores_every_tensor(train_gpt: ModuleType) -> None:
 
 def test_bit_widths_go_where_configured(train_gpt: ModuleType) -> None:
     args = train_gpt.Hyperparameters.from_env({"QUANT_ATTN_BITS": "8", "QUANT_MLP_BITS": "4"})
+    assert (
+        train_gpt.quant_bits_for("blocks.1.attn.ve_proj.weight", m := torch.zeros(4, 4), args) == 8
+    )
+    assert train_gpt.quant_bits_for("ve.weight", m, args) == 7
     m = torch.zeros(4, 4)
     assert train_gpt.quant_bits_for("blocks.0.attn.c_q.weight", m, args) == 8
     assert train_gpt.quant_bits_for("blocks.3.mlp.fc.weight", m, args) == 4
-    assert train_gpt.quant_bits_for("tok_emb.weight", m, args) == 8
+    assert train_gpt.quant_bits_for("tok_emb.weight", m, args) == 7
     assert train_gpt.quant_bits_for("bigram.table.weight", m, args) == 6
     assert train_gpt.quant_bits_for("blocks.0.attn.q_gain", torch.zeros(4), args) == 0
     assert train_gpt.quant_bits_for("blocks.0.resid_mix", m, args) == 0
@@ -219,7 +225,8 @@ def test_eval_windows_score_every_target_once(train_gpt: ModuleType, n, seq_len,
 def _tiny_model(train_gpt: ModuleType, **env: str):
     base = {"NUM_LAYERS": "2", "MODEL_DIM": "32", "NUM_HEADS": "2", "NUM_KV_HEADS": "1"}
     base.update({"MLP_MULT": "2", "BIGRAM_BUCKETS": "32", "BIGRAM_DIM": "8", "TRAIN_SEQ_LEN": "16"})
-    base.update({"VAL_BATCH_SIZE": "64", "VOCAB_SIZE": "64", "ROPE_DIMS": "4", **env})
+    base.update({"VAL_BATCH_SIZE": "64", "VOCAB_SIZE": "64", "ROPE_DIMS": "4", "QAT_ENABLED": "1"})
+    base.update(env)
     args = train_gpt.Hyperparameters.from_env(base)
     torch.manual_seed(0)
     model = train_gpt.GPT(args)
@@ -268,19 +275,31 @@ def test_env_parsing(train_gpt: ModuleType) -> None:
     with pytest.raises(ValueError, match="not a boolean"):
         H.from_env({"EMA_ENABLED": "maybe"})
     defaults = H()
-    assert (defaults.num_layers, defaults.model_dim, defaults.train_seq_len) == (10, 512, 2048)
-    assert (defaults.quant_attn_bits, defaults.quant_mlp_bits, defaults.zstd_level) == (6, 5, 22)
+    assert (defaults.num_layers, defaults.model_dim, defaults.train_seq_len) == (11, 512, 2048)
+    assert (defaults.quant_attn_bits, defaults.quant_mlp_bits, defaults.quant_embed_bits) == (
+        6,
+        6,
+        7,
+    )
+    assert defaults.vocab_size == 0, "0: the tokenizer's piece count"
+    with pytest.raises(ValueError, match="VOCAB_SIZE=0"):
+        train_gpt.GPT(defaults)
 
 
 def test_lr_schedule_warms_down_by_steps_or_by_time(train_gpt: ModuleType) -> None:
     args = train_gpt.Hyperparameters.from_env(
-        {"ITERATIONS": "100", "WARMDOWN_ITERS": "20", "MAX_WALLCLOCK_SECONDS": "0"}
+        {"ITERATIONS": "100", "WARMDOWN_ITERS": "20", "MAX_WALLCLOCK_SECONDS": "0", "MIN_LR": "0"}
     )
     assert train_gpt.lr_scale(0, 0.0, args) == 1.0
     assert train_gpt.lr_scale(90, 0.0, args) == pytest.approx(0.5)
     assert train_gpt.lr_scale(100, 0.0, args) == 0.0
+    floored = train_gpt.Hyperparameters.from_env({"ITERATIONS": "100", "WARMDOWN_ITERS": "20"})
+    assert floored.min_lr == 0.1
+    assert train_gpt.lr_scale(100, 0.0, floored) == pytest.approx(0.1), "MIN_LR floor"
+    assert train_gpt.lr_scale(90, 0.0, floored) == pytest.approx(0.5), "above the floor"
+    # GPTQ off: no calibration seconds reserved, so the time-based warm-down sees all 10 s
     timed = train_gpt.Hyperparameters.from_env(
-        {"ITERATIONS": "100000", "WARMDOWN_ITERS": "20", "MAX_WALLCLOCK_SECONDS": "10"}
+        {"ITERATIONS": "100000", "WARMDOWN_ITERS": "20", "MAX_WALLCLOCK_SECONDS": "10", "GPTQ": "0"}
     )
     # 10 ms per step so far: 20 warm-down steps = 200 ms; 100 ms left -> half way down
     assert train_gpt.lr_scale(990, 9900.0, timed) == pytest.approx(0.5)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from golf_task.logs import parse_file
+from golf_task.pack import READABLE_NAME, pack, packed_size, source_text
 from golf_task.validate import DEFAULT_SOTA, Report, validate_folder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,10 +125,20 @@ def test_over_the_cap_log_is_excluded_from_the_test(golf_fixtures: Path) -> None
 
 
 def _build_record(root: Path, runs: list, *, name: str = "2026-05-01_TinyCPU") -> Path:
-    """A complete records folder the way helm promotes one: logs, script, README, JSON."""
+    """A complete records folder the way helm promotes one: logs, script, README, JSON.
+
+    The script in the form its logs counted: packed (``PACK_CODE=1``, the default) as
+    ``train_gpt.py`` with the source beside it as ``train_gpt_human.py``, or as it is.
+    """
     folder = root / name
     folder.mkdir(parents=True)
-    shutil.copyfile(runs[0].script, folder / "train_gpt.py")
+    script = runs[0].script.read_bytes()
+    packed = pack(source_text(script)).encode("utf-8")
+    if parse_file(runs[0].log).bytes_code == len(packed):
+        (folder / "train_gpt.py").write_bytes(packed)
+        (folder / READABLE_NAME).write_bytes(script)
+    else:
+        (folder / "train_gpt.py").write_bytes(script)
     summaries = {}
     for run in runs:
         shutil.copyfile(run.log, folder / f"train_seed{run.seed}.log")
@@ -179,12 +190,29 @@ def _edit_log(folder: Path, pattern: str, repl: str) -> None:
     log.write_text(text)
 
 
+def _break_compile(folder: Path) -> None:
+    """A syntax error in the source the folder ships. Packed, the source is broken and packed
+    again with its readable copy kept equal, and the JSON states the new size (the logs then
+    ran other code: a warning), so that only the compile check fails."""
+    readable = folder / READABLE_NAME
+    if not readable.exists():
+        script = folder / "train_gpt.py"
+        script.write_text(script.read_text().replace("import ", "imp0rt ", 1))
+        return
+    broken = readable.read_text().replace("import ", "imp0rt ", 1)
+    readable.write_text(broken)
+    packed = pack(broken).encode("utf-8")
+    (folder / "train_gpt.py").write_bytes(packed)
+    _edit_json(folder, lambda d: d.update(bytes_code=len(packed)))
+
+
 def test_our_own_logs_parse(seed_runs: list) -> None:
     for run in seed_runs:
         s = parse_file(run.log)
-        assert s.score_line and s.score_line.startswith("final_") and s.val_bpb > 0
+        assert s.score_line and s.score_line.startswith(("final_", "legal_ttt")) and s.val_bpb > 0
         assert s.bytes_total == s.bytes_code + s.bytes_model
-        assert s.bytes_code == run.script.stat().st_size
+        # the code bytes of the form a submission ships: packed by default (PACK_CODE=1)
+        assert s.bytes_code == packed_size(source_text(run.script.read_bytes()))
         assert s.stop_step is not None and s.train_time_ms is not None
         assert s.wallclock_stopped or s.stop_step == s.total_steps
         assert s.hyperparameters.get("seed") == str(run.seed)
@@ -254,13 +282,7 @@ BROKEN: dict[str, tuple[Callable[[Path], Path | None], str, str]] = {
         "consistency.bytes_code",
         "train_gpt.py is",
     ),
-    "does not compile": (
-        lambda f: (f / "train_gpt.py").write_text(
-            (f / "train_gpt.py").read_text().replace("import ", "imp0rt ", 1)
-        ),
-        "code.compiles",
-        "does not compile",
-    ),
+    "does not compile": (_break_compile, "code.compiles", "does not compile"),
     "artifact over cap": (
         lambda f: _edit_log(
             f,

@@ -14,6 +14,7 @@ import pytest
 
 from golf_task.limits import ARTIFACT_CAP_BYTES
 from golf_task.logs import parse_file
+from golf_task.pack import pack, source_text
 from golf_task.validate import validate_folder
 from helm.models.jobs import find_job
 from helm.models.submissions import list_submissions
@@ -65,7 +66,7 @@ def test_promote_three_seeds_then_a_crashing_seed(
     assert folder.parent == ws.submissions_dir / "records" / "track_10min_16mb"
     assert folder.name.endswith("_TinyGolf")
     assert sorted(p.name for p in folder.iterdir()) == [
-        "README.md", "submission.json", "train_gpt.py",
+        "README.md", "submission.json", "train_gpt.py", "train_gpt_human.py",
         "train_seed1337.log", "train_seed2025.log", "train_seed42.log",
     ]  # fmt: skip
     assert not _leftovers(ws)
@@ -85,16 +86,20 @@ def test_promote_three_seeds_then_a_crashing_seed(
     assert report.by_name("significance").status == "pass"
     assert out["report"]["ok"] is True
 
-    # train_gpt.py exactly as run; the JSON's figures are the logs'
+    # train_gpt.py in the form the logs counted (packed: PACK_CODE=1 is the default), the
+    # script exactly as run beside it; the JSON's figures are the logs'
     committed = subprocess.run(
         ["git", "-C", str(ws.task_dir), "show", f"{original['commit']}:train_gpt.py"],
         capture_output=True, check=True,
     ).stdout  # fmt: skip
-    assert (folder / "train_gpt.py").read_bytes() == committed
+    packed = pack(source_text(committed)).encode("utf-8")
+    assert (folder / "train_gpt.py").read_bytes() == packed
+    assert (folder / "train_gpt_human.py").read_bytes() == committed
     data = json.loads((folder / "submission.json").read_text())
     assert data["seeds"] == [42, 1337, 2025]
-    assert data["bytes_code"] == len(committed)
     logs = {s: parse_file(folder / f"train_seed{s}.log") for s in (42, 1337, 2025)}
+    assert data["bytes_code"] == len(packed) == logs[42].bytes_code
+    assert data["helm"]["code_form"] == "packed"
     for seed, summary in logs.items():
         entry = data["seed_results"][str(seed)]
         assert summary.seed == seed

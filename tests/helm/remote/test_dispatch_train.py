@@ -1,5 +1,7 @@
 """The real thing, small: golf_task's train_gpt.py on the tiny CPU preset, dispatched over
-SSH to a host whose ``--data`` holds the tiny dataset; the score lands on the run."""
+SSH to a host whose ``--data`` holds the tiny dataset of the default tokenizer variant
+(``golf_task.data.DEFAULT_VARIANT``); the job finds it through helm's default DATA_PATH and
+TOKENIZER_PATH alone, and the score lands on the run."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 from dispatch_helpers import Dispatcher, add_ssh_host, new_run, read_log, run_row, trust, wait_state
 
+from golf_task.data import DEFAULT_VARIANT, VARIANTS, make_tiny, pieces
 from golf_task.presets import TINY_CPU_ENV
 from helm.models.dispatch import load_host
 from helm.remote.jobs import submit_job
@@ -18,14 +21,25 @@ from helm.workspace import Workspace
 REPO = Path(__file__).resolve().parents[3]
 
 
+@pytest.fixture(scope="module")
+def default_variant_data(tiny_data_dir: Path, cross_process_lock) -> Path:  # noqa: ANN001
+    """The tiny build of the default variant, cached beside tiny_data_dir (as the golf_task
+    data tests do, in the same dir)."""
+    out = tiny_data_dir.parent / "data_variants"
+    with cross_process_lock(Path(str(out) + ".lock")):
+        make_tiny(out, variant=DEFAULT_VARIANT)
+    return out
+
+
 @pytest.mark.slow
 async def test_tiny_train_gpt_run_over_ssh(
-    ws: Workspace, sshd: LoopbackSshd, tiny_data_dir: Path
+    ws: Workspace, sshd: LoopbackSshd, default_variant_data: Path
 ) -> None:
     trust(ws, sshd)
-    add_ssh_host(ws, sshd, gpus=1, python=sys.executable, data=str(tiny_data_dir))
+    add_ssh_host(ws, sshd, gpus=1, python=sys.executable, data=str(default_variant_data))
     run_id = new_run(ws, agent="a1", description="tiny over ssh", seed=1337)
-    env = dict(TINY_CPU_ENV, MAX_WALLCLOCK_SECONDS="4")
+    # The tiny preset names sp1024's vocabulary; here the data is the default variant's.
+    env = dict(TINY_CPU_ENV, MAX_WALLCLOCK_SECONDS="4", VOCAB_SIZE=str(pieces(DEFAULT_VARIANT)))
     job = submit_job(
         ws,
         ws.store,
@@ -44,6 +58,7 @@ async def test_tiny_train_gpt_run_over_ssh(
         assert check["reachable"] and check["gpus"] == [] and check["data_ok"], check
         done = await wait_state(ws, job.id or 0, "succeeded", "failed", "lost", timeout=240)
     assert done.state == "succeeded", f"{done.error}\n{read_log(ws, done.id or 0)[-2000:]}"
+    assert VARIANTS[DEFAULT_VARIANT].dataset in read_log(ws, done.id or 0)  # what it trained on
     art = ws.job_dir(done.id or 0) / "artifacts"
     assert (art / f"{done.id}.txt").stat().st_size > 0  # the script's own log (RUN_ID = job id)
     assert (art / f"{done.id}.ptz").stat().st_size > 1000  # the compressed model

@@ -123,7 +123,8 @@ def test_environment_defaults_and_overrides() -> None:
     )
     assert env["SEED"] == "42"  # the job's seed field wins
     assert env["DATA_PATH"] == "/mine"  # the job's own setting wins over the host's --data
-    assert env["TOKENIZER_PATH"] == "/data/tokenizers/fineweb_1024_bpe.model"
+    # the host's --data holds the default variant, the one train_gpt.py reads by default
+    assert env["TOKENIZER_PATH"] == "/data/tokenizers/fineweb_8192_bpe.model"
     assert env["CUDA_VISIBLE_DEVICES"] == "4,5"  # always the assigned GPUs
     assert env["RUN_ID"] == "host-run" and env["HOSTVAR"] == "h"
 
