@@ -243,10 +243,8 @@ class TokenStream:
             if self.pos >= self.tokens.size:
                 self.file_idx = (self.file_idx + 1) % len(self.files)
                 self.tokens, self.pos = read_shard(self.files[self.file_idx]), 0
-            chunk = self.tokens[self.pos : self.pos + need]
-            out.append(chunk)
-            self.pos += chunk.size
-            need -= chunk.size
+            out.append(self.tokens[self.pos : self.pos + need])
+            self.pos, need = self.pos + out[-1].size, need - out[-1].size
         return np.concatenate(out)
 
 
@@ -527,17 +525,13 @@ class GPT(nn.Module):
             self.lm_head = CastedLinear(dim, args.vocab_size)
             nn.init.zeros_(self.lm_head.weight)
         self.emb_hessian: Tensor | None = None  # X^T X of the head's inputs, for GPTQ
-        for block in self.blocks:
+        for block in self.blocks:  # output projections: scaled orthogonal, or zero
             for name, m in block.named_modules():
-                if not isinstance(m, CastedLinear):
-                    continue
-                if name.endswith("proj") and not name.endswith("ve_proj"):
-                    if args.ortho_init:
-                        nn.init.orthogonal_(m.weight, gain=1.0 / math.sqrt(2 * L))
-                    else:
-                        nn.init.zeros_(m.weight)
-                elif args.ortho_init:
-                    nn.init.orthogonal_(m.weight)
+                out = name in ("attn.proj", "mlp.proj")
+                if isinstance(m, CastedLinear) and args.ortho_init:
+                    nn.init.orthogonal_(m.weight, gain=1.0 / math.sqrt(2 * L) if out else 1.0)
+                elif isinstance(m, CastedLinear) and out:
+                    nn.init.zeros_(m.weight)
 
     def hidden(self, ids: Tensor) -> Tensor:
         x = self.tok_emb(ids)
@@ -569,8 +563,10 @@ class GPT(nn.Module):
         if self.emb_hessian is not None:
             flat = h.detach().reshape(-1, h.size(-1)).float()
             self.emb_hessian += flat.T @ flat
-        w = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
-        logits = F.linear(h, w.to(h.dtype)).float()
+        if self.lm_head is not None:  # through the module: its QAT and Hessian apply
+            logits = self.lm_head(h).float()
+        else:
+            logits = F.linear(h, self.tok_emb.weight.to(h.dtype)).float()
         cap = self.args.logit_softcap
         return cap * torch.tanh(logits / cap) if cap > 0 else logits
 
@@ -739,6 +735,8 @@ def gptq_codes(w: Tensor, s: Tensor, qmax: int, H: Tensor, block: int = 128) -> 
     W, n = w.clone(), w.size(1)
     H = H.clone()
     dead = H.diagonal() == 0
+    if bool(dead.all()):  # no calibration input reached it: nothing to weigh errors by
+        return (w / s).round().clamp(-qmax, qmax)
     H[dead, dead] = 1.0
     W[:, dead] = 0.0
     perm = torch.argsort(H.diagonal(), descending=True)
@@ -949,28 +947,38 @@ def prune_codes(obj: dict, fraction: float) -> tuple[dict, int]:
 
 
 def fit_artifact(obj: dict, args: Hyperparameters, code_bytes: int, log) -> bytes | None:
-    """The blob, with the fewest +-1 codes pruned that make code + model fit the cap (the
-    fraction re-estimated from the bytes each try saved, at most 6 tries), or None when even
-    pruning all of them does not fit: such an artifact gets no score. The log says which."""
+    """The blob, with as few +-1 codes pruned as 6 compressions can find that make code +
+    model fit the cap (a first guess of one bit saved per pruned code, extrapolated from the
+    bytes each try saved until one fits, then bisected), or None when pruning all of them
+    does not fit: such an artifact gets no score. The log says which."""
     cap, blob = args.artifact_cap, export_blob(obj, args.zstd_level)
-    if code_bytes + len(blob) <= cap:
-        log(f"artifact:fits total:{code_bytes + len(blob)} cap:{cap}")
+    total = code_bytes + len(blob)
+    if total <= cap:
+        log(f"artifact:fits total:{total} cap:{cap}")
         return blob
-    log(f"artifact:over_cap total:{code_bytes + len(blob)} cap:{cap} pruning +-1 codes")
-    base, fraction = len(blob), 0.05
+    log(f"artifact:over_cap total:{total} cap:{cap} pruning +-1 codes")
+    excess, base = total - cap, len(blob)
+    n_pm1 = sum(int((e["q"].abs() == 1).sum()) for e in obj["tensors"].values() if "q" in e)
+    lo, hi, best, f = 0.0, None, None, min(1.0, 8 * excess / max(n_pm1, 1))
     for _ in range(6):
-        pruned_obj, pruned = prune_codes(obj, fraction)
+        pruned_obj, pruned = prune_codes(obj, f)
         blob = export_blob(pruned_obj, args.zstd_level)
-        total = code_bytes + len(blob)
-        if total <= cap:
-            log(f"artifact:pruned codes:{pruned} fraction:{fraction:.4f} total:{total} cap:{cap}")
-            return blob
-        if fraction >= 1.0:
+        if code_bytes + len(blob) <= cap:
+            hi, best = f, (blob, pruned, f)
+        else:
+            lo = f
+        if (hi is None and f >= 1.0) or (hi is not None and hi - lo <= 0.1 * hi):
             break
         saved = max(base - len(blob), 1)
-        fraction = min(1.0, fraction * 1.15 * (base + code_bytes - cap) / saved)
-    log(f"artifact:over_cap total:{total} cap:{cap} does not fit even after pruning")
-    return None
+        f = (lo + hi) / 2 if hi is not None else min(1.0, f * 1.1 * excess / saved)
+    if best is None:
+        log(
+            f"artifact:over_cap total:{code_bytes + len(blob)} cap:{cap} does not fit even after pruning"
+        )
+        return None
+    blob, pruned, f = best
+    log(f"artifact:pruned codes:{pruned} fraction:{f:.4f} total:{code_bytes + len(blob)} cap:{cap}")
+    return blob
 
 
 def quant_label(args: Hyperparameters) -> str:
@@ -1280,9 +1288,7 @@ def main() -> None:
     )
     log(f"seed:{args.seed}")
 
-    def sync() -> None:
-        if use_cuda:
-            torch.cuda.synchronize()
+    sync = torch.cuda.synchronize if use_cuda else (lambda: None)
 
     def train_step(step: int, scale: float) -> Tensor:
         total = torch.zeros((), device=device)

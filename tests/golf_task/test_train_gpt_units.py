@@ -184,7 +184,8 @@ def test_export_round_trip_restores_every_tensor(train_gpt: ModuleType) -> None:
             q, s = train_gpt.quantize_rows(t, bits, percentiles, clip)
             assert torch.equal(back[name], train_gpt.dequantize_rows(q, s)), name
             rel = ((back[name] - t).square().mean() / t.square().mean()).sqrt().item()
-            assert rel < 0.1, name
+            # the default clip is 13 row stds at int6: steps of 0.42 std, rms error 0.12 std
+            assert rel < 0.15, name
         else:  # float16 passthrough
             assert torch.allclose(back[name], t, rtol=1e-3, atol=1e-4), name
     fresh = train_gpt.GPT(args)
@@ -330,3 +331,8 @@ def test_newton_schulz_orthogonalizes(train_gpt: ModuleType) -> None:
         sv = torch.linalg.svdvals(train_gpt.newton_schulz(g, 5))
         assert sv.max().item() < 1.3, (shape, sv)
         assert 0.6 < sv.median().item() < 1.2, (shape, sv)
+
+
+def test_the_script_keeps_to_the_competitions_1500_line_cap(train_gpt: ModuleType) -> None:
+    source = Path(train_gpt.__file__).read_text(encoding="utf-8")
+    assert len(source.splitlines()) <= 1500
