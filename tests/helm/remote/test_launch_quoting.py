@@ -129,6 +129,18 @@ def test_environment_defaults_and_overrides() -> None:
     assert env["RUN_ID"] == "host-run" and env["HOSTVAR"] == "h"
 
 
+def test_data_variant_picks_the_layout_under_the_hosts_data() -> None:
+    def env_for(job_env: dict[str, str]) -> dict[str, str]:
+        return job_environment(job_env, {}, job_id=1, seed=None, data_dir="/d", gpu_ids=[0])
+
+    tiny = env_for({"DATA_VARIANT": "sp1024"})  # what the tiny preset (the demo) sets
+    assert tiny["DATA_PATH"] == "/d/datasets/fineweb10B_sp1024"
+    assert tiny["TOKENIZER_PATH"] == "/d/tokenizers/fineweb_1024_bpe.model"
+    assert env_for({})["DATA_PATH"] == "/d/datasets/fineweb10B_sp8192"
+    with pytest.raises(ValueError, match="DATA_VARIANT='sp999'"):
+        env_for({"DATA_VARIANT": "sp999"})
+
+
 @pytest.mark.parametrize("key", ["A B", "1X", "X;Y", "$(x)", "", "A-B"])
 def test_bad_keys_are_refused(key: str) -> None:
     with pytest.raises(ValueError):
