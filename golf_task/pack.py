@@ -219,6 +219,13 @@ def unpack(text: str, packer: Packer | None = None) -> str | None:
 # ---------------------------------------------------------------------------- command line
 
 
+def readable(data: bytes) -> str:
+    """A script file's readable source: the text inside when it is a packed form, else the
+    file's own text (for readers of a records folder: the audit's configuration, diffs)."""
+    text = source_text(data)
+    return unpack(text) or text
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m golf_task.pack",

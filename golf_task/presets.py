@@ -15,8 +15,6 @@ from golf_task.data import DataLayout
 
 TINY_CPU_ENV: dict[str, str] = {
     "OMP_NUM_THREADS": "1",
-    # which data layout helm's jobs read under a host's --data (helm's key, not the script's)
-    "DATA_VARIANT": "sp1024",
     "DEVICE": "cpu",
     "COMPILE": "0",
     # model: the full architecture, shrunk

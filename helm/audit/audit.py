@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from golf_task.pack import readable
 from golf_task.validate import validate_folder
 from helm.agents.github import DEFAULT_REPO
 from helm.audit import checks as ck
@@ -75,7 +76,7 @@ def audit_folder(
         "skipped": [],
     }
     if has_code:
-        code = script.read_bytes()
+        code = readable(script.read_bytes()).encode("utf-8")  # a packed form's source
         stated = cfgmod.stated_config(folder, cfgmod.code_config(code))
         known = store.known_scripts(ws, exclude_ref=ref)
         finding, matches = ck.check_similarity(code, known, claim, stated)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from golf_task.logs import parse_file
+from golf_task.pack import readable
 from helm.audit import config as cfgmod
 from helm.workspace import Workspace
 
@@ -82,7 +83,7 @@ def job_code(folder: Path) -> dict[str, bytes]:
 
 def run_env(folder: Path, overrides: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """(the PR's stated configuration, the environment the jobs get without their seed)."""
-    code = (folder / "train_gpt.py").read_bytes()
+    code = readable((folder / "train_gpt.py").read_bytes()).encode("utf-8")  # packed or not
     stated = cfgmod.stated_config(folder, cfgmod.code_config(code))
     return stated, {**stated, **overrides}
 

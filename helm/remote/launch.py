@@ -79,8 +79,7 @@ def job_environment(
     if seed is not None:
         env["SEED"] = str(seed)
     if data_dir:
-        # DATA_VARIANT (helm's key; the script ignores it) picks the layout under --data
-        variant = env.get("DATA_VARIANT", DEFAULT_VARIANT)
+        variant = data_variant(env)
         if variant not in VARIANTS:
             raise ValueError(f"DATA_VARIANT={variant!r} is not one of {', '.join(VARIANTS)}")
         base = data_dir.rstrip("/")
@@ -90,6 +89,16 @@ def job_environment(
     env["HELM_JOB_ID"] = str(job_id)
     check_env_keys(env)
     return env
+
+
+def data_variant(env: Mapping[str, str]) -> str:
+    """Which layout under a host's --data a job reads: DATA_VARIANT (helm's key; the script
+    ignores it) when set, else the one whose tokenizer has the job's VOCAB_SIZE (a 1,024-piece
+    configuration reads sp1024), else the default the script itself reads."""
+    if "DATA_VARIANT" in env:
+        return env["DATA_VARIANT"]
+    by_vocab = f"sp{env.get('VOCAB_SIZE', '').strip()}"
+    return by_vocab if by_vocab in VARIANTS else DEFAULT_VARIANT
 
 
 def compile_cache_env(workdir: str) -> dict[str, str]:

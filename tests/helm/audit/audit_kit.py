@@ -8,7 +8,7 @@ commit come from the folders built below, so the code under test makes the same 
 makes against api.github.com.
 
 The "real" PR is built from our own tiny CPU runs: helm's script with one default changed
-(``qk_gain_init`` 1.5 -> 1.6), run for two seeds with an iteration-bound tiny configuration
+(``qk_gain_init`` 5.0 -> 5.1), run for two seeds with an iteration-bound tiny configuration
 (no wall-clock cap, so a rerun of the same seed is deterministic), its README stating that
 configuration. The two runs are cached across sessions like the shared tiny run.
 """
@@ -47,6 +47,7 @@ REAL_ENV: dict[str, str] = {
     "TRAIN_LOG_EVERY": "4",
     "EVAL_STRIDE": "0",
     "PREQUANT_EVAL": "0",
+    "TTT": "0",
 }
 REAL_SEEDS = (1, 2)
 
@@ -54,9 +55,9 @@ REAL_SEEDS = (1, 2)
 def modified_script() -> bytes:
     """helm's script with one changed default: derived from the baseline, not a copy."""
     src = BUNDLED.read_bytes()
-    old = b"    qk_gain_init: float = 1.5\n"
+    old = b"    qk_gain_init: float = 5.0\n"
     assert old in src, "the bundled script's qk_gain_init default moved: update the test"
-    return src.replace(old, b"    qk_gain_init: float = 1.6\n")
+    return src.replace(old, b"    qk_gain_init: float = 5.1\n")
 
 
 def readme(title: str, env: dict[str, str] | None) -> bytes:

@@ -61,7 +61,7 @@ def test_code_config_reads_both_styles() -> None:
     assert c.defaults == {"iterations": "20000", "num_layers": "9"}
     assert c.reads("ITERATIONS") and c.reads("num_layers") and not c.reads("NCCL_DEBUG")
     ours = cfg.code_config(BUNDLED.read_bytes())
-    assert ours.defaults["iterations"] == "20000" and ours.defaults["qk_gain_init"] == "1.5"
+    assert ours.defaults["iterations"] == "20000" and ours.defaults["qk_gain_init"] == "5.0"
     assert not cfg.code_config(b"def (:").parsed
 
 

@@ -40,7 +40,6 @@ async def test_tiny_train_gpt_run_over_ssh(
     run_id = new_run(ws, agent="a1", description="tiny over ssh", seed=1337)
     # The tiny preset names sp1024's vocabulary; here the data is the default variant's.
     env = dict(TINY_CPU_ENV, MAX_WALLCLOCK_SECONDS="4", VOCAB_SIZE=str(pieces(DEFAULT_VARIANT)))
-    del env["DATA_VARIANT"]  # helm's launch falls back to the default variant's layout
     job = submit_job(
         ws,
         ws.store,

@@ -133,10 +133,13 @@ def test_data_variant_picks_the_layout_under_the_hosts_data() -> None:
     def env_for(job_env: dict[str, str]) -> dict[str, str]:
         return job_environment(job_env, {}, job_id=1, seed=None, data_dir="/d", gpu_ids=[0])
 
-    tiny = env_for({"DATA_VARIANT": "sp1024"})  # what the tiny preset (the demo) sets
+    tiny = env_for({"VOCAB_SIZE": "1024"})  # the tiny preset's (the demo's) vocabulary
     assert tiny["DATA_PATH"] == "/d/datasets/fineweb10B_sp1024"
     assert tiny["TOKENIZER_PATH"] == "/d/tokenizers/fineweb_1024_bpe.model"
-    assert env_for({})["DATA_PATH"] == "/d/datasets/fineweb10B_sp8192"
+    assert env_for({})["DATA_PATH"] == "/d/datasets/fineweb10B_sp8192"  # the script's default
+    assert env_for({"VOCAB_SIZE": "0"})["DATA_PATH"] == "/d/datasets/fineweb10B_sp8192"
+    explicit = env_for({"VOCAB_SIZE": "1024", "DATA_VARIANT": "sp4096"})
+    assert explicit["DATA_PATH"] == "/d/datasets/fineweb10B_sp4096"
     with pytest.raises(ValueError, match="DATA_VARIANT='sp999'"):
         env_for({"DATA_VARIANT": "sp999"})
 
