@@ -10,6 +10,12 @@ Measures, on this machine (one thread per run, as the demo runs it):
     .venv/bin/python bench/golf_cpu.py [--data DIR] [--budget 60]
 
 Prints a markdown table to paste into bench/RESULTS.md (section "golf_task (CPU)").
+
+    .venv/bin/python bench/golf_cpu.py --ablate [...]    # = bench/golf_ablate.py --ablate
+    .venv/bin/python bench/golf_cpu.py --compare [...]   # = bench/golf_ablate.py --compare
+
+hand their arguments to bench/golf_ablate.py: each technique on/off at equal wall-clock,
+and the new default against the previous script, side by side.
 """
 
 from __future__ import annotations
@@ -126,6 +132,10 @@ def cpu_throughput(tg, data: Path, steps: int = 20) -> float:
 
 
 def main() -> None:
+    if {"--ablate", "--compare", "--render"} & set(sys.argv[1:]):
+        from golf_ablate import main as ablate_main  # bench/ is sys.path[0] for this script
+
+        raise SystemExit(ablate_main(sys.argv[1:]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None, help="tiny data dir (built if absent)")
     parser.add_argument("--budget", type=float, default=60.0, help="wall-clock seconds")

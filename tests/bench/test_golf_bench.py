@@ -250,7 +250,9 @@ def test_the_whole_check_runs_on_cpu_through_its_test_hook(tmp_path: Path) -> No
         env={
             "OUT": str(out),
             "GPU_CHECK_WORK": str(tmp_path / "work"),
-            "PYTHON": sys.executable,
+            # relative to the repo (the check's cwd): training runs elsewhere, so the check
+            # must make it absolute
+            "PYTHON": os.path.relpath(sys.executable, REPO),
             "GPU_CHECK_CPU": "1",
             "GPU_CHECK_ITERATIONS": "4",
             "GPU_CHECK_EXTRA_ENV": " ".join(f"{k}={v}" for k, v in extra.items()),
