@@ -27,14 +27,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from golf_task.data import (
-    DEFAULT_VARIANT,
-    DataLayout,
-    ShardError,
-    check_variant,
-    pieces,
-    read_header,
-)
+from golf_task.shards import DataLayout, ShardError, read_header
+from golf_task.variants import DEFAULT_VARIANT, check_variant, pieces
 
 HF_REMOTE_ROOT = "datasets"
 HF_URL = "https://huggingface.co/datasets/{repo}/resolve/main/{path}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from golf_task.data import DataLayout
+from golf_task.shards import DataLayout
 
 TINY_CPU_ENV: dict[str, str] = {
     "OMP_NUM_THREADS": "1",

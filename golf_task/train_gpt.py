@@ -355,10 +355,7 @@ def rms_norm(x: Tensor) -> Tensor:
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor, dims: int) -> Tensor:
-    """Rotate the first ``dims`` channels of each head (partial RoPE); the rest pass through.
-
-    x is (B, T, H, D); cos/sin are (T, dims/2).
-    """
+    """Rotate the first ``dims`` channels of each head of x (B, T, H, D); the rest pass."""
     rot, rest = x[..., :dims], x[..., dims:]
     a, b = rot.chunk(2, dim=-1)
     cos, sin = cos[None, :, None, :], sin[None, :, None, :]
@@ -983,9 +980,8 @@ def fit_artifact(obj: dict, args: Hyperparameters, code_bytes: int, log) -> byte
 
 def quant_label(args: Hyperparameters) -> str:
     """The size-line label, e.g. int6_int5+zstd; the score line uses it with '+' as '_'."""
-    bits = [args.quant_attn_bits, args.quant_mlp_bits]
-    tag = f"int{bits[0]}" if bits[0] == bits[1] else f"int{bits[0]}_int{bits[1]}"
-    return f"{tag}+zstd"
+    a, m = args.quant_attn_bits, args.quant_mlp_bits
+    return (f"int{a}" if a == m else f"int{a}_int{m}") + "+zstd"
 
 
 # ==== Evaluation ==========================================================================
@@ -1131,12 +1127,9 @@ class RunLog:
 
 
 def lr_scale(step: int, elapsed_ms: float, args: Hyperparameters) -> float:
-    """Warm-up, then flat, then a linear warm-down over the last WARMDOWN_ITERS steps.
-
-    Under a wall-clock cap the warm-down also starts when the remaining time would only fit
-    WARMDOWN_ITERS more steps at the average step time so far; whichever comes first wins.
-    The warm-down stops at the MIN_LR floor.
-    """
+    """Warm-up, flat, then a linear warm-down to the MIN_LR floor over the last WARMDOWN_ITERS
+    steps, or (under a wall-clock cap) once the time left fits only that many steps at the
+    average step time so far, whichever comes first."""
     scale = min(1.0, (step + 1) / args.lr_warmup_steps) if args.lr_warmup_steps > 0 else 1.0
     if args.warmdown_iters <= 0:
         return scale
@@ -1171,18 +1164,21 @@ def peak_memory_mib(device: torch.device) -> tuple[int, int]:
     return rss, rss
 
 
-def collect_hessians(model: GPT, loader, args, local_tokens: int, world: int, device) -> dict:
-    """X^T X of every quantized matrix's inputs over GPTQ_CALIB_BATCHES training micro-batches
-    (all ranks together, summed), keyed by state-dict name; the tied embedding's are those
-    of the output head's inputs. Reads training data, so it runs inside the training cap."""
+def collect_hessians(model: GPT, loader, args, local_tokens, world, device, deadline=math.inf):
+    """(X^T X of every quantized matrix's inputs over GPTQ_CALIB_BATCHES training micro-batches,
+    all ranks summed, keyed by state-dict name (the tied embedding's: the head's inputs), the
+    batches used). Reads training data, so it runs inside the training cap: past ``deadline``
+    (the cap's end) it stops after the first batch, and the log says how many it used."""
     mods = {f"{n}.weight": m for n, m in model.named_modules() if isinstance(m, CastedLinear)}
     for m in mods.values():
         m.hessian = torch.zeros(m.in_features, m.in_features, device=device)
     if model.lm_head is None:
         model.emb_hessian = torch.zeros(args.model_dim, args.model_dim, device=device)
     model.eval()
+    n, want = 0, max(1, -(-args.gptq_calib_batches // world))
     with torch.no_grad():
-        for _ in range(max(1, -(-args.gptq_calib_batches // world))):
+        while n < want and (n == 0 or time.perf_counter() < deadline):
+            n += 1
             x, _ = loader.next_batch(local_tokens, args.train_seq_len)
             with autocast(device):
                 model.logits(x)
@@ -1192,10 +1188,10 @@ def collect_hessians(model: GPT, loader, args, local_tokens: int, world: int, de
     for m in mods.values():
         m.hessian = None
     model.emb_hessian = None
-    for h in out.values():
-        if world > 1:
-            dist.all_reduce(h)
-    return out
+    used = torch.tensor(float(n), device=device)
+    for h in [*out.values(), used] if world > 1 else []:
+        dist.all_reduce(h)
+    return out, int(used.item())
 
 
 def main() -> None:
@@ -1424,10 +1420,13 @@ def main() -> None:
     hessians = {}
     if args.gptq:
         t = time.perf_counter()
-        hessians = collect_hessians(model, loader, args, local_tokens, world, device)
+        left_ms = 1000 * args.max_wallclock_seconds - train_ms if max_ms is not None else math.inf
+        hessians, n = collect_hessians(
+            model, loader, args, local_tokens, world, device, t + left_ms / 1000
+        )
         calib_ms = 1000 * (time.perf_counter() - t)
         log(
-            f"gptq:calibrated batches:{args.gptq_calib_batches} hessians:{len(hessians)} "
+            f"gptq:calibrated batches:{n} hessians:{len(hessians)} "
             f"time:{calib_ms:.0f}ms train_plus_calibration:{train_ms + calib_ms:.0f}ms"
         )
 

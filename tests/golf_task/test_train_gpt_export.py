@@ -116,7 +116,21 @@ def calibrate(tg: ModuleType, tmp_path: Path, tied: bool) -> tuple:
     write_shard(tmp_path / "fineweb_train_000000.bin", tokens)
     cpu = torch.device("cpu")
     loader = tg.DistributedTokenLoader(str(tmp_path / "fineweb_train_*.bin"), 0, 1, cpu)
-    return args, model, loader, tg.collect_hessians(model, loader, args, 64, 1, cpu), tokens
+    hessians, used = tg.collect_hessians(model, loader, args, 64, 1, cpu)
+    assert used == 3
+    return args, model, loader, hessians, tokens
+
+
+def test_calibration_stops_at_the_training_caps_end(train_gpt: ModuleType, tmp_path: Path) -> None:
+    """Calibration reads training data, so it counts inside the 600 s: once the cap's end has
+    passed it takes one batch (a Hessian needs one) and stops, and says how many it took."""
+    args, model = tiny(train_gpt, GPTQ_CALIB_BATCHES="5")
+    write_shard(tmp_path / "fineweb_train_000000.bin", np.arange(4000) % VOCAB)
+    cpu = torch.device("cpu")
+    loader = train_gpt.DistributedTokenLoader(str(tmp_path / "fineweb_train_*.bin"), 0, 1, cpu)
+    hessians, used = train_gpt.collect_hessians(model, loader, args, 64, 1, cpu, deadline=0.0)
+    assert used == 1 and loader.stream.pos == 65
+    assert all(h.diagonal().max() > 0 for h in hessians.values())
 
 
 @pytest.mark.parametrize("tied", [True, False])
