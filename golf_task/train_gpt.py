@@ -631,7 +631,8 @@ class Muon(torch.optim.Optimizer):
             if not params:
                 continue
             total = sum(p.numel() for p in params)
-            flat = torch.zeros(total, device=params[0].device, dtype=self.reduce_dtype)
+            dtype = self.reduce_dtype if world > 1 else torch.float32  # nothing to send alone
+            flat = torch.zeros(total, device=params[0].device, dtype=dtype)
             offset = 0
             for i, p in enumerate(params):
                 if i % world == rank and p.grad is not None:
@@ -1051,7 +1052,7 @@ def evaluate(logits_fn, tokens: Tensor, luts, args, rank, world, device, stride:
     return loss_and_bpb(score_windows(logits_fn, tokens, mine, luts, per_batch, device), world)
 
 
-def ttt_evaluate(model, tokens: Tensor, luts, args, rank, world, device, trace=None):
+def ttt_evaluate(model, tokens, luts, args, rank, world, device, trace=None, logits_fn=None):
     """Legal score-first TTT: one pass over the validation tokens in TTT_CHUNK_TOKENS chunks,
     each chunk's targets scored (sliding windows) before TTT_EPOCHS SGD steps on it, so no
     token is scored by a model that trained on it. A window goes with the chunk of its first
@@ -1070,7 +1071,7 @@ def ttt_evaluate(model, tokens: Tensor, luts, args, rank, world, device, trace=N
     for c in range(n_chunks):
         mine = by_chunk.get(c, [])[rank::world]
         model.eval()
-        sums += score_windows(model.logits, tokens, mine, luts, per_batch, device)
+        sums += score_windows(logits_fn or model.logits, tokens, mine, luts, per_batch, device)
         if trace is not None:
             for s0, length, first in mine:
                 trace("score", s0 + first, s0 + length)
@@ -1483,7 +1484,7 @@ def main() -> None:
         log(f"final_{score_label}_sliding_window_exact val_loss:{loss:.8f} val_bpb:{bpb:.8f}")
     if args.ttt:
         t = time.perf_counter()
-        loss, bpb = ttt_evaluate(reloaded, val_tokens, luts, args, rank, world, device)
+        loss, bpb = ttt_evaluate(reloaded, val_tokens, luts, args, rank, world, device, None, rt_fn)
         log(
             f"legal_ttt val_loss:{loss:.4f} val_bpb:{bpb:.4f} "
             f"eval_time:{1000 * (time.perf_counter() - t):.0f}ms"
