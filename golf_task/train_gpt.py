@@ -145,6 +145,7 @@ class Hyperparameters:
     ttt_momentum: float = 0.9
     ttt_chunk_tokens: int = 32768
     ttt_epochs: int = 1
+    ttt_max_seconds: float = 400.0  # adaptation stops after this, scoring goes on (eval cap)
     prequant_eval: bool = True  # score the averaged float weights before export
     save_raw_model: bool = False  # also write the float weights to logs/<RUN_ID>.pt
 
@@ -465,11 +466,8 @@ class Block(nn.Module):
 
 
 class BigramHash(nn.Module):
-    """Embedding of the (previous, current) token pair, hashed into a fixed number of buckets.
-
-    Gives the first layer the bigram statistics for free; the bucket count trades artifact
-    bytes for fewer collisions. Position 0 (no previous token) uses bucket 0.
-    """
+    """Embedding of the (previous, current) token pair hashed into buckets (more buckets: more
+    bytes, fewer collisions): bigram statistics for free. Position 0 uses bucket 0."""
 
     def __init__(self, args: Hyperparameters):
         super().__init__()
@@ -726,10 +724,9 @@ def quant_bits_for(name: str, tensor: Tensor, args: Hyperparameters) -> int:
 
 
 def gptq_codes(w: Tensor, s: Tensor, qmax: int, H: Tensor, block: int = 128) -> Tensor:
-    """GPTQ: round columns one at a time, spreading each rounding error over the columns not
-    yet rounded so as to minimise the output error (w - q)^T H (w - q) for inputs with second
-    moment H. Columns go in order of decreasing H diagonal (the most used inputs first, while
-    most columns are still free to compensate). s is the (rows, 1) scale."""
+    """GPTQ: round columns one at a time, each error spread over the columns not yet rounded
+    to minimise (w - q)^T H (w - q) (H: the inputs' second moment); the most used inputs go
+    first, while the most columns are free to compensate. s is the (rows, 1) scale."""
     W, n = w.clone(), w.size(1)
     H = H.clone()
     dead = H.diagonal() == 0
@@ -815,10 +812,8 @@ def dequantize_rows(q: Tensor, scale: Tensor) -> Tensor:
 def quantize_state(
     state: dict[str, Tensor], args: Hyperparameters, hessians: dict[str, Tensor] | None = None
 ) -> dict:
-    """int8 codes + fp16 row scales for the matrices, fp16 for the rest.
-
-    Each quantized entry also keeps "r" = |w| / scale (not serialized) so that the artifact
-    guard can prune the codes that matter least."""
+    """int8 codes + fp16 row scales for the matrices, fp16 for the rest; each quantized entry
+    keeps "r" = |w| / scale (not serialized) for the artifact guard's pruning."""
     percentiles, hessians = args.percentiles(), hessians or {}
     out: dict = {"format": EXPORT_FORMAT, "tensors": {}}
     for name, t in state.items():
@@ -898,8 +893,7 @@ def export_blob(obj: dict, level: int) -> bytes:
     )
 
 
-def export_model(state: dict[str, Tensor], args, hessians: dict | None = None) -> tuple[bytes, int]:
-    """Quantize and compress a state dict: (blob, bytes of the uncompressed codes and floats)."""
+def export_model(state, args, hessians=None) -> tuple[bytes, int]:  # (blob, uncompressed bytes)
     obj = quantize_state(state, args, hessians)
     return export_blob(obj, args.zstd_level), sum(len(b) for b in group_payloads(obj)[1].values())
 
@@ -1053,11 +1047,11 @@ def evaluate(logits_fn, tokens: Tensor, luts, args, rank, world, device, stride:
 
 
 def ttt_evaluate(model, tokens, luts, args, rank, world, device, trace=None, logits_fn=None):
-    """Legal score-first TTT: one pass over the validation tokens in TTT_CHUNK_TOKENS chunks,
-    each chunk's targets scored (sliding windows) before TTT_EPOCHS SGD steps on it, so no
-    token is scored by a model that trained on it. A window goes with the chunk of its first
-    scored target (one straddling two is scored before either is trained on). ``trace(kind,
-    lo, hi)`` sees each "score"/"adapt" range of target indices in order (for the tests)."""
+    """Legal score-first TTT: one pass in TTT_CHUNK_TOKENS chunks, each chunk's targets scored
+    (sliding windows) before TTT_EPOCHS SGD steps on it (none after TTT_MAX_SECONDS), so no
+    token is scored by a model that trained on it; a window goes with the chunk of its first
+    scored target. Returns (loss, bpb, chunks adapted, chunks); ``trace(kind, lo, hi)`` sees
+    each "score"/"adapt" range of target indices in order (for the tests)."""
     seq_len = args.eval_seq_len or args.train_seq_len
     n, C = tokens.numel() - 1, args.ttt_chunk_tokens
     by_chunk: dict[int, list] = {}
@@ -1067,7 +1061,7 @@ def ttt_evaluate(model, tokens, luts, args, rank, world, device, trace=None, log
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=args.ttt_lr, momentum=args.ttt_momentum)
     sums = torch.zeros(3, dtype=torch.float64, device=device)
-    n_chunks = -(-n // C)
+    n_chunks, adapted, t_end = -(-n // C), 0, time.perf_counter() + args.ttt_max_seconds
     for c in range(n_chunks):
         mine = by_chunk.get(c, [])[rank::world]
         model.eval()
@@ -1076,8 +1070,12 @@ def ttt_evaluate(model, tokens, luts, args, rank, world, device, trace=None, log
             for s0, length, first in mine:
                 trace("score", s0 + first, s0 + length)
         lo, hi = c * C, min((c + 1) * C, n)
-        if c == n_chunks - 1:
-            break
+        go = torch.tensor(float(time.perf_counter() < t_end and c < n_chunks - 1), device=device)
+        if world > 1:
+            dist.broadcast(go, 0)  # rank 0's clock decides: every rank adapts, or none does
+        if not go.item():
+            continue
+        adapted += 1
         starts = list(range(lo, hi, seq_len))[rank::world]
         model.train()
         for _ in range(args.ttt_epochs):
@@ -1097,7 +1095,7 @@ def ttt_evaluate(model, tokens, luts, args, rank, world, device, trace=None, log
         if trace is not None:
             trace("adapt", lo, hi)
     model.eval()
-    return loss_and_bpb(sums, world)
+    return (*loss_and_bpb(sums, world), adapted, n_chunks)
 
 
 # ==== Run =================================================================================
@@ -1484,7 +1482,10 @@ def main() -> None:
         log(f"final_{score_label}_sliding_window_exact val_loss:{loss:.8f} val_bpb:{bpb:.8f}")
     if args.ttt:
         t = time.perf_counter()
-        loss, bpb = ttt_evaluate(reloaded, val_tokens, luts, args, rank, world, device, None, rt_fn)
+        loss, bpb, adapted, n_chunks = ttt_evaluate(
+            reloaded, val_tokens, luts, args, rank, world, device, None, rt_fn
+        )
+        log(f"ttt:adapted_chunks:{adapted}/{n_chunks} max_seconds:{args.ttt_max_seconds:g}")
         log(
             f"legal_ttt val_loss:{loss:.4f} val_bpb:{bpb:.4f} "
             f"eval_time:{1000 * (time.perf_counter() - t):.0f}ms"

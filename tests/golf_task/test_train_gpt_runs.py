@@ -94,6 +94,9 @@ def test_tiny_run_prints_every_expected_line(tiny_run) -> None:
     assert summary.val_bpb == number(
         tiny_run.stdout, r"^legal_ttt_exact val_loss:\S+ val_bpb:(\S+)$"
     )
+    # TTT adapted on every chunk but the last (each is scored first), inside its time budget
+    ttt = re.search(r"^ttt:adapted_chunks:(\d+)/(\d+) max_seconds:400$", tiny_run.stdout, re.M)
+    assert ttt and int(ttt.group(1)) == int(ttt.group(2)) - 1 >= 4
     # the preset turns depth recurrence on part-way (a fixed step count: 36% of 50 steps)
     loop = [ln for ln in lines if ln.startswith("layer_loop:enabled")]
     assert loop == ["layer_loop:enabled step:18 frac:0.360 order:[0, 1, 2, 1, 2, 3]"]

@@ -379,8 +379,9 @@ def test_build_optimizers_passes_polar_ns_and_keeps_fp32_reduce_on_cpu(train_gpt
 
 @pytest.mark.parametrize("reduce_dtype", [torch.float32, torch.bfloat16])
 def test_muon_step_by_hand(train_gpt: ModuleType, reduce_dtype: torch.dtype) -> None:
-    """Nesterov momentum, orthogonalized, scaled by sqrt(rows/cols) for tall matrices, decayed;
-    with a bf16 reduce the update is exactly the fp32 one rounded to bf16."""
+    """Nesterov momentum, orthogonalized, scaled by sqrt(rows/cols) for tall matrices, decayed.
+    One process sends nothing, so a bf16 reduce dtype must not round its update (the bf16
+    buffer is only for the all-reduce between ranks)."""
     torch.manual_seed(0)
     p = nn.Parameter(torch.randn(64, 32))
     p0, grad = p.detach().clone(), torch.randn(64, 32)
@@ -390,13 +391,10 @@ def test_muon_step_by_hand(train_gpt: ModuleType, reduce_dtype: torch.dtype) -> 
     p.grad = grad.clone()
     opt.step()
     update = ns(grad * (1 + mom), 5) * math.sqrt(2)
-    if reduce_dtype == torch.bfloat16:
-        update = update.to(torch.bfloat16).float()
     want = p0 * (1 - lr * wd) - lr * update
     assert torch.allclose(p.detach(), want, rtol=0, atol=1e-6)
-    if reduce_dtype == torch.bfloat16:
-        fp32 = p0 * (1 - lr * wd) - lr * ns(grad * (1 + mom), 5) * math.sqrt(2)
-        assert (p.detach() - fp32).abs().max() > 1e-6, "the bf16 rounding must show"
+    rounded = p0 * (1 - lr * wd) - lr * update.to(torch.bfloat16).float()
+    assert (p.detach() - rounded).abs().max() > 1e-6, "no bf16 rounding in one process"
 
 
 def test_min_lr_floors_the_warm_down(train_gpt: ModuleType) -> None:
@@ -464,9 +462,10 @@ def test_ttt_scores_every_target_once_before_adapting_on_it(train_gpt: ModuleTyp
     args, model, tokens, luts = _ttt_case(train_gpt, "0.01")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     events: list[tuple[str, int, int]] = []
-    loss, bpb = train_gpt.ttt_evaluate(
+    loss, bpb, adapted, chunks = train_gpt.ttt_evaluate(
         model, tokens, luts, args, 0, 1, torch.device("cpu"), trace=lambda *e: events.append(e)
     )
+    assert adapted == chunks - 1 == sum(kind == "adapt" for kind, _, _ in events)
     n = tokens.numel() - 1
     assert math.isfinite(loss) and math.isfinite(bpb)
     counts = [0] * n
@@ -500,3 +499,23 @@ def test_ttt_with_zero_lr_equals_the_sliding_window_score(train_gpt: ModuleType)
     assert got[1] == pytest.approx(ref[1], abs=1e-9)
     plain = train_gpt.evaluate(model.logits, tokens, luts, args, 0, 1, cpu)
     assert abs(plain[0] - ref[0]) > 1e-6, "the stride must matter here, else the test is blind"
+
+
+def test_ttt_stops_adapting_after_its_time_budget_but_scores_everything(
+    train_gpt: ModuleType,
+) -> None:
+    """TTT_MAX_SECONDS keeps TTT inside the evaluation cap: past it, no more SGD steps, and the
+    remaining chunks are still scored (with the model as it is), each target once."""
+    args, model, tokens, luts = _ttt_case(train_gpt, "0.01")
+    args.ttt_max_seconds = 0.0
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    events: list[tuple[str, int, int]] = []
+    cpu = torch.device("cpu")
+    loss, bpb, adapted, chunks = train_gpt.ttt_evaluate(
+        model, tokens, luts, args, 0, 1, cpu, trace=lambda *e: events.append(e)
+    )
+    assert adapted == 0 and chunks > 3
+    assert {kind for kind, _, _ in events} == {"score"}
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    ref = train_gpt.evaluate(model.logits, tokens, luts, args, 0, 1, cpu, stride=args.eval_stride)
+    assert (loss, bpb) == pytest.approx(ref, abs=1e-9)
