@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,3 +129,15 @@ def seed_runs(tiny_run, cross_process_lock) -> list[SeedRun]:  # noqa: ANN001 - 
             json.dumps([{"seed": r.seed, "log": str(r.log), "script": str(r.script)} for r in runs])
         )
         return runs
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for in-process torch work: the box's 2 cores are shared, and at
+    the tests' model sizes more threads only add contention."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

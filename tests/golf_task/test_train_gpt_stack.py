@@ -8,7 +8,6 @@ The export side (GPTQ, compression, artifact guard, pack_source) is in test_trai
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
@@ -43,13 +42,7 @@ BASE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """The box's 2 cores are shared: intra-op threads only add contention for models this size."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(tg: ModuleType, noise: float = 0.1, **env: str) -> tuple[object, nn.Module]:

@@ -7,14 +7,14 @@ one way each: code padded over the cap, a claim rounded wrongly, stray files in 
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
+from validate_kit import check_named, edit_json
 
 from golf_task.limits import ARTIFACT_CAP_BYTES
-from golf_task.validate import Report, validate_folder
+from golf_task.validate import validate_folder
 
 BASELINE = "2026-03-17_NaiveBaseline"
 MODEL = 15_815_847  # "Serialized model int8+zlib: 15815847 bytes" in the baseline's log
@@ -34,21 +34,8 @@ def _record(root: Path, golf_fixtures: Path, *, code: int = LOGGED_CODE) -> Path
     shutil.copytree(golf_fixtures / "records" / BASELINE, folder)
     (folder / "train_gpt.py").write_bytes(_script(code))
     (folder / "README.md").write_text("# Naive baseline\n\nThe reference run.\n")
-    _edit_json(folder, lambda d: d.update(bytes_code=code))
+    edit_json(folder, lambda d: d.update(bytes_code=code))
     return folder
-
-
-def _edit_json(folder: Path, change) -> None:  # noqa: ANN001
-    path = folder / "submission.json"
-    data = json.loads(path.read_text())
-    change(data)
-    path.write_text(json.dumps(data, indent=2))
-
-
-def _check(report: Report, name: str):  # noqa: ANN202
-    check = report.by_name(name)
-    assert check is not None, [c.name for c in report.checks]
-    return check
 
 
 # ---------------------------------------------------------------------------- the cap
@@ -61,7 +48,7 @@ def test_code_padded_over_the_cap_fails_on_measured_bytes(
     folder = _record(tmp_path, golf_fixtures, code=246_696)
     assert (folder / "train_gpt.py").stat().st_size == 246_696
     report = validate_folder(folder, sota=None)
-    cap = _check(report, "limits.artifact")
+    cap = check_named(report, "limits.artifact")
     assert cap.status == "fail", cap
     assert f"over {ARTIFACT_CAP_BYTES:,} bytes" in cap.message
     for figure in ("15,815,847", "246,696", "16,062,543", "train_gpt.py", "measured", "logged"):
@@ -77,7 +64,7 @@ def test_code_within_the_cap_passes_and_says_which_figures_it_used(
     tmp_path: Path, golf_fixtures: Path
 ) -> None:
     report = validate_folder(_record(tmp_path, golf_fixtures), sota=None)
-    cap = _check(report, "limits.artifact")
+    cap = check_named(report, "limits.artifact")
     assert cap.status == "pass", cap
     assert "15,863,489" in cap.message and "measured" in cap.message and "47,642" in cap.message
     assert report.ok, [c for c in report.checks if c.status == "fail"]
@@ -89,7 +76,7 @@ def test_other_code_the_folder_ships_counts_too(tmp_path: Path, golf_fixtures: P
     helpers.mkdir()
     (helpers / "fused.py").write_bytes(_script(100_000))
     (helpers / "attn.cu").write_bytes(b"// kernel\n" * 10_000)
-    cap = _check(validate_folder(folder, sota=None), "limits.artifact")
+    cap = check_named(validate_folder(folder, sota=None), "limits.artifact")
     assert cap.status == "fail", cap
     assert cap.details["code_files"] == ["kernels/attn.cu", "kernels/fused.py", "train_gpt.py"]
     assert cap.details["measured_code"] == LOGGED_CODE + 100_000 + 100_000
@@ -98,7 +85,7 @@ def test_other_code_the_folder_ships_counts_too(tmp_path: Path, golf_fixtures: P
 
 def test_logs_only_uses_the_logged_total_and_says_so(golf_fixtures: Path) -> None:
     report = validate_folder(golf_fixtures / "records" / BASELINE, sota=None, logs_only=True)
-    cap = _check(report, "limits.artifact")
+    cap = check_named(report, "limits.artifact")
     assert cap.status == "pass" and "logged" in cap.message and "15,863,489" in cap.message
 
 
@@ -123,8 +110,8 @@ def test_a_claim_must_equal_the_logged_score_rounded(
     tmp_path: Path, golf_fixtures: Path, claim: float, status: str
 ) -> None:
     folder = _record(tmp_path, golf_fixtures)
-    _edit_json(folder, lambda d: d.update(val_bpb=claim))
-    check = _check(validate_folder(folder, sota=None), "consistency.score")
+    edit_json(folder, lambda d: d.update(val_bpb=claim))
+    check = check_named(validate_folder(folder, sota=None), "consistency.score")
     assert check.status == status, check
 
 
@@ -137,9 +124,9 @@ def test_the_decimals_a_claim_prints_are_its_own_not_floats(
     text = path.read_text()
     path.write_text(text.replace('"val_bpb": 1.2243657', '"val_bpb": 1.2240'))
     assert '"val_bpb": 1.2240' in path.read_text()
-    assert _check(validate_folder(folder, sota=None), "consistency.score").status == "fail"
+    assert check_named(validate_folder(folder, sota=None), "consistency.score").status == "fail"
     path.write_text(text.replace('"val_bpb": 1.2243657', '"val_bpb": 1.2244'))
-    assert _check(validate_folder(folder, sota=None), "consistency.score").status == "pass"
+    assert check_named(validate_folder(folder, sota=None), "consistency.score").status == "pass"
 
 
 def test_a_claim_of_one_decimal_is_checked_to_half_a_unit(
@@ -149,19 +136,21 @@ def test_a_claim_of_one_decimal_is_checked_to_half_a_unit(
     folder = _record(tmp_path, golf_fixtures)
     log = folder / "train.log"
     log.write_text(log.read_text().replace("val_bpb:1.22436570", "val_bpb:1.1699"))
-    _edit_json(folder, lambda d: d.update(val_bpb=1.1))
-    assert _check(validate_folder(folder, sota=None), "consistency.score").status == "fail"
-    _edit_json(folder, lambda d: d.update(val_bpb=1.2))
-    assert _check(validate_folder(folder, sota=None), "consistency.score").status == "pass"
+    edit_json(folder, lambda d: d.update(val_bpb=1.1))
+    assert check_named(validate_folder(folder, sota=None), "consistency.score").status == "fail"
+    edit_json(folder, lambda d: d.update(val_bpb=1.2))
+    assert check_named(validate_folder(folder, sota=None), "consistency.score").status == "pass"
 
 
 def test_per_seed_claims_are_held_to_the_same_rule(tmp_path: Path, golf_fixtures: Path) -> None:
     folder = _record(tmp_path, golf_fixtures)
-    _edit_json(folder, lambda d: d.update(seeds=[1337], seed_results={"1337": {"val_bpb": 1.2243}}))
-    check = _check(validate_folder(folder, sota=None), "consistency.seed_results")
+    edit_json(folder, lambda d: d.update(seeds=[1337], seed_results={"1337": {"val_bpb": 1.2243}}))
+    check = check_named(validate_folder(folder, sota=None), "consistency.seed_results")
     assert check.status == "warn" and "1.2243" in check.message
-    _edit_json(folder, lambda d: d.update(seed_results={"1337": {"val_bpb": 1.2244}}))
-    assert _check(validate_folder(folder, sota=None), "consistency.seed_results").status == "pass"
+    edit_json(folder, lambda d: d.update(seed_results={"1337": {"val_bpb": 1.2244}}))
+    assert (
+        check_named(validate_folder(folder, sota=None), "consistency.seed_results").status == "pass"
+    )
 
 
 # ---------------------------------------------------------------------------- which files are logs
@@ -180,7 +169,7 @@ def test_logs_only_counts_only_the_folders_own_logs(tmp_path: Path, golf_fixture
         "final_int8_zlib_roundtrip_exact val_loss:2.00000000 val_bpb:1.10000000\n"
     )
     report = validate_folder(folder, sota=None, logs_only=True)
-    layout = _check(report, "layout.logs")
+    layout = check_named(report, "layout.logs")
     assert layout.details["logs"] == ["train.log"], layout
     for name in ("ablations/run2/train.log", "data/notes.txt", "notes.txt"):
         assert name in layout.message
@@ -195,7 +184,7 @@ def test_the_logs_subfolder_layout_still_counts(tmp_path: Path, golf_fixtures: P
     (folder / "logs" / "old").mkdir()
     shutil.copyfile(folder / "logs" / "train0.txt", folder / "logs" / "old" / "train9.txt")
     report = validate_folder(folder, sota=None, logs_only=True)
-    assert _check(report, "layout.logs").details["logs"] == [
+    assert check_named(report, "layout.logs").details["logs"] == [
         "logs/train0.txt",
         "logs/train1.txt",
         "logs/train2.txt",

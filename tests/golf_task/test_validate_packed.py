@@ -8,10 +8,11 @@ lines say what a ``PACK_CODE=1`` run of that script prints (the model bytes stay
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
+
+from validate_kit import check_named, edit_json
 
 from golf_task.pack import READABLE_NAME, pack
 from golf_task.validate import Report, validate_folder
@@ -49,21 +50,8 @@ def _record(
         flags=re.M,
     )
     log.write_text(text)
-    _edit_json(folder, lambda d: d.update(bytes_code=code, bytes_total=total))
+    edit_json(folder, lambda d: d.update(bytes_code=code, bytes_total=total))
     return folder
-
-
-def _edit_json(folder: Path, change) -> None:  # noqa: ANN001
-    path = folder / "submission.json"
-    data = json.loads(path.read_text())
-    change(data)
-    path.write_text(json.dumps(data, indent=2))
-
-
-def _check(report: Report, name: str):  # noqa: ANN202
-    check = report.by_name(name)
-    assert check is not None, [c.name for c in report.checks]
-    return check
 
 
 def _failed(report: Report) -> set[str]:
@@ -76,25 +64,25 @@ def test_packed_folder_with_its_readable_copy_passes(tmp_path: Path, golf_fixtur
     assert packed < len(SOURCE) / 3  # the point of packing
     report = validate_folder(folder, sota=None)
     assert report.ok, [c for c in report.checks if c.status == "fail"]
-    code = _check(report, "consistency.bytes_code")
+    code = check_named(report, "consistency.bytes_code")
     assert code.status == "pass", code
     assert f"bytes_code {packed} = train_gpt.py's size" in code.message
     assert "packed form" in code.message and f"{READABLE_NAME}, the same source" in code.message
-    cap = _check(report, "limits.artifact")
+    cap = check_named(report, "limits.artifact")
     assert cap.status == "pass"
     assert cap.details["code_files"] == ["train_gpt.py"]  # the readable copy is not counted
     assert cap.details["measured_code"] == packed
     assert f"{MODEL + packed:,}" in cap.message
-    compiles = _check(report, "code.compiles")
+    compiles = check_named(report, "code.compiles")
     assert compiles.status == "pass"
     assert f"the {len(SOURCE.encode()):,}-byte source it packs compile" in compiles.message
-    assert "packed" in _check(report, "layout.train_gpt").message
+    assert "packed" in check_named(report, "layout.train_gpt").message
 
 
 def test_packed_folder_without_a_readable_copy_passes(tmp_path: Path, golf_fixtures: Path) -> None:
     report = validate_folder(_record(tmp_path, golf_fixtures, readable=False), sota=None)
     assert report.ok, [c for c in report.checks if c.status == "fail"]
-    assert _check(report, "consistency.bytes_code").status == "pass"
+    assert check_named(report, "consistency.bytes_code").status == "pass"
 
 
 def test_a_readable_copy_that_differs_is_counted(tmp_path: Path, golf_fixtures: Path) -> None:
@@ -103,11 +91,11 @@ def test_a_readable_copy_that_differs_is_counted(tmp_path: Path, golf_fixtures: 
     (folder / READABLE_NAME).write_text(SOURCE.replace("trained", "trainee"), encoding="utf-8")
     report = validate_folder(folder, sota=None)
     assert _failed(report) == {"consistency.bytes_code"}, report.checks
-    code = _check(report, "consistency.bytes_code")
+    code = check_named(report, "consistency.bytes_code")
     assert code.details["files"] == ["train_gpt.py", READABLE_NAME]
     packed = (folder / "train_gpt.py").stat().st_size
     assert code.details["file"] == packed + len(SOURCE.encode())
-    assert _check(report, "limits.artifact").details["code_files"] == [
+    assert check_named(report, "limits.artifact").details["code_files"] == [
         "train_gpt.py",
         READABLE_NAME,
     ]
@@ -118,7 +106,7 @@ def test_a_packed_source_that_does_not_compile_fails(tmp_path: Path, golf_fixtur
     broken = SOURCE.replace("import os", "imp0rt os")
     report = validate_folder(_record(tmp_path, golf_fixtures, source=broken), sota=None)
     assert _failed(report) == {"code.compiles"}, report.checks
-    message = _check(report, "code.compiles").message
+    message = check_named(report, "code.compiles").message
     assert "packed form" in message and "does not compile" in message and "line 2" in message
 
 
@@ -130,22 +118,22 @@ def test_the_readable_script_where_the_log_counted_the_packed_form_warns(
     folder = _record(tmp_path, golf_fixtures, readable=False)
     packed = (folder / "train_gpt.py").stat().st_size
     (folder / "train_gpt.py").write_text(SOURCE, encoding="utf-8")
-    _edit_json(folder, lambda d: d.update(bytes_code=len(SOURCE.encode())))
+    edit_json(folder, lambda d: d.update(bytes_code=len(SOURCE.encode())))
     report = validate_folder(folder, sota=None)
-    code = _check(report, "consistency.bytes_code")
+    code = check_named(report, "consistency.bytes_code")
     assert code.status == "warn"
     assert f"is {len(SOURCE.encode())} bytes but the logs ran code of [{packed}]" in code.message
     assert "packed form" not in code.message
     # the artifact is judged on the bytes shipped: the plain script + the logged model
-    assert _check(report, "limits.artifact").details["measured_code"] == len(SOURCE.encode())
+    assert check_named(report, "limits.artifact").details["measured_code"] == len(SOURCE.encode())
 
 
 def test_a_json_code_size_off_by_one_fails_and_says_packed(
     tmp_path: Path, golf_fixtures: Path
 ) -> None:
     folder = _record(tmp_path, golf_fixtures)
-    _edit_json(folder, lambda d: d.update(bytes_code=d["bytes_code"] + 1))
+    edit_json(folder, lambda d: d.update(bytes_code=d["bytes_code"] + 1))
     report = validate_folder(folder, sota=None)
     assert "consistency.bytes_code" in _failed(report)
-    message = _check(report, "consistency.bytes_code").message
+    message = check_named(report, "consistency.bytes_code").message
     assert "train_gpt.py is" in message and "packed form" in message
