@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from helm.promote.folder import SeedResult, log_name, steps_of
+from helm.remote.launch import data_variant
 
 if TYPE_CHECKING:
     from golf_task.validate import Report
@@ -126,13 +127,15 @@ def readme_text(
             f"{_f(steps_of(s))} | {_f(s.step_avg_ms, 2)} | {train_s} | `{log_name(r.seed)}` |"
         )
     gpus = int(run.get("gpus") or 1)
+    variant = data_variant(env)  # the layout the run's jobs read (its VOCAB_SIZE's)
     lines += [
         "",
         "## Reproduce",
         "",
-        "From this folder, with `DATA_PATH` and `TOKENIZER_PATH` pointing at the sp1024 FineWeb "
-        "shards and tokenizer (the script's defaults are the repository's `data/` layout), "
-        "once per seed:",
+        f"From this folder, with `DATA_PATH` and `TOKENIZER_PATH` pointing at the {variant} "
+        "FineWeb shards and tokenizer (the script's defaults are the repository's `data/` "
+        f"layout; `python -m golf_task.data fineweb --out data --variant {variant}`), once per "
+        "seed:",
         "",
         "```sh",
         reproduce_command(env, results[0].seed if results else 1337, gpus),

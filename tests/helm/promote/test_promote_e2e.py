@@ -114,6 +114,8 @@ def test_promote_three_seeds_then_a_crashing_seed(
     assert original["val_bpb"] == logs[42].val_bpb
     readme = (folder / "README.md").read_text()
     assert "## Results per seed" in readme and "## Reproduce" in readme
+    # the tiny preset's 1,024-piece vocabulary: the data its jobs read, named for reproducers
+    assert "pointing at the sp1024 FineWeb" in readme and "--variant sp1024" in readme
     assert "Compared with base pin #1 (init golf_task)" in readme  # the change, from the diff
     assert "- code: unchanged" in readme and "`MAX_WALLCLOCK_SECONDS`: `(unset)` → `3`" in readme
     assert "## Validation" in readme and "p = " in readme
