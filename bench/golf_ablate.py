@@ -25,8 +25,6 @@ import argparse
 import ast
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,10 +35,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from golf_runs import Job, Result, run_jobs  # noqa: E402
+from golf_runs import (  # noqa: E402
+    Job,
+    Result,
+    expected_wall_s,
+    fmt,
+    mean_of,
+    old_script,
+    run_jobs,
+    score,
+    steps_of,
+)
 
-from golf_task.data import DataLayout, make_tiny, pieces  # noqa: E402
+from golf_task.data import make_tiny  # noqa: E402
 from golf_task.presets import TINY_CPU_ENV  # noqa: E402
+from golf_task.shards import DataLayout  # noqa: E402
+from golf_task.variants import pieces  # noqa: E402
 
 SCRIPT = REPO / "golf_task" / "train_gpt.py"
 
@@ -289,26 +299,6 @@ def ablation_jobs(
     return jobs
 
 
-def _mean(values: list[float | None]) -> float | None:
-    got = [v for v in values if v is not None]
-    return statistics.fmean(got) if got and len(got) == len(values) else None
-
-
-def _f(value: float | None, spec: str = ".4f") -> str:
-    return "n/a" if value is None else f"{value:{spec}}"
-
-
-def _steps(results: list[Result]) -> str:
-    return "/".join(str(r.steps) for r in results) or "n/a"
-
-
-def score(result: Result, suffix: str | None) -> float | None:
-    """The run's final score (``suffix`` None) or its ``*<suffix>`` exact score line."""
-    if suffix is None:
-        return result.bpb
-    return next((v for k, v in result.scores.items() if k.endswith(suffix)), None)
-
-
 def ablation_table(
     results: list[Result], selected: list[Technique], ttt_everywhere: bool = False
 ) -> str:
@@ -319,18 +309,18 @@ def ablation_table(
         "| technique | switch (on → off) | bpb on | bpb off | Δ off − on | steps on | steps off |",
         "|---|---|---|---|---|---|---|",
         f"| new default, all on | (baseline; final score with TTT) | "
-        f"{_f(_mean([r.bpb for r in base]))} | | | {_steps(base)} | |",
+        f"{fmt(mean_of([r.bpb for r in base]))} | | | {steps_of(base)} | |",
     ]
     for tech in selected:
         if tech.eval_only:
             on, off = base, base
-            bpb_on = _mean([r.bpb for r in base])
-            bpb_off = _mean([score(r, tech.off_score) for r in base])
+            bpb_on = mean_of([r.bpb for r in base])
+            bpb_off = mean_of([score(r, tech.off_score) for r in base])
         else:
             own = [r for r in results if r.label == tech.key]
             on, off = (base, own) if tech.default_on else (own, base)
-            bpb_on = _mean([score(r, metric) for r in on])
-            bpb_off = _mean([score(r, metric) for r in off])
+            bpb_on = mean_of([score(r, metric) for r in on])
+            bpb_off = mean_of([score(r, metric) for r in off])
         delta = None if bpb_on is None or bpb_off is None else bpb_off - bpb_on
         note = " (same runs: score after vs before TTT)" if tech.eval_only else ""
         if not tech.default_on:
@@ -338,29 +328,10 @@ def ablation_table(
         if not tech.in_script:
             note += " (not in this script: ignored)"
         lines.append(
-            f"| {tech.name} | {tech.switch()}{note} | {_f(bpb_on)} | {_f(bpb_off)} | "
-            f"{_f(delta, '+.4f')} | {_steps(on)} | {_steps(off)} |"
+            f"| {tech.name} | {tech.switch()}{note} | {fmt(bpb_on)} | {fmt(bpb_off)} | "
+            f"{fmt(delta, '+.4f')} | {steps_of(on)} | {steps_of(off)} |"
         )
     return "\n".join(lines)
-
-
-def old_script(out: Path, path: Path | None, ref: str) -> Path:
-    """The previous script: ``path`` as given, else ``git show REF:golf_task/train_gpt.py``."""
-    if path is not None:
-        return path
-    dest = out / f"old_train_gpt_{ref.replace('/', '_')}.py"
-    proc = subprocess.run(
-        ["git", "-C", str(REPO), "show", f"{ref}:golf_task/train_gpt.py"],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(
-            f"cannot read {ref}:golf_task/train_gpt.py ({proc.stderr.strip()}); "
-            "pass --old-script PATH"
-        )
-    dest.write_text(proc.stdout, encoding="utf-8")
-    return dest
 
 
 def compare_jobs(
@@ -383,18 +354,13 @@ def compare_table(results: list[Result]) -> str:
     ]
     for label, name in (("new", "new default (working tree)"), ("old", "old default")):
         rows = sorted((r for r in results if r.label == label), key=lambda r: r.seed)
-        per_seed = ", ".join(_f(r.bpb) for r in rows)
+        per_seed = ", ".join(fmt(r.bpb) for r in rows)
         sizes = "/".join(f"{r.total_bytes:,}" if r.total_bytes else "n/a" for r in rows)
         lines.append(
-            f"| {name} | {_f(_mean([r.bpb for r in rows]))} | {per_seed} | {_steps(rows)} | "
+            f"| {name} | {fmt(mean_of([r.bpb for r in rows]))} | {per_seed} | {steps_of(rows)} | "
             f"{sizes} |"
         )
     return "\n".join(lines)
-
-
-def expected_wall_s(n_jobs: int, seconds: float, parallel: int, overhead_s: float) -> float:
-    """Rounds of ``parallel`` runs, each the cap plus start-up, export and evaluation."""
-    return -(-n_jobs // parallel) * (seconds + overhead_s)
 
 
 def render(record: dict) -> str:

@@ -1,4 +1,5 @@
-"""Runs of train_gpt.py scripts in parallel subprocesses, and the numbers read from them.
+"""Runs of train_gpt.py scripts in parallel subprocesses, the numbers read from them, and the
+old script a comparison runs against.
 
 The scheduler of bench/golf_ablate.py: each job its own directory and environment, at most
 ``parallel`` at a time in list order, each stopped after a timeout. Output is read with
@@ -8,6 +9,7 @@ bench/gpu_summary.py's parser, the one the GPU check uses, so both agree on what
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -96,3 +98,54 @@ def run_jobs(jobs: list[Job], work: Path, parallel: int, timeout_s: float) -> li
             got = f"bpb {res.bpb:.4f}" if res.bpb is not None else f"FAILED: {res.error}"
             print(f"{done}: {got}, {res.steps} steps, {res.wall_s:.0f} s", file=sys.stderr)
     return results
+
+
+def mean_of(values: list[float | None]) -> float | None:
+    """The mean, or None when any run gave no number (a partial mean would mislead)."""
+    got = [v for v in values if v is not None]
+    return statistics.fmean(got) if got and len(got) == len(values) else None
+
+
+def fmt(value: float | None, spec: str = ".4f") -> str:
+    return "n/a" if value is None else f"{value:{spec}}"
+
+
+def steps_of(results: list[Result]) -> str:
+    return "/".join(str(r.steps) for r in results) or "n/a"
+
+
+def score(result: Result, suffix: str | None) -> float | None:
+    """The run's final score (``suffix`` None) or its ``*<suffix>`` exact score line."""
+    if suffix is None:
+        return result.bpb
+    return next((v for k, v in result.scores.items() if k.endswith(suffix)), None)
+
+
+def expected_wall_s(n_jobs: int, seconds: float, parallel: int, overhead_s: float) -> float:
+    """Rounds of ``parallel`` runs, each the cap plus start-up, export and evaluation."""
+    return -(-n_jobs // parallel) * (seconds + overhead_s)
+
+
+def old_script(out: Path, path: Path | None, ref: str) -> Path:
+    """The previous script: ``path`` as given, else ``git show REF:golf_task/train_gpt.py``."""
+    if path is not None:
+        return path
+    dest = out / f"old_train_gpt_{ref.replace('/', '_')}.py"
+    proc = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(Path(__file__).resolve().parents[1]),
+            "show",
+            f"{ref}:golf_task/train_gpt.py",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"cannot read {ref}:golf_task/train_gpt.py ({proc.stderr.strip()}); "
+            "pass --old-script PATH"
+        )
+    dest.write_text(proc.stdout, encoding="utf-8")
+    return dest

@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+from golf_task._validate_code import ShippedCode, measure_code
 from golf_task._validate_rules import (
     ARTIFACT_CAP_BYTES,
     EVAL_CAP_MS,
@@ -17,12 +18,10 @@ from golf_task._validate_rules import (
     Add,
     Folder,
     LogEntry,
-    ShippedCode,
     exact,
     is_number,
     logged_exact,
     mean,
-    measure_code,
     rounds_to,
 )
 

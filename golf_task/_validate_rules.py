@@ -7,7 +7,6 @@ folder: a broken submission is a report, not a traceback.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -18,6 +17,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
+from golf_task._validate_code import packed_source, shipped
 from golf_task.limits import (  # noqa: F401  (re-exported through golf_task.validate)
     ARTIFACT_CAP_BYTES,
     EVAL_CAP_MS,
@@ -27,7 +27,6 @@ from golf_task.limits import (  # noqa: F401  (re-exported through golf_task.val
     TRAIN_CAP_MS,
 )
 from golf_task.logs import LogSummary, parse_file
-from golf_task.pack import READABLE_NAME, PackError, source_text, unpack
 
 Add = Callable[..., None]
 
@@ -41,12 +40,6 @@ _NOT_LOGS = re.compile(r"(?i)^(requirements.*|readme.*|license.*)$")
 # A folder's own logs lie at its top level or in logs/ (2026-04-13_VarLenAttn's layout); a
 # log elsewhere (an ablation's, an old run's) is not evidence for this claim.
 LOG_DIRS = ("", "logs")
-# What counts as code a folder ships: its sources of any language the run could execute,
-# and built extensions. Bytecode caches and hidden folders are not shipped.
-CODE_SUFFIXES = {
-    ".py", ".pyx", ".pxd", ".c", ".cc", ".cpp", ".cxx", ".h", ".hpp", ".cu", ".cuh", ".so",
-    ".sh",
-}  # fmt: skip
 _REQUIRED = {
     "author": str,
     "github_id": str,
@@ -228,79 +221,12 @@ def load_folder(path: Path) -> Folder:
     return folder
 
 
-def _shipped(path: Path, suffixes: set[str]) -> list[Path]:
-    """Files under ``path`` with one of ``suffixes``, hidden folders and caches left out."""
-    found = []
-    for p in sorted(path.rglob("*")):
-        parts = p.relative_to(path).parts
-        if any(part.startswith(".") or part == "__pycache__" for part in parts):
-            continue
-        if p.suffix.lower() in suffixes and p.is_file():
-            found.append(p)
-    return found
-
-
-@dataclass(frozen=True)
-class ShippedCode:
-    """The code a folder ships and its bytes. A packed ``train_gpt.py`` (golf_task.pack)
-    counts its own bytes, as its log did; its source is ``packed``. A ``train_gpt_human.py``
-    that is exactly that source is code already counted, so it is left out (``readable``)."""
-
-    size: int
-    files: list[str]
-    packed: str | None = None
-    readable: str | None = None
-
-
-def packed_source(path: Path) -> str | None:
-    """The readable source of a folder's ``train_gpt.py`` when it is the packed form."""
-    try:
-        return _unpacked((path / "train_gpt.py").read_bytes())
-    except OSError:
-        return None
-
-
-@functools.lru_cache(maxsize=8)  # several checks ask; keyed on the bytes, never stale
-def _unpacked(data: bytes) -> str | None:
-    try:
-        return unpack(source_text(data))
-    except (UnicodeDecodeError, PackError):
-        return None  # not UTF-8, or no packer to recognise the form by
-
-
-def measure_code(path: Path) -> ShippedCode | None:
-    """The code a folder ships (``train_gpt.py`` and any other source or built extension in
-    it) and its bytes; None when it ships none."""
-    files = _shipped(path, CODE_SUFFIXES)
-    if not files:
-        return None
-    packed = packed_source(path)
-    readable = None
-    twin = path / READABLE_NAME
-    if packed is not None and twin in files:
-        try:
-            same = source_text(twin.read_bytes()) == packed
-        except (OSError, UnicodeDecodeError):
-            same = False
-        if same:
-            files.remove(twin)
-            readable = READABLE_NAME
-    size = 0
-    for p in files:
-        try:
-            size += p.stat().st_size
-        except OSError:
-            continue
-    names = [p.relative_to(path).as_posix() for p in files]
-    return ShippedCode(size, names, packed, readable)
-
-
 def _load_logs(folder: Folder) -> None:
     """The folder's own training logs: *.log / *.txt at its top level or in logs/ that show
     a run (a header, an echoed script or training steps). A text file quoting a score line
     is not a log; a log in another subfolder is not this folder's evidence."""
     seen: dict[str, str] = {}
-    for p in _shipped(folder.path, _LOG_SUFFIXES):
+    for p in shipped(folder.path, _LOG_SUFFIXES):
         rel = p.relative_to(folder.path).as_posix()
         if _NOT_LOGS.match(p.name):
             continue

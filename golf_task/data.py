@@ -30,27 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-from golf_task.shards import (  # noqa: F401 - re-exported: data's public names
-    HEADER_BYTES,
-    HEADER_INTS,
-    SHARD_MAGIC,
-    SHARD_VERSION,
+from golf_task.shards import (
     DataLayout,
-    ShardError,
     read_header,
-    read_shard,
     shard_paths,
     write_shard,
 )
-from golf_task.variants import (  # noqa: F401 - re-exported: data's public names
+from golf_task.variants import (
     DEFAULT_VARIANT,
     TINY_VARIANT,
     VARIANTS,
-    Variant,
-    check_variant,
-    dataset_subdir,
     pieces,
-    tokenizer_subpath,
 )
 
 # Bump when the tiny corpus recipe changes, so an old DIR is rebuilt instead of reused.

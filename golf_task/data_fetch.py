@@ -10,7 +10,7 @@ one layout (that of the challenge's ``data/cached_challenge_fineweb.py``), roote
     datasets/tokenizers/fineweb_<N>_bpe.model (+ .vocab)
 
 sp1024 is served by ``willdepueoai/parameter-golf``, sp4096 and sp8192 by
-``kevclark/parameter-golf`` (``golf_task.data.VARIANTS``). Files land in the same
+``kevclark/parameter-golf`` (``golf_task.variants.VARIANTS``). Files land in the same
 ``DIR/datasets/...`` and ``DIR/tokenizers/...`` layout that ``train_gpt.py`` reads; each repo's
 manifest is kept as ``DIR/manifests/<owner>__<name>.json`` (the two repos' manifests differ).
 

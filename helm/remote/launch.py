@@ -38,7 +38,7 @@ DONE_LOG = "done.log"
 JOBS_DIR = "jobs"
 CACHE_DIR = "cache"  # compile caches of the campaign's jobs, under the box's work folder
 # A host's --data dir holds the data maker's layout; jobs default to the variant that
-# train_gpt.py's own defaults read (golf_task.data.DEFAULT_VARIANT), so both agree.
+# train_gpt.py's own defaults read (golf_task.variants.DEFAULT_VARIANT), so both agree.
 DATASET_SUBDIR = dataset_subdir(DEFAULT_VARIANT)
 TOKENIZER_SUBPATH = tokenizer_subpath(DEFAULT_VARIANT)
 

@@ -30,9 +30,9 @@ sys.path.insert(0, str(BENCH))
 import golf_ablate as ga  # noqa: E402
 import gpu_summary as gs  # noqa: E402
 
-from golf_task.data import DataLayout  # noqa: E402
 from golf_task.logs import parse_text  # noqa: E402
 from golf_task.presets import TINY_CPU_ENV  # noqa: E402
+from golf_task.shards import DataLayout  # noqa: E402
 
 # The overrides the brief allows the check to make to the script's defaults, and no others.
 ALLOWED = {

@@ -13,19 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golf_task import data
-from golf_task.data import (
-    DEFAULT_VARIANT,
+from golf_task import data, shards, variants
+from golf_task.data import make_tiny
+from golf_task.shards import (
     HEADER_BYTES,
     SHARD_MAGIC,
-    VARIANTS,
     DataLayout,
     ShardError,
-    make_tiny,
     read_header,
     read_shard,
     write_shard,
 )
+from golf_task.variants import DEFAULT_VARIANT, VARIANTS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -182,7 +181,7 @@ def test_variants_name_the_official_layout() -> None:
         "sp8192": ("fineweb10B_sp8192", "fineweb_8192_bpe", "kevclark/parameter-golf"),
     }
     assert DEFAULT_VARIANT == "sp8192"
-    assert [data.pieces(v) for v in VARIANTS] == [1024, 4096, 8192]
+    assert [variants.pieces(v) for v in VARIANTS] == [1024, 4096, 8192]
     root = Path("/d")
     # DataLayout(root) stays the tiny preset's sp1024, as golf_task.presets.tiny_env expects.
     assert DataLayout(root).dataset_dir == root / "datasets" / "fineweb10B_sp1024"
@@ -194,7 +193,7 @@ def test_variants_name_the_official_layout() -> None:
     with pytest.raises(ValueError, match="unknown variant 'sp2048'"):
         DataLayout(root, "sp2048")
     with pytest.raises(ValueError, match="unknown variant"):
-        data.pieces("byte260")
+        variants.pieces("byte260")
 
 
 def test_tiny_preset_reads_the_sp1024_layout(tiny_data_dir: Path) -> None:
@@ -254,14 +253,14 @@ def test_tiny_variants_live_side_by_side_on_the_same_text(variants_dir: Path) ->
     val_text, train_sizes = {}, {}
     for variant in ("sp1024", "sp4096", "sp8192"):
         layout = DataLayout(variants_dir, variant)
-        n = data.pieces(variant)
+        n = variants.pieces(variant)
         sp = spm.SentencePieceProcessor(model_file=str(layout.tokenizer_model))
         assert sp.vocab_size() == n
         assert layout.tokenizer_vocab.read_text(encoding="utf-8").count("\n") == n
         assert json.loads(layout.tiny_stamp.read_text())["recipe"]["vocab_size"] == n
-        val = np.concatenate([read_shard(p) for p in data.shard_paths(layout.dataset_dir, "val")])
+        val = np.concatenate([read_shard(p) for p in shards.shard_paths(layout.dataset_dir, "val")])
         train = np.concatenate(
-            [read_shard(p) for p in data.shard_paths(layout.dataset_dir, "train")]
+            [read_shard(p) for p in shards.shard_paths(layout.dataset_dir, "train")]
         )
         assert val[0] == train[0] == sp.bos_id()
         assert int(max(val.max(), train.max())) < n

@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golf_task import data
-from golf_task.data import DataLayout, ShardError, make_tiny, write_shard
+from golf_task import data, shards
+from golf_task.data import make_tiny
 from golf_task.data_fetch import fetch_fineweb, http_fetch
+from golf_task.shards import DataLayout, ShardError, write_shard
+from golf_task.variants import VARIANTS
 
 HF = "https://huggingface.co/datasets"
 
@@ -31,7 +33,7 @@ def variants_dir(tiny_data_dir: Path, cross_process_lock) -> Path:  # noqa: ANN0
     """The tiny builds of every variant in one dir (shared with test_data.py). Read-only."""
     out = tiny_data_dir.parent / "data_variants"
     with cross_process_lock(Path(str(out) + ".lock")):
-        for variant in data.VARIANTS:
+        for variant in VARIANTS:
             make_tiny(out, variant=variant)
     return out
 
@@ -59,12 +61,12 @@ def _shard(tmp_path: Path, n: int) -> bytes:
 
 
 def _base(variant: str) -> str:
-    return f"{HF}/{data.VARIANTS[variant].repo}/resolve/main/datasets"
+    return f"{HF}/{VARIANTS[variant].repo}/resolve/main/datasets"
 
 
 def _urls(variant: str, n_val: int, n_train: int) -> list[str]:
     """What a first download asks for, in order: the layout of cached_challenge_fineweb.py."""
-    ds, tok, _ = data.VARIANTS[variant]
+    ds, tok, _ = VARIANTS[variant]
     base = _base(variant)
     return [
         f"{base}/manifest.json",
@@ -85,7 +87,7 @@ def _remote(
     manifest: bool = True,
 ) -> dict[str, bytes]:
     """A published export as the repo serves it: manifest, tokenizer, shards."""
-    ds, tok, _ = data.VARIANTS[variant]
+    ds, tok, _ = VARIANTS[variant]
     base, layout = _base(variant), DataLayout(variants_dir, variant)
     files = {
         f"{base}/tokenizers/{tok}.model": layout.tokenizer_model.read_bytes(),
@@ -106,7 +108,7 @@ def _quiet(_msg: str) -> None:
     pass
 
 
-@pytest.mark.parametrize("variant", sorted(data.VARIANTS))
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_each_variant_comes_from_its_repo_into_the_trainers_layout(
     tmp_path: Path, variants_dir: Path, variant: str
 ) -> None:
@@ -142,7 +144,7 @@ def test_repo_override_and_a_variant_in_a_shared_dir(tmp_path: Path, variants_di
         out, variant="sp4096", train_shards=1, repo_id="mirror/parameter-golf", fetch=remote
     )
     assert all("/mirror/parameter-golf/" in u for u in remote.calls)
-    assert data.read_shard(sp8k).tolist() == [1, 2, 3]
+    assert shards.read_shard(sp8k).tolist() == [1, 2, 3]
 
 
 def test_resume_fetches_only_what_is_missing_or_bad(tmp_path: Path, variants_dir: Path) -> None:
@@ -162,7 +164,7 @@ def test_resume_fetches_only_what_is_missing_or_bad(tmp_path: Path, variants_dir
     fetch_fineweb(out, train_shards=3, fetch=remote, log=messages.append)
     assert remote.calls == [_urls("sp8192", 2, 3)[i] for i in (4, 7)]
     assert any("deleted local fineweb_val_000001.bin" in m and "truncated" in m for m in messages)
-    assert data.read_header(val1) == 11
+    assert shards.read_header(val1) == 11
 
 
 def test_a_bad_download_is_deleted_and_reported(tmp_path: Path, variants_dir: Path) -> None:
@@ -233,7 +235,7 @@ def test_without_a_manifest_validation_shards_are_probed(
         tmp_path / "o", variant="sp4096", train_shards=1, fetch=FakeRemote(files),
         log=messages.append,
     )  # fmt: skip
-    assert len(data.shard_paths(layout.dataset_dir, "val")) == 3
+    assert len(shards.shard_paths(layout.dataset_dir, "val")) == 3
     assert any("no manifest.json" in m for m in messages)
     assert any("fineweb_4096_bpe.vocab not in" in m for m in messages)
 
@@ -331,7 +333,7 @@ def test_fetch_fineweb_over_http(tmp_path: Path, variants_dir: Path, server: str
         return http_fetch(url.replace("https://huggingface.co", server), dest)
 
     layout = fetch_fineweb(tmp_path / "o", train_shards=3, fetch=local_http, log=_quiet)
-    assert [data.read_header(p) for p in data.shard_paths(layout.dataset_dir, "train")] == [
+    assert [shards.read_header(p) for p in shards.shard_paths(layout.dataset_dir, "train")] == [
         20,
         21,
         22,

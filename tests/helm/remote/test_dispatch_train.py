@@ -1,6 +1,6 @@
 """The real thing, small: golf_task's train_gpt.py on the tiny CPU preset, dispatched over
 SSH to a host whose ``--data`` holds the tiny dataset of the default tokenizer variant
-(``golf_task.data.DEFAULT_VARIANT``); the job finds it through helm's default DATA_PATH and
+(``golf_task.variants.DEFAULT_VARIANT``); the job finds it through helm's default DATA_PATH and
 TOKENIZER_PATH alone, and the score lands on the run."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from dispatch_helpers import Dispatcher, add_ssh_host, new_run, read_log, run_row, trust, wait_state
 
-from golf_task.data import DEFAULT_VARIANT, VARIANTS, make_tiny, pieces
+from golf_task.data import make_tiny
 from golf_task.presets import TINY_CPU_ENV
+from golf_task.variants import DEFAULT_VARIANT, VARIANTS, pieces
 from helm.models.dispatch import load_host
 from helm.remote.jobs import submit_job
 from helm.remote.loopback import LoopbackSshd
