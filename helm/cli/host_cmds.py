@@ -18,6 +18,7 @@ from helm.cli.common import (
     CommandError,
     UsageError,
     add_leaf,
+    bounded_int,
     parse_env,
     print_json,
     print_table,
@@ -28,7 +29,7 @@ from helm.cli.common import (
 def host_dict(host: Mapping[str, Any]) -> dict:
     """The JSON shape of a host row (environment values are stored already masked)."""
     target = None
-    if host["kind"] == "ssh":
+    if host["ssh_host"]:
         user = f"{host['ssh_user']}@" if host["ssh_user"] else ""
         port = f":{host['ssh_port']}" if host["ssh_port"] and host["ssh_port"] != 22 else ""
         target = f"{user}{host['ssh_host']}{port}"
@@ -48,7 +49,43 @@ def host_dict(host: Mapping[str, Any]) -> dict:
         "reachable": None if reachable is None else bool(reachable),
         "checked_at": host["checked_at"],
         "check": json.loads(host["check_json"] or "{}"),
+        "slurm": json.loads(host.get("slurm_json") or "{}") or None,
     }
+
+
+def _slurm_settings(args: argparse.Namespace) -> Any:
+    """The Slurm options of ``host add`` as settings (None without ``--slurm``)."""
+    from helm.remote.slurm_conf import DEFAULT_MAX_SUBMITTED, SlurmSettings, parse_time
+
+    given = [o for o in _SLURM_OPTIONS if getattr(args, o) not in (None, [])]
+    if not args.slurm:
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')} is for Slurm hosts (add --slurm)")
+        return None
+    if not args.partition:
+        raise ValueError("a Slurm host needs --partition P")
+    return SlurmSettings(
+        partition=args.partition,
+        account=args.account,
+        qos=args.qos,
+        gpus_per_node=8 if args.gpus_per_node is None else args.gpus_per_node,
+        max_nodes=args.max_nodes or 1,
+        time_limit_s=parse_time(args.time) if args.time else None,
+        sbatch_args=tuple(args.sbatch_arg or ()),
+        max_submitted=args.max_submitted or DEFAULT_MAX_SUBMITTED,
+    )
+
+
+_SLURM_OPTIONS = (
+    "partition",
+    "account",
+    "qos",
+    "gpus_per_node",
+    "max_nodes",
+    "time",
+    "sbatch_arg",
+    "max_submitted",
+)
 
 
 def _add(args: argparse.Namespace) -> None:
@@ -57,6 +94,7 @@ def _add(args: argparse.Namespace) -> None:
     env = parse_env(args.env)
     ws = workspace(args)
     try:
+        slurm = _slurm_settings(args)
         with ws.store.write() as s:
             host = add_host(
                 ws,
@@ -64,6 +102,7 @@ def _add(args: argparse.Namespace) -> None:
                 args.name,
                 ssh=args.ssh,
                 local=args.local,
+                slurm=slurm,
                 identity=args.identity,
                 gpus=args.gpus,
                 workdir=args.workdir,
@@ -77,6 +116,12 @@ def _add(args: argparse.Namespace) -> None:
         raise UsageError(str(exc)) from exc
     if args.json:
         print_json(out)
+    elif slurm is not None:
+        where = f"login node {out['target']}" if out["target"] else "Slurm commands here"
+        nodes = f"up to {slurm.max_nodes} x {slurm.gpus_per_node} GPUs per job"
+        print(f"added Slurm host {args.name} ({where}; partition {slurm.partition}, {nodes})")
+        trust = f"  (helm host trust {args.name} if its key is new)" if out["target"] else ""
+        print(f"next: helm host check {args.name}{trust}")
     else:
         where = out["target"] or "this machine"
         print(f"added host {args.name} ({where}, {out['gpus']} GPUs)")
@@ -124,9 +169,8 @@ def _check(args: argparse.Namespace) -> int:
     import asyncio
 
     from helm.models.dispatch import load_host, save_check
-    from helm.remote.backend import BoxError
-    from helm.remote.check import check_box
-    from helm.remote.hosts import make_box, python_for
+    from helm.remote.hosts import make_box
+    from helm.remote.probe import probe_host
 
     ws = workspace(args)
     with ws.store.read() as s:
@@ -135,22 +179,21 @@ def _check(args: argparse.Namespace) -> int:
     async def go() -> dict:
         box = make_box(ws, host)
         try:
-            await box.ensure()
-            workdir = await box.realpath(host.workdir)
-            return await check_box(
-                box, python=python_for(host), workdir=workdir, data_dir=host.data_dir
-            )
+            return await probe_host(box, host)
         finally:
             await box.close()
 
-    try:
-        check = asyncio.run(go())
-    except BoxError as exc:
-        import time
-
-        check = {"reachable": False, "error": str(exc), "checked_at": time.time()}
+    check = asyncio.run(go())
     save_check(ws.store, host.name, check["reachable"], check)
-    if args.json:
+    if host.kind == "slurm" and not args.json and check["reachable"]:
+        from helm.remote.slurm_check import render_lines
+
+        print(f"{host.name}: reachable (Slurm)")
+        for line in render_lines(check):
+            print(f"  {line}")
+        for p in check.get("problems", []):
+            print(f"  problem: {p}")
+    elif args.json:
         print_json(check)
     elif check["reachable"]:
         data = check.get("data")
@@ -290,9 +333,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p = add_leaf(hs, "add", _add, "register a box", listing=True)
     p.add_argument("name")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--ssh", metavar="USER@HOST[:PORT]", help="reach it over SSH")
-    where.add_argument("--local", action="store_true", help="this machine (GPUs = job slots)")
+    p.add_argument(
+        "--ssh", metavar="USER@HOST[:PORT]", help="reach it over SSH (a Slurm host's login node)"
+    )
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--local", action="store_true", help="this machine (GPUs = job slots)")
+    kind.add_argument(
+        "--slurm",
+        action="store_true",
+        help="a Slurm cluster: helm submits with sbatch (over --ssh, else from here)",
+    )
     p.add_argument("--identity", metavar="KEY", help="SSH private key (default: ssh's own)")
     p.add_argument(
         "--gpus",
@@ -310,6 +360,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         help='multi-process launcher, e.g. "torchrun --standalone --nproc_per_node={nproc}"',
     )
     p.add_argument("--env", action="append", metavar="K=V", help="environment for every job")
+    slurm = p.add_argument_group("Slurm hosts (with --slurm)")
+    slurm.add_argument("--partition", metavar="P", help="partition to submit to (required)")
+    slurm.add_argument("--account", metavar="A", help="account to charge (sbatch --account)")
+    slurm.add_argument("--qos", metavar="Q", help="quality of service (sbatch --qos)")
+    slurm.add_argument(
+        "--gpus-per-node",
+        type=bounded_int(0, 64, "--gpus-per-node"),
+        metavar="N",
+        help="GPUs on each node (default 8; 0: a CPU partition)",
+    )
+    slurm.add_argument(
+        "--max-nodes",
+        type=bounded_int(1, 64, "--max-nodes"),
+        metavar="N",
+        help="nodes one job may span (default 1; 16 GPUs = 2 nodes x 8)",
+    )
+    slurm.add_argument(
+        "--time", metavar="HH:MM:SS", help="sbatch --time (default: the job's limit + 5 min)"
+    )
+    slurm.add_argument(
+        "--sbatch-arg",
+        action="append",
+        metavar="ARG",
+        help="one more sbatch option, e.g. --sbatch-arg=--constraint=h100 (repeatable)",
+    )
+    slurm.add_argument(
+        "--max-submitted",
+        type=bounded_int(1, 1000, "--max-submitted"),
+        metavar="N",
+        help="jobs helm keeps submitted to Slurm at once (default 4); the rest wait in helm",
+    )
     add_leaf(hs, "ls", _ls, "list hosts with their last check", listing=True)
     p = add_leaf(hs, "check", _check, "probe a host: GPUs, python, torch, data, disk", listing=True)
     p.add_argument("name")

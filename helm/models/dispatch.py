@@ -159,11 +159,12 @@ def claim(store: Store, placements: Sequence[PlacementLike]) -> list[Job]:
             job.started_at = None
             job.remote_dir = None
             job.pid = None
+            job.backend_id = None
+            job.queue_reason = None
             job.error = None
             s.add(job)
-            event(
-                s, p.job_id, JobState.STAGING, p.host, f"gpus {list(p.gpu_ids)}, try {job.attempts}"
-            )
+            where = f"gpus {list(p.gpu_ids)}" if p.gpu_ids else "to the host's scheduler"
+            event(s, p.job_id, JobState.STAGING, p.host, f"{where}, try {job.attempts}")
             claimed.append(job)
     return claimed
 
@@ -178,10 +179,67 @@ def note_waiting(store: Store, reasons: dict[int, str]) -> None:
                 s.add(job)
 
 
+def mark_submitted(store: Store, job_id: int, backend_id: str, remote_dir: str) -> Job | None:
+    """The try is in its host's scheduler's queue (Slurm job ``backend_id``), not started:
+    it stays ``staging`` and holds no GPU-time until that scheduler starts it."""
+    with store.write() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.state != JobState.STAGING:
+            return job
+        if job.backend_id != backend_id:
+            event(s, job_id, JobState.STAGING, job.host, f"submitted as Slurm job {backend_id}")
+        job.backend_id = backend_id
+        job.remote_dir = remote_dir
+        job.heartbeat_at = time.time()
+        s.add(job)
+        return job
+
+
+def note_queue_reason(store: Store, job_id: int, reason: str | None) -> None:
+    """Why the host's scheduler keeps the try waiting ("Priority", "Resources" ...)."""
+    with store.write() as s:
+        job = s.get(Job, job_id)
+        if job is not None and job.queue_reason != reason:
+            job.queue_reason = reason
+            s.add(job)
+
+
+def return_to_queue(store: Store, job_id: int, reason: str) -> Job | None:
+    """A try the host refused before it could start (its settings are wrong): back in the
+    queue as if never placed (the try is not counted), with the reason shown on the job."""
+    with store.write() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.state != JobState.STAGING:
+            return job
+        event(s, job_id, JobState.QUEUED, job.host, f"not submitted: {reason}")
+        job.state = JobState.QUEUED
+        job.attempts = max(0, job.attempts - 1)
+        job.error = reason
+        job.host = None
+        job.gpu_ids_json = "[]"
+        job.remote_dir = None
+        job.backend_id = None
+        job.queue_reason = None
+        job.staged_at = None
+        s.add(job)
+        return job
+
+
 def mark_running(
-    store: Store, job_id: int, pid: int, host: str | None, remote_dir: str
+    store: Store,
+    job_id: int,
+    pid: int | None,
+    host: str | None,
+    remote_dir: str,
+    *,
+    started_at: float | None = None,
 ) -> Job | None:
-    """The job's process started on its box (its run too, if that is still in flight)."""
+    """The job's process started on its box (its run too, if that is still in flight).
+
+    ``pid`` None: a Slurm try whose wrapper has not written its pid yet (helm never signals
+    a compute node's processes itself: scancel does). ``started_at``: when the host's
+    scheduler says it started (GPU-time counts from there), else now.
+    """
     with store.write() as s:
         job = s.get(Job, job_id)
         if job is None:
@@ -189,10 +247,14 @@ def mark_running(
         job.state = JobState.RUNNING
         job.pid = pid
         job.remote_dir = remote_dir
-        job.started_at = job.started_at or time.time()
+        job.queue_reason = None
+        job.started_at = job.started_at or started_at or time.time()
         job.heartbeat_at = time.time()
         s.add(job)
-        event(s, job_id, JobState.RUNNING, host, f"pid {pid}")
+        where = f"pid {pid}"
+        if job.backend_id is not None:  # a compute node's pid: for the record only
+            where = f"Slurm job {job.backend_id} started" + (f", {where}" if pid else "")
+        event(s, job_id, JobState.RUNNING, host, where)
         if job.run_id is not None:
             run = s.get(Run, job.run_id)
             if run is not None and run.status in IN_FLIGHT_RUN:
@@ -265,6 +327,7 @@ def finish(
         job.state = state
         job.exit_code = exit_code
         job.error = error
+        job.queue_reason = None
         job.finished_at = time.time()
         job.log_offset = offset
         if summary is not None:
@@ -361,6 +424,8 @@ def _requeue(s: Session, jobs_dir: Path, job: Job, reason: str, note: str) -> No
     job.gpu_ids_json = "[]"
     job.pid = None
     job.remote_dir = None
+    job.backend_id = None
+    job.queue_reason = None
     job.queued_at = time.time()
     for name in ("step", "total_steps", "train_loss", "val_bpb", "eta_s"):
         setattr(job, name, None)

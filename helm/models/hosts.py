@@ -33,6 +33,7 @@ HOST_COLUMNS = frozenset(
         "checked_at",
         "reachable",
         "check_json",
+        "slurm_json",
     }
 )
 """The columns of ``host`` a caller may write by name (all but ``id``; see ``tables.Host``)."""
@@ -76,6 +77,7 @@ def insert_host(
     python: str | None = None,
     launcher: str | None = None,
     env_json: str = "{}",
+    slurm_json: str = "{}",
 ) -> int:
     """Record a new, enabled, never-checked host; returns its id (names are unique)."""
     values: dict[str, Any] = {
@@ -94,6 +96,7 @@ def insert_host(
         "enabled": True,
         "created_at": time.time(),
         "check_json": "{}",
+        "slurm_json": slurm_json,
     }
     return db.insert(insert_sql("host", values, HOST_COLUMNS), values)
 

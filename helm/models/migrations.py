@@ -40,6 +40,22 @@ def _v2_query_indexes(ops: Operations) -> None:
     ops.create_index("ix_delivery_agent_acked", "directive_delivery", ["agent", "acked_at"])
 
 
+def _v3_slurm(ops: Operations) -> None:
+    """Slurm hosts: the host's Slurm settings, and each try's Slurm job id and pending reason.
+
+    Plain added columns with defaults: old rows are SSH and local hosts, and jobs that never
+    went through a cluster's scheduler.
+    """
+    with ops.batch_alter_table("host") as batch:
+        batch.add_column(
+            sa.Column("slurm_json", sa.String(), nullable=False, server_default="{}")
+        )
+    with ops.batch_alter_table("job") as batch:
+        batch.add_column(sa.Column("backend_id", sa.String(), nullable=True))
+        batch.add_column(sa.Column("queue_reason", sa.String(), nullable=True))
+
+
 MIGRATIONS: dict[int, Callable[[Operations], None]] = {
     2: _v2_query_indexes,
+    3: _v3_slurm,
 }

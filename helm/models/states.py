@@ -54,5 +54,7 @@ LIVE_JOB = frozenset({JobState.QUEUED}) | ACTIVE_JOB
 TERMINAL_JOB = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST})
 """Jobs that will not change again."""
 
-JOB_GPU_COUNTS = (1, 2, 4, 8)
-"""GPUs one job may take (one 8-GPU box at most): checked by ``submit_job`` and the CLI."""
+JOB_GPU_COUNTS = (1, 2, 4, 8, 16, 32, 64)
+"""GPUs one job may take: checked by ``submit_job`` and the CLI. More than 8 span several
+nodes, which only a Slurm host runs (16 = 2 nodes x 8); the scheduler says so for a fleet of
+boxes."""

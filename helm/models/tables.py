@@ -31,12 +31,13 @@ class Meta(SQLModel, table=True):
 
 
 class Host(SQLModel, table=True):
-    """A box that runs jobs: this machine (``local``) or one reached over SSH."""
+    """Where jobs run: this machine (``local``), a box over SSH (``ssh``), or a Slurm cluster
+    (``slurm``: ``slurm_json`` holds its settings; ``ssh_*`` name its login node, if any)."""
 
     __tablename__ = "host"
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True)
-    kind: str = "ssh"  # ssh | local
+    kind: str = "ssh"  # ssh | local | slurm
     ssh_user: str | None = None
     ssh_host: str | None = None
     ssh_port: int = 22
@@ -52,6 +53,7 @@ class Host(SQLModel, table=True):
     checked_at: float | None = None
     reachable: bool | None = None
     check_json: str = "{}"  # last `host check`: gpus, versions, disk, data presence, error
+    slurm_json: str = "{}"  # a Slurm host's settings (helm.remote.slurm_conf.SlurmSettings)
 
 
 class Agent(SQLModel, table=True):
@@ -149,6 +151,8 @@ class Job(SQLModel, table=True):
     gpu_ids_json: str = "[]"
     remote_dir: str | None = None
     pid: int | None = None
+    backend_id: str | None = None  # the id the host's scheduler gave this try (Slurm job id)
+    queue_reason: str | None = None  # why the host's scheduler keeps it waiting (Slurm reason)
     attempts: int = 0
     max_attempts: int = 3
     cancel_requested: bool = False

@@ -23,6 +23,7 @@ from helm.models.tables import Host
 from helm.remote.backend import Box
 from helm.remote.launch import check_env_keys
 from helm.remote.secrets import SecretStore, classify, resolve_env
+from helm.remote.slurm_conf import SlurmSettings
 from helm.workspace import Workspace
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -58,7 +59,7 @@ def make_box(
     ws: Workspace, host: Host, *, keepalive_s: float = 5.0, sftp_timeout_s: float = 30.0
 ) -> Box:
     """The host's box, not connected yet (asyncssh is imported only for an SSH host)."""
-    if host.kind == "local":
+    if host.kind == "local" or (host.kind == "slurm" and not host.ssh_host):
         from helm.remote.local import LocalBox
 
         return LocalBox(host.name)
@@ -88,6 +89,7 @@ def add_host(
     *,
     ssh: str | None = None,
     local: bool = False,
+    slurm: SlurmSettings | None = None,
     identity: str | None = None,
     gpus: int | None = None,
     workdir: str | None = None,
@@ -99,12 +101,18 @@ def add_host(
     """Register a box from what the operator typed, in the caller's transaction.
 
     Secret-looking environment values go to ``secrets.json``; the row keeps them masked.
-    Raises ValueError for anything the operator must fix.
+    A Slurm host (``slurm``) reaches its login node over ``ssh``, or runs Slurm's commands
+    on this machine without it. Raises ValueError for anything the operator must fix.
     """
     if not _NAME.match(name):
         raise ValueError(f"bad host name {name!r}: letters, digits, '.', '_', '-'")
-    if local == bool(ssh):
-        raise ValueError("give exactly one of --ssh USER@HOST[:PORT] or --local")
+    if slurm is not None and local:
+        raise ValueError(
+            "--slurm and --local do not go together (without --ssh, the Slurm"
+            " commands run on this machine)"
+        )
+    if slurm is None and local == bool(ssh):
+        raise ValueError("give exactly one of --ssh USER@HOST[:PORT], --local or --slurm")
     db = db_of(session)
     if hosts.find_host(db, name) is not None:
         raise ValueError(f"host {name!r} exists; remove it first (helm host rm {name})")
@@ -118,24 +126,30 @@ def add_host(
     if local:
         workdir = workdir or str(ws.root / "boxes" / name)
     else:
-        assert ssh is not None
-        user, hostname, given = parse_target(ssh)
-        port = given or 22
+        if ssh is not None:
+            user, hostname, given = parse_target(ssh)
+            port = given or 22
         workdir = workdir or f"~/helm-jobs/{ws.campaign_id}"
+    if slurm is not None:
+        if gpus is not None:
+            raise ValueError("a Slurm host takes --gpus-per-node and --max-nodes, not --gpus")
+        gpus = max(1, slurm.max_gpus)
+    here = local or (slurm is not None and ssh is None)
     hosts.insert_host(
         db,
         name=name,
-        kind="local" if local else "ssh",
+        kind="slurm" if slurm is not None else "local" if local else "ssh",
         ssh_user=user,
         ssh_host=hostname,
         ssh_port=port,
         gpus=gpus if gpus is not None else (1 if local else 8),
         workdir=workdir,
-        data_dir=str(Path(data).expanduser()) if (data and local) else data,
+        data_dir=str(Path(data).expanduser()) if (data and here) else data,
         python=python,
         launcher=launcher,
         env_json=json.dumps(public),
         identity=str(Path(identity).expanduser()) if identity else None,
+        slurm_json=slurm.to_json() if slurm is not None else "{}",
     )
     SecretStore(ws.root).put(f"host:{name}", secrets)
     return load_host(session, name)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from golf_task.variants import DEFAULT_VARIANT, VARIANTS, dataset_subdir, tokenizer_subpath
 
@@ -66,11 +67,15 @@ def job_environment(
     job_id: int,
     seed: int | None,
     data_dir: str | None,
-    gpu_ids: Sequence[int],
+    gpu_ids: Sequence[int] | None,
     workdir: str | None = None,
 ) -> dict[str, str]:
     """The variables a job sees: host env, then job env, then helm's own defaults (with the
-    host's ``workdir``, the campaign's compile caches: ``compile_cache_env``)."""
+    host's ``workdir``, the campaign's compile caches: ``compile_cache_env``).
+
+    ``gpu_ids`` None: the host's scheduler assigns the GPUs (Slurm sets CUDA_VISIBLE_DEVICES
+    itself), so helm sets no CUDA_VISIBLE_DEVICES.
+    """
     env = {**host_env, **job_env}
     if workdir:
         for key, value in compile_cache_env(workdir).items():
@@ -85,7 +90,8 @@ def job_environment(
         base = data_dir.rstrip("/")
         env.setdefault("DATA_PATH", f"{base}/{dataset_subdir(variant)}")
         env.setdefault("TOKENIZER_PATH", f"{base}/{tokenizer_subpath(variant)}")
-    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)
+    if gpu_ids is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)
     env["HELM_JOB_ID"] = str(job_id)
     check_env_keys(env)
     return env
@@ -157,12 +163,27 @@ def env_file(env: Mapping[str, str]) -> bytes:
     ).encode()
 
 
-def run_script(argv: Sequence[str], *, done_log: str) -> str:
-    """The wrapper that runs detached on the box (see the module docstring)."""
+def run_script(
+    argv: Sequence[str],
+    *,
+    done_log: str,
+    command: str | None = None,
+    guard: str | None = None,
+    prelude: Sequence[str] = (),
+) -> str:
+    """The wrapper that runs detached on the box (see the module docstring).
+
+    A Slurm host's wrapper is the batch script (``helm.remote.slurm``): ``command`` is its
+    ready-quoted command line (``srun ... torchrun``), ``guard`` its first line (a run Slurm
+    restarted on its own leaves the try alone) and ``prelude`` the lines before the command.
+    """
+    run = command if command is not None else " ".join(box_word(w) for w in argv)
     return "\n".join(
         [
             "#!/bin/sh",
-            "# Written by helm. Runs detached (setsid); records pid, exit code and a done marker.",
+            "# Written by helm. Runs detached (setsid or sbatch); records pid, exit code and a"
+            " done marker.",
+            *([guard] if guard else []),
             "trap : TERM INT HUP",
             # the environment: read, then deleted before anything else (no value stays here)
             f"[ -f {ENV_FILE} ] || exit 96",
@@ -172,7 +193,8 @@ def run_script(argv: Sequence[str], *, done_log: str) -> str:
             # room for the exit code, taken before the job can fill the disk; it is written
             # over in place (1<>: no new block needed), so a full disk cannot lose it
             f"printf '%-16s\\n' '' > {EXIT_FILE}.tmp",
-            f"{' '.join(box_word(w) for w in argv)} > {LOG_FILE} 2>&1 < /dev/null",
+            *prelude,
+            f"{run} > {LOG_FILE} 2>&1 < /dev/null",
             "rc=$?",
             f'printf "%-16s" "$rc" 1<> {EXIT_FILE}.tmp && mv -f {EXIT_FILE}.tmp {EXIT_FILE}',
             # one short append (atomic under O_APPEND): "<job folder> <exit code>"
@@ -183,12 +205,15 @@ def run_script(argv: Sequence[str], *, done_log: str) -> str:
 
 
 def launch_files(
-    env: Mapping[str, str], argv: Sequence[str], *, done_log: str
+    env: Mapping[str, str], argv: Sequence[str], *, done_log: str, **wrapper: Any
 ) -> dict[str, tuple[bytes, int]]:
-    """What the launch writes into the job's folder, in order: name -> (bytes, file mode)."""
+    """What the launch writes into the job's folder, in order: name -> (bytes, file mode).
+
+    ``wrapper``: ``run_script``'s keywords for a Slurm batch script (command, guard, prelude).
+    """
     return {
         ENV_FILE: (env_file(env), 0o600),
-        RUN_SCRIPT: (run_script(argv, done_log=done_log).encode(), 0o700),
+        RUN_SCRIPT: (run_script(argv, done_log=done_log, **wrapper).encode(), 0o700),
     }
 
 

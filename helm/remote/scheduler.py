@@ -19,6 +19,11 @@ Rules, in the order they apply:
   every time a 4-GPU job meets a busy fleet, while churn usually frees room soon enough.
 - Fair share: an agent above its GPU limit waits while any other job it would compete with
   is waiting; when nobody else wants the GPUs it may use them (idle GPUs earn nothing).
+- Cluster queues (Slurm hosts): helm does not pick their GPUs; it keeps at most a few jobs
+  submitted to each (``QueueSlots.free``) and lets the cluster's scheduler place them, so
+  helm's own order, cancels and pins still act on everything not yet submitted. A job goes
+  to a queue when no box fits it right now (a box that fits starts it at once, and costs
+  nothing while idle), in the same order as above.
 """
 
 from __future__ import annotations
@@ -34,6 +39,16 @@ class HostSlots:
     gpus: int
     used: frozenset[int] = frozenset()
     usable: bool = True  # enabled and reachable right now
+
+
+@dataclass(frozen=True)
+class QueueSlots:
+    """A host whose own scheduler places jobs (Slurm): how many more helm may submit."""
+
+    name: str
+    free: int  # submissions helm may still make there now
+    gpu_counts: frozenset[int]  # the GPU counts one job may ask for there (shape fits)
+    usable: bool = True  # enabled, reachable and not refusing submissions
 
 
 @dataclass(frozen=True)
@@ -84,10 +99,13 @@ def place(
     limit: int | None = None,
     now: float = 0.0,
     reserve_after_s: float = 0.0,
+    queues: Sequence[QueueSlots] = (),
 ) -> Plan:
-    """Decide placements for one scheduling pass."""
+    """Decide placements for one scheduling pass (a queue's placement has no GPU ids)."""
     free = {h.name: sorted(set(range(h.gpus)) - set(h.used)) for h in hosts if h.usable}
-    by_name = {h.name: h for h in hosts}
+    by_name: dict[str, object] = {h.name: h for h in hosts}
+    by_name.update({q.name: q for q in queues})
+    submit = {q.name: q.free for q in queues if q.usable}
     usage = dict(agent_usage or {})
     reserved: set[str] = set()
     plan = Plan([], {})
@@ -98,9 +116,24 @@ def place(
         candidates = [
             h for h in hosts if (job.host is None or h.name == job.host) and h.gpus >= job.gpus
         ]
-        if not candidates:
+        lanes = [
+            q
+            for q in queues
+            if (job.host is None or q.name == job.host) and job.gpus in q.gpu_counts
+        ]
+        if not candidates and not lanes:
             if job.host is not None and job.host not in by_name:
                 plan.impossible[job.id] = f"host {job.host!r} does not exist or is disabled"
+            elif not hosts and queues:
+                plan.impossible[job.id] = (
+                    f"no Slurm host here runs {job.gpus} GPUs in one job (their nodes and"
+                    " --max-nodes)"
+                )
+            elif job.host is not None and any(q.name == job.host for q in queues):
+                plan.impossible[job.id] = (
+                    f"host {job.host!r} cannot run {job.gpus} GPUs in one job (its nodes and"
+                    " --max-nodes)"
+                )
             else:
                 biggest = max((h.gpus for h in hosts), default=0)
                 plan.impossible[job.id] = (
@@ -114,6 +147,14 @@ def place(
             ids = _pick_ids(free[best.name], job.gpus)
             free[best.name] = [i for i in free[best.name] if i not in ids]
             plan.placements.append(Placement(job.id, best.name, ids))
+            if job.agent is not None:
+                usage[job.agent] = usage.get(job.agent, 0) + job.gpus
+            return True
+        open_lanes = [q for q in lanes if submit.get(q.name, 0) > 0]
+        if open_lanes:  # the one with the most room left, then by name
+            lane = max(open_lanes, key=lambda q: (submit[q.name], q.name))
+            submit[lane.name] -= 1
+            plan.placements.append(Placement(job.id, lane.name, ()))
             if job.agent is not None:
                 usage[job.agent] = usage.get(job.agent, 0) + job.gpus
             return True

@@ -24,16 +24,18 @@ from collections import defaultdict
 from helm.daemon import FaultStreak
 from helm.models import dispatch
 from helm.models.errors import write_fault
-from helm.models.states import TERMINAL_JOB
+from helm.models.states import JOB_GPU_COUNTS, TERMINAL_JOB
 from helm.models.tables import Host, Job
 from helm.remote.backend import Box, BoxError
-from helm.remote.check import check_box
 from helm.remote.gate import DbGate
-from helm.remote.hosts import box_key, make_box, python_for
+from helm.remote.hosts import box_key, make_box
 from helm.remote.launch import JOBS_DIR, done_log, reap_script, remote_job_dir
-from helm.remote.scheduler import HostSlots, Pending, agent_limit, place
+from helm.remote.probe import probe_host
+from helm.remote.scheduler import HostSlots, Pending, QueueSlots, agent_limit, place
 from helm.remote.secrets import SecretStore
 from helm.remote.settings import RemoteSettings
+from helm.remote.slurm_conf import SlurmSettings
+from helm.remote.slurm_watch import SlurmJobWatcher
 from helm.remote.watcher import JobWatcher, WatchContext
 from helm.workspace import Workspace
 
@@ -96,7 +98,9 @@ class DispatchService:
             gate=self.gate,
             is_cancelled=lambda job_id: job_id in self.cancel_ids,
             ended=self._try_ended,
+            refused=self._refused,
         )
+        self._paused: dict[str, tuple[float, str]] = {}  # Slurm host -> (until, why)
 
     # Life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -174,7 +178,8 @@ class DispatchService:
             task = asyncio.create_task(self._lose(job.id, f"host {job.host} removed"))  # reaped
             self.watchers[job.id] = (task, None)
             return
-        watcher = JobWatcher(self.ctx, job, host, self._box(host))
+        kind = SlurmJobWatcher if host.kind == "slurm" else JobWatcher
+        watcher = kind(self.ctx, job, host, self._box(host))
         task = asyncio.create_task(watcher.run(), name=f"helm-job-{job.id}")
         self.watchers[job.id] = (task, watcher)
 
@@ -209,8 +214,22 @@ class DispatchService:
                     self.log.error("job %s watcher died: %r", job_id, task.exception())
 
     # Placement ------------------------------------------------------------------------------
+    def _refused(self, host: str, reason: str) -> None:
+        """A Slurm host refused a submission for its own settings (partition, account, QOS,
+        no sbatch): it takes no jobs for ``slurm_pause_s``, and waiting jobs say why."""
+        self._paused[host] = (time.monotonic() + self.settings.slurm_pause_s, reason)
+
+    def _pause_reason(self, host: Host) -> str | None:
+        entry = self._paused.get(host.name)
+        if entry is None:
+            return None
+        if time.monotonic() >= entry[0]:
+            del self._paused[host.name]
+            return None
+        return entry[1]
+
     def _usable(self, host: Host) -> bool:
-        if not host.enabled:
+        if not host.enabled or self._pause_reason(host) is not None:
             return False
         box = self._box(host)
         if getattr(box, "connected", True):
@@ -238,8 +257,11 @@ class DispatchService:
                 usage[j.agent] += j.gpus
         enabled = [h for h in hosts.values() if h.enabled]
         slots = [
-            HostSlots(h.name, h.gpus, frozenset(used[h.name]), self._usable(h)) for h in enabled
+            HostSlots(h.name, h.gpus, frozenset(used[h.name]), self._usable(h))
+            for h in enabled
+            if h.kind != "slurm"
         ]
+        queues = [self._queue_slots(h, active) for h in enabled if h.kind == "slurm"]
         pending = [
             Pending(j.id, j.gpus, j.priority, j.queued_at, j.agent, j.host)
             for j in queued
@@ -253,15 +275,36 @@ class DispatchService:
             limit=limit,
             now=time.time(),
             reserve_after_s=self.settings.reserve_after_s,
+            queues=queues,
         )
-        if plan.impossible and enabled:
-            await self.gate(dispatch.note_waiting, self.store, plan.impossible)
+        paused = [self._pause_reason(h) for h in enabled if h.kind == "slurm"]
+        waiting = dict(plan.impossible)
+        why = next((p for p in paused if p), None)
+        if why is not None and not plan.placements:  # say why nothing goes to the cluster
+            waiting.update({j.id: why for j in pending if j.id not in waiting})
+        if waiting and enabled:
+            await self.gate(dispatch.note_waiting, self.store, waiting)
         if not plan.placements:
             return
         claimed = await self.gate(dispatch.claim, self.store, plan.placements)
         self.placed += len(claimed)
         for job in claimed:
             self._attach(job, hosts[job.host or ""])
+
+    def _queue_slots(self, host: Host, active: list[Job]) -> QueueSlots:
+        """How many more jobs helm may submit to a Slurm host, and which sizes fit there."""
+        settings = SlurmSettings.from_json(host.slurm_json)
+        if settings is None:
+            return QueueSlots(host.name, 0, frozenset(), False)
+        held = sum(1 for j in active if j.host == host.name)
+        counts = set()
+        for n in JOB_GPU_COUNTS:
+            with contextlib.suppress(ValueError):
+                settings.shape(n)
+                counts.add(n)
+        return QueueSlots(
+            host.name, settings.max_submitted - held, frozenset(counts), self._usable(host)
+        )
 
     # Done markers, heartbeats, checks -----------------------------------------------------------
     async def _watch_done_logs(self) -> None:
@@ -334,6 +377,8 @@ class DispatchService:
             entry = self.boxes.get(name)
             if entry is None or not getattr(entry[1], "connected", True):
                 continue
+            if host.kind == "slurm":  # Slurm's nodes are not ours to look into: scancel does
+                continue
             if name in self._reaps and not self._reaps[name].done():
                 continue
             if now - self._reaped_at.get(name, -1e18) < every:
@@ -366,16 +411,10 @@ class DispatchService:
             )
 
     async def check_host(self, host: Host) -> dict:
-        """Run ``host check`` now and store the result (also used by the CLI)."""
-        box = self._box(host)
-        try:
-            await box.ensure()
-            workdir = await box.realpath(host.workdir)
-            check = await check_box(
-                box, python=python_for(host), workdir=workdir, data_dir=host.data_dir
-            )
-        except BoxError as exc:
-            check = {"reachable": False, "error": str(exc), "checked_at": time.time()}
+        """Run ``host check`` now and store the result (``probe.probe_host``)."""
+        check = await probe_host(self._box(host), host)
+        if host.kind == "slurm" and check.get("reachable") and not check.get("problems"):
+            self._paused.pop(host.name, None)  # its settings work now: take jobs again
         await self.gate(dispatch.save_check, self.store, host.name, check["reachable"], check)
         return check
 

@@ -29,6 +29,8 @@ class RemoteSettings:
     agent_gpu_share: float = 0.5  # one agent may hold this share of the fleet while others wait
     reap_every_s: float = 60.0  # look for stray tries of lost jobs on each connected box (0: off)
     reap_min_age_s: float = 120.0  # never touch a job folder whose pid file is younger
+    slurm_poll_s: float = 2.0  # how often a Slurm host's squeue is read (one call for its jobs)
+    slurm_pause_s: float = 60.0  # a Slurm host that refused a submission for its settings
 
     @classmethod
     def load(cls, ws: Workspace) -> RemoteSettings:

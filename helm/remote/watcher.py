@@ -84,6 +84,10 @@ class WatchContext:
     ended: Callable[[int, Job | None], Awaitable[None]]  # a try's end is recorded (the row)
     workdirs: dict[str, tuple[int, str]] = field(default_factory=dict)
     """host -> (connection marker, resolved work folder): resolved once per connection."""
+    queues: dict[str, Any] = field(default_factory=dict)
+    """Slurm host -> its ``slurm.SlurmQueue`` (one squeue per poll for all its jobs)."""
+    refused: Callable[[str, str], None] = lambda host, reason: None
+    """A host refused a submission for its settings: placement pauses it (the service)."""
 
 
 class JobWatcher:
@@ -231,7 +235,8 @@ class JobWatcher:
         self.log.info("job %s running on %s as pid %s", self.id, self.host.name, pid)
         return True
 
-    def _environment(self, workdir: str) -> dict[str, str]:
+    def _environment(self, workdir: str, *, gpus_from_host: bool = False) -> dict[str, str]:
+        """The try's variables; ``gpus_from_host``: the host's scheduler picks the GPUs."""
         job = self.job
         stored = json.loads(job.env_json or "{}")
         env = resolve_env(stored, SecretStore(self.ctx.ws.root).get(f"job:{self.id}"))
@@ -241,7 +246,7 @@ class JobWatcher:
             job_id=self.id,
             seed=job.seed,
             data_dir=self.host.data_dir,
-            gpu_ids=json.loads(job.gpu_ids_json or "[]"),
+            gpu_ids=None if gpus_from_host else json.loads(job.gpu_ids_json or "[]"),
             workdir=workdir,
         )
 

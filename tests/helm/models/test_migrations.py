@@ -20,7 +20,7 @@ from helm.models.db import SqlaDb
 from helm.models.directives import list_directives, send_directive
 from helm.models.engine import Store, StoreError
 from helm.models.runs import get_run, insert_run
-from helm.models.tables import Agent
+from helm.models.tables import Agent, Host, Job
 from helm.models.version import SCHEMA_VERSION
 
 
@@ -125,6 +125,9 @@ def test_shipped_migration_upgrades_a_version_1_store_to_a_fresh_one(url: str) -
     store = Store(url)
     assert _index_names(store) == declared
     did = _populate(store)
+    with store.write() as s:  # a host and a job from before Slurm hosts existed
+        s.add(Host(name="box", kind="ssh"))
+        s.add(Job(state="succeeded"))
     v2 = {
         ("run", "ix_run_status_val_bpb"),
         ("run", "ix_run_agent_base_pin"),
@@ -136,6 +139,8 @@ def test_shipped_migration_upgrades_a_version_1_store_to_a_fresh_one(url: str) -
         if conn.dialect.name == "postgresql":
             for table in ("run", "job"):
                 conn.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN seed TYPE INTEGER"))
+        for table, column in V3_COLUMNS:  # schema 3's Slurm columns
+            conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN {column}"))
         conn.execute(sa.text("UPDATE helm_meta SET value = '1' WHERE key = 'schema_version'"))
     assert not v2 & _index_names(store)
     store.close()
@@ -153,4 +158,13 @@ def test_shipped_migration_upgrades_a_version_1_store_to_a_fresh_one(url: str) -
         assert get_run(SqlaDb(s.connection()), run_id)["seed"] == 2**32 - 1
         assert agent_names(SqlaDb(s.connection())) == ["a1", "a2"]
     assert _deliveries(upgraded, did) == ["a1", "a2"]
+    with upgraded.engine.connect() as conn:
+        for table, column in V3_COLUMNS:
+            assert column in {c["name"] for c in inspect(conn).get_columns(table)}, column
+        # rows written before schema 3 read as what they were: SSH/local hosts, plain jobs
+        assert conn.execute(sa.text("SELECT slurm_json FROM host")).scalars().all() == ["{}"]
+        assert conn.execute(sa.text("SELECT backend_id FROM job")).scalars().all() == [None]
     upgraded.close()
+
+
+V3_COLUMNS = (("host", "slurm_json"), ("job", "backend_id"), ("job", "queue_reason"))

@@ -1,0 +1,117 @@
+"""Jobs on a real Slurm cluster (slurmctld + slurmd on this machine, GPUs as GRES counts):
+submitted with sbatch, pending with Slurm's reason, running, completed, streamed and scored;
+cancelled with scancel; more jobs than GPUs; from this machine and through a login node over
+the loopback sshd. The synthetic jobs print numbered lines, so a lost or repeated line shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from dispatch_helpers import Dispatcher, job_row, new_run, read_log, run_row, wait_state, wait_until
+from slurm_helpers import (
+    LINES,
+    SLURM_FAST,
+    add_slurm_host,
+    events,
+    expected,
+    slurm_state,
+    wait_idle,
+)
+
+from helm.remote.jobs import request_cancel, submit_job
+from helm.remote.loopback import LoopbackSshd
+from helm.remote.slurmlab import LocalSlurm
+from helm.workspace import Workspace
+
+
+def _submit(ws: Workspace, body: str, **kw) -> int:
+    kw.setdefault("time_limit_s", 120)
+    job = submit_job(ws, ws.store, {"train_gpt.py": body}, **kw)
+    assert job.id is not None
+    return job.id
+
+
+@pytest.fixture(params=["here", "login-node"])
+def cluster_ws(
+    request: pytest.FixtureRequest, ws: Workspace, slurm_here: LocalSlurm
+) -> Workspace:
+    """A workspace with a Slurm host ``cluster``: commands here, or over SSH on a login node."""
+    wait_idle(slurm_here)
+    sshd: LoopbackSshd | None = None
+    if request.param == "login-node":
+        sshd = request.getfixturevalue("slurm_sshd")
+    add_slurm_host(ws, slurm_here, sshd=sshd)
+    return ws
+
+
+async def test_pending_running_completed_streamed_and_scored(
+    cluster_ws: Workspace, slurm_lab: LocalSlurm
+) -> None:
+    ws, lab = cluster_ws, slurm_lab
+    blocker_run, waiter_run = new_run(ws, description="2 GPUs"), new_run(ws, description="1")
+    n = 150  # ~5 s: the second job waits in Slurm meanwhile
+    async with Dispatcher(ws, SLURM_FAST):
+        blocker = _submit(ws, LINES.format(n=n, pause=0.03), gpus=2, run_id=blocker_run)
+        running = await wait_state(ws, blocker, "running", timeout=30)
+        waiter = _submit(ws, LINES.format(n=20, pause=0.01), gpus=1, run_id=waiter_run)
+        # both GPUs are the blocker's: Slurm holds the second job, and helm shows why
+        pending = await wait_until(ws, waiter, lambda j: j.queue_reason is not None, timeout=30)
+        assert pending.state == "staging" and pending.backend_id
+        assert pending.queue_reason == "Resources", pending.queue_reason
+        assert slurm_state(lab, pending.backend_id) == "PENDING"
+        assert pending.started_at is None  # no GPU-time while Slurm keeps it waiting
+        for job_id in (blocker, waiter):
+            done = await wait_state(ws, job_id, "succeeded", "failed", "lost", timeout=60)
+            assert done.state == "succeeded", done.error
+    assert running.backend_id and slurm_state(lab, running.backend_id) == "COMPLETED"
+    assert read_log(ws, blocker) == expected(n)
+    assert read_log(ws, waiter) == expected(20)
+    for run_id in (blocker_run, waiter_run):
+        run = run_row(ws, run_id)
+        assert run["status"] == "done" and run["val_bpb"] == pytest.approx(1.4)
+        assert run["host"] == "cluster"
+    waited = job_row(ws, waiter)
+    assert waited.queue_reason is None and waited.started_at is not None
+    history = events(ws, waiter)
+    assert any(f"submitted as Slurm job {waited.backend_id}" in e for e in history), history
+    assert any(f"Slurm job {waited.backend_id} started" in e for e in history), history
+
+
+async def test_cancel_goes_through_scancel(cluster_ws: Workspace, slurm_lab: LocalSlurm) -> None:
+    ws = cluster_ws
+    run_id = new_run(ws, description="to cancel")
+    async with Dispatcher(ws, SLURM_FAST):
+        job_id = _submit(ws, LINES.format(n=2000, pause=0.05), run_id=run_id)
+        job = await wait_until(ws, job_id, lambda j: j.state == "running" and j.log_offset > 0)
+        request_cancel(ws, job_id)
+        done = await wait_state(ws, job_id, "cancelled", "failed", "succeeded", timeout=30)
+    assert done.state == "cancelled", done.error
+    assert job.backend_id and slurm_state(slurm_lab, job.backend_id) == "CANCELLED"
+    assert run_row(ws, run_id)["status"] == "cancelled"
+    log = read_log(ws, job_id).removesuffix("Terminated\n")  # the wrapper's shell says so
+    assert log.count("\n") >= 4 and expected(2000).startswith(log)  # each line once, in order
+
+
+async def test_more_jobs_than_gpus_wait_in_helm_and_slurm_and_all_finish(
+    ws: Workspace, slurm_here: LocalSlurm
+) -> None:
+    wait_idle(slurm_here)
+    add_slurm_host(ws, slurm_here, max_submitted=3)
+    jobs = [_submit(ws, LINES.format(n=15, pause=0.02), gpus=1) for _ in range(7)]
+    most_submitted = 0
+    async with Dispatcher(ws, SLURM_FAST):
+        pending = set(jobs)
+        while pending:
+            rows = [job_row(ws, j) for j in jobs]
+            submitted = [r for r in rows if r.state in ("staging", "running")]
+            most_submitted = max(most_submitted, len(submitted))
+            assert len(submitted) <= 3  # helm keeps the rest: its priorities still act
+            assert all(r.state != "failed" for r in rows), [r.error for r in rows]
+            pending = {r.id for r in rows if r.state not in ("succeeded", "failed", "lost")}
+            await asyncio.sleep(0.1)
+    assert most_submitted == 3
+    for job_id in jobs:
+        assert job_row(ws, job_id).state == "succeeded"
+        assert read_log(ws, job_id) == expected(15)
