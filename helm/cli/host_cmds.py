@@ -132,6 +132,11 @@ def _add(args: argparse.Namespace) -> None:
 
 
 def _gpu_summary(check: dict) -> str:
+    slurm = check.get("slurm")
+    if isinstance(slurm, dict):  # a cluster: its partition's nodes, as sinfo reported them
+        nodes = slurm.get("partition_nodes")
+        per = slurm.get("max_gpus_per_node")
+        return f"{nodes} nodes x {per} GPUs" if nodes is not None and per is not None else "-"
     gpus = check.get("gpus")
     if not gpus:
         return "cpu" if check.get("reachable") else "-"
@@ -152,7 +157,7 @@ def _ls(args: argparse.Namespace) -> None:
             (
                 h["name"],
                 h["kind"],
-                h["target"] or "local",
+                h["target"] or ("this machine" if h["kind"] == "slurm" else "local"),
                 h["gpus"],
                 _gpu_summary(h["check"]),
                 {True: "yes", False: "no", None: "?"}[h["reachable"]]

@@ -59,6 +59,8 @@ _JSON_FIELDS = (
     "exit_code",
     "error",
     "pid",
+    "backend_id",
+    "queue_reason",
     "remote_dir",
     "time_limit_s",
     "queued_at",
@@ -78,6 +80,15 @@ def job_dict(job: Mapping[str, Any], ws: Workspace | None = None) -> dict:
     if ws is not None:
         out["log"] = str(ws.job_dir(job["id"]) / "train.log")
     return out
+
+
+def job_note(job: Mapping[str, Any]) -> str:
+    """The NOTE column: why a job waits in its cluster's queue, else its last error."""
+    if job.get("queue_reason"):
+        from helm.remote.slurm_words import queue_note
+
+        return queue_note(job["queue_reason"])
+    return job["error"] or "-"
 
 
 def _ensure_daemon(ws) -> None:  # noqa: ANN001
@@ -198,7 +209,7 @@ def _ls(args: argparse.Namespace) -> None:
                 fmt.num(j["train_loss"], ".4f"),
                 fmt.num(j["eta_s"], ".0f"),
                 fmt.since(j["queued_at"]),
-                (j["error"] or "")[:60] or "-",
+                job_note(j)[:60],
             )
             for j in jobs
         ],
@@ -222,6 +233,8 @@ def _show(args: argparse.Namespace) -> None:
         return
     for key in ("id", "state", "host", "gpu_ids", "agent", "run_id", "attempts", "error", "log"):
         print(f"{key:10} {out[key]}")
+    if out["backend_id"]:
+        print(f"{'slurm job':10} {out['backend_id']}  {job_note(out)}")
     print(f"{'env':10} {out['env']}")
     for e in out["events"]:
         print(

@@ -47,9 +47,7 @@ def _v3_slurm(ops: Operations) -> None:
     went through a cluster's scheduler.
     """
     with ops.batch_alter_table("host") as batch:
-        batch.add_column(
-            sa.Column("slurm_json", sa.String(), nullable=False, server_default="{}")
-        )
+        batch.add_column(sa.Column("slurm_json", sa.String(), nullable=False, server_default="{}"))
     with ops.batch_alter_table("job") as batch:
         batch.add_column(sa.Column("backend_id", sa.String(), nullable=True))
         batch.add_column(sa.Column("queue_reason", sa.String(), nullable=True))

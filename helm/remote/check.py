@@ -61,15 +61,21 @@ def check_script(python: str, workdir: str, data_dir: str | None) -> str:
         "command -v setsid || echo missing",
     ]
     if data_dir:
-        ds = box_word(f"{data_dir.rstrip('/')}/{DATASET_SUBDIR}")
-        tok = box_word(f"{data_dir.rstrip('/')}/{TOKENIZER_SUBPATH}")
-        lines += [
-            "echo @@data",
-            f"ls {ds} 2>/dev/null | grep -c '^fineweb_train_' ; "
-            f"ls {ds} 2>/dev/null | grep -c '^fineweb_val_' ; "
-            f"[ -f {tok} ] && echo yes || echo no",
-        ]
+        lines += _data_probe(data_dir)
     return "\n".join(lines) + "\n"
+
+
+def _data_probe(data_dir: str) -> list[str]:
+    """Script lines: train and val shard counts and whether the tokenizer is there
+    (``@@data``; shared with the Slurm host check, which runs them on the login node)."""
+    ds = box_word(f"{data_dir.rstrip('/')}/{DATASET_SUBDIR}")
+    tok = box_word(f"{data_dir.rstrip('/')}/{TOKENIZER_SUBPATH}")
+    return [
+        "echo @@data",
+        f"ls {ds} 2>/dev/null | grep -c '^fineweb_train_' ; "
+        f"ls {ds} 2>/dev/null | grep -c '^fineweb_val_' ; "
+        f"[ -f {tok} ] && echo yes || echo no",
+    ]
 
 
 def _sections(text: str) -> dict[str, list[str]]:
@@ -140,13 +146,20 @@ def parse_check(text: str, *, has_data: bool = False) -> dict[str, Any]:
     result.update(_parse_disk(sec))
     result["setsid"] = bool(sec.get("setsid")) and sec["setsid"][-1] != "missing"
     if has_data:
-        data = sec.get("data", [])
-        train = int(data[0]) if len(data) > 0 and data[0].isdigit() else 0
-        val = int(data[1]) if len(data) > 1 and data[1].isdigit() else 0
-        tok = len(data) > 2 and data[2] == "yes"
-        result["data"] = {"train_shards": train, "val_shards": val, "tokenizer": tok}
-        result["data_ok"] = train > 0 and val > 0 and tok
+        result.update(_parse_data(sec))
     return result
+
+
+def _parse_data(sec: dict[str, list[str]]) -> dict[str, Any]:
+    """``data`` (shard counts, tokenizer) and ``data_ok`` from the ``@@data`` section."""
+    data = sec.get("data", [])
+    train = int(data[0]) if len(data) > 0 and data[0].isdigit() else 0
+    val = int(data[1]) if len(data) > 1 and data[1].isdigit() else 0
+    tok = len(data) > 2 and data[2] == "yes"
+    return {
+        "data": {"train_shards": train, "val_shards": val, "tokenizer": tok},
+        "data_ok": train > 0 and val > 0 and tok,
+    }
 
 
 def problems(check: dict[str, Any]) -> list[str]:
@@ -158,12 +171,16 @@ def problems(check: dict[str, Any]) -> list[str]:
         out.append("torch not importable")
     if not check.get("setsid", True):
         out.append("setsid missing")
+    return out + _data_problems(check) + _disk_problems(check)
+
+
+def _data_problems(check: dict[str, Any]) -> list[str]:
     if check.get("data_ok") is False:
-        out.append(
+        return [
             f"dataset or tokenizer missing under --data (jobs default to {DATASET_SUBDIR}/ and "
             f"{TOKENIZER_SUBPATH}: python -m golf_task.data fineweb --out DIR)"
-        )
-    return out + _disk_problems(check)
+        ]
+    return []
 
 
 def _disk_problems(check: dict[str, Any]) -> list[str]:

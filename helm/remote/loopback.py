@@ -68,7 +68,12 @@ class LoopbackSshd:
         return f"{self.user}@127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, root: Path, *, timeout_s: float = 15.0) -> LoopbackSshd:
+    def start(
+        cls, root: Path, *, timeout_s: float = 15.0, extra_config: list[str] | None = None
+    ) -> LoopbackSshd:
+        """Start sshd in ``root``. ``extra_config``: more ``sshd_config`` lines, e.g.
+        ``SetEnv SLURM_CONF=...`` so every session on it finds a test cluster, as a login
+        node's shell finds ``/etc/slurm/slurm.conf``."""
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o700)
@@ -94,6 +99,7 @@ class LoopbackSshd:
                     "MaxStartups 200:30:400",
                     "ClientAliveInterval 0",
                     "LogLevel ERROR",
+                    *(extra_config or ()),
                     "",
                 ]
             )

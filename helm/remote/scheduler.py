@@ -124,14 +124,14 @@ def place(
         if not candidates and not lanes:
             if job.host is not None and job.host not in by_name:
                 plan.impossible[job.id] = f"host {job.host!r} does not exist or is disabled"
-            elif not hosts and queues:
-                plan.impossible[job.id] = (
-                    f"no Slurm host here runs {job.gpus} GPUs in one job (their nodes and"
-                    " --max-nodes)"
-                )
             elif job.host is not None and any(q.name == job.host for q in queues):
                 plan.impossible[job.id] = (
                     f"host {job.host!r} cannot run {job.gpus} GPUs in one job (its nodes and"
+                    " --max-nodes)"
+                )
+            elif not hosts and queues:
+                plan.impossible[job.id] = (
+                    f"no Slurm host here runs {job.gpus} GPUs in one job (their nodes and"
                     " --max-nodes)"
                 )
             else:

@@ -25,15 +25,14 @@ from helm.remote.backend import Box, BoxError
 from helm.remote.launch import box_word
 from helm.remote.slurm_conf import SlurmSettings, format_time
 from helm.remote.slurm_state import (
-    SbatchRefusal,
     SlurmJob,
-    classify_sbatch_error,
     parse_sacct,
     parse_squeue_json,
     parse_squeue_text,
     sacct_fields,
     squeue_text_format,
 )
+from helm.remote.slurm_words import SbatchRefusal, classify_sbatch_error
 
 ID_FILE = "helm.slurm"  # the Slurm job id of the try in this folder
 SLURM_OUT = "slurm.out"  # the batch script's own output (Slurm's messages land here too)

@@ -26,6 +26,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from helm.remote.slurm_words import EMPTY, NEVER_CLEARS, NEVER_CLEARS_RE, explain_reason, reason_key
+
 
 @dataclass(frozen=True)
 class SlurmJob:
@@ -80,7 +82,6 @@ REQUEUE_MARKS = frozenset({"REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD"})
 RUNNING_MARKS = _words(
     "CONFIGURING RUNNING COMPLETING SUSPENDED STOPPED SIGNALING STAGE_OUT RESIZING"
 )
-_EMPTY = frozenset({"", "None", "none", "(null)", "N/A", "n/a", "None assigned", "Unknown"})
 
 
 def _split_state(raw: object) -> tuple[str, tuple[str, ...]]:
@@ -116,7 +117,7 @@ def _text(value: object) -> str | None:
     if not isinstance(value, str):
         return None
     value = value.strip()
-    return None if value in _EMPTY else value
+    return None if value in EMPTY else value
 
 
 def _wait_status(status: int) -> tuple[int | None, int | None]:
@@ -318,83 +319,18 @@ def parse_sacct(text: str) -> dict[str, SlurmJob]:
     return jobs
 
 
-# Pending reasons that never clear by waiting: the request itself breaks a per-job limit or
-# names something that does not exist for this user.
-_NEVER_CLEARS = _words(
-    "BadConstraints PartitionConfig PartitionTimeLimit InvalidAccount InvalidQOS"
-    " AccountNotAllowed QOSNotAllowed MaxMemPerLimit"
-)
-_NEVER_CLEARS_RE = re.compile(r"(QOS|Assoc)Max\w*PerJob\w*|QOSMin\w+|DependencyNeverSatisfied\w*")
-
-_REASONS = {
-    "Priority": "waiting behind higher-priority jobs",
-    "Resources": "waiting for free GPUs or nodes",
-    "BeginTime": "waiting for its start time (Slurm holds a requeued job about 2 minutes)",
-    "Dependency": "waiting for the jobs it depends on",
-    "DependencyNeverSatisfied": "a job it depends on failed: it can never start",
-    "JobHeldUser": "held by its user (scontrol release)",
-    "JobHeldAdmin": "held by an administrator",
-    "ReqNodeNotAvail": "the nodes it needs are down, drained or reserved",
-    "NodeDown": "a node it needs is down",
-    "PartitionDown": "the partition is down",
-    "PartitionInactive": "the partition is inactive",
-    "PartitionNodeLimit": "asks more nodes than the partition allows or has up",
-    "PartitionTimeLimit": "asks more --time than the partition allows",
-    "PartitionConfig": "asks for something the partition does not allow",
-    "BadConstraints": "no node can satisfy the request",
-    "InvalidAccount": "the account is not valid",
-    "InvalidQOS": "the QOS is not valid",
-    "AccountNotAllowed": "the account may not use this partition",
-    "QOSNotAllowed": "the QOS may not be used in this partition",
-    "MaxMemPerLimit": "asks more memory than the per-CPU/per-node limit",
-    "Reservation": "waiting for its reservation",
-    "Licenses": "waiting for licenses",
-    "JobArrayTaskLimit": "at the array's running-task limit",
-    "QOSMaxJobsPerUserLimit": "at the QOS limit on running jobs per user",
-    "AssocMaxJobsLimit": "at the account's limit on running jobs",
-    "AssocGrpGRES": "the account's GPU share is in use",
-    "QOSGrpGRES": "the QOS's GPU share is in use",
-}
-_REASON_FAMILIES = (  # (pattern, words) for the long tail of limit reasons
-    (re.compile(r"(QOS|Assoc)Max\w*PerJob\w*"), "asks more than a per-job {who} limit allows"),
-    (re.compile(r"QOSMin\w+"), "asks less than the QOS's per-job minimum"),
-    (re.compile(r"(QOS|Assoc)Max\w*PerUser\w*"), "at a per-user {who} limit"),
-    (re.compile(r"(QOS|Assoc)Max\w*PerAccount\w*"), "at a per-account {who} limit"),
-    (re.compile(r"(QOS|Assoc)Grp\w*"), "the {who}'s shared limit is in use"),
-)
-
-
-def _reason_key(reason: str) -> str:
-    """The reason's code: "ReqNodeNotAvail, UnavailableNodes:n1" -> "ReqNodeNotAvail"."""
-    return re.split(r"[,:\s]", reason.strip(), maxsplit=1)[0]
-
-
-def explain_reason(reason: str | None) -> str | None:
-    """A pending reason in words a researcher reads at a glance ("waiting for free GPUs")."""
-    if reason is None or reason.strip() in _EMPTY:
-        return None
-    key = _reason_key(reason)
-    if key in _REASONS:
-        return _REASONS[key]
-    for pattern, words in _REASON_FAMILIES:
-        if pattern.fullmatch(key):
-            who = "account" if key.startswith("Assoc") else "QOS"
-            return words.format(who=who)
-    return reason.strip()
-
-
 def _never_clears(job: SlurmJob, partition_nodes: int | None) -> str | None:
     """Why the pending job can never start (its refusal line's tail), or None."""
     if job.reason is None:
         return None
-    key = _reason_key(job.reason)
+    key = reason_key(job.reason)
     if key == "PartitionNodeLimit":
         if partition_nodes is not None and job.node_count and job.node_count > partition_nodes:
             return (
                 f"PartitionNodeLimit (asks {job.node_count} nodes; partition has {partition_nodes})"
             )
         return None
-    if key in _NEVER_CLEARS or _NEVER_CLEARS_RE.fullmatch(key):
+    if key in NEVER_CLEARS or NEVER_CLEARS_RE.fullmatch(key):
         words = explain_reason(key)
         return f"{key} ({words})" if words and words != key else key
     return None
@@ -469,89 +405,3 @@ def judge(job: SlurmJob | None, *, partition_nodes: int | None = None) -> Judgem
     return Judgement(
         Outcome.WAITING, _with_reason(job.state, job.reason) + " (a state helm does not know)"
     )
-
-
-class SbatchRefusal(StrEnum):
-    """Why ``sbatch`` refused a submission, which decides what happens to the job."""
-
-    HOST = "host"  # the host's settings are wrong (partition, account, QOS, no sbatch): the
-    # job goes back to the queue untouched and the host takes no jobs until it is fixed
-    JOB = "job"  # this request cannot run there (too many GPUs or nodes, a QOS limit): fails
-    TRANSIENT = "transient"  # the controller did not answer: try again later
-
-
-# (kind, what Slurm says, the setting to fix), tried in this order.
-_SBATCH_RULES = tuple(
-    (kind, re.compile(pattern, re.I), setting)
-    for kind, pattern, setting in (
-        (SbatchRefusal.HOST, r"invalid partition", "the host's --partition"),
-        (SbatchRefusal.HOST, r"invalid account", "the host's --account"),
-        (SbatchRefusal.HOST, r"invalid qos", "the host's --qos"),
-        (SbatchRefusal.HOST, r"invalid (generic resource|gres)", "the host's --gpus-per-node"),
-        (SbatchRefusal.HOST, r"access.{0,12}denied|invalid user", "the login node's user"),
-        (SbatchRefusal.JOB, r"node configuration is not available", "the job's GPUs / nodes"),
-        (SbatchRefusal.JOB, r"violates accounting/qos policy", "the job's size (QOS limits)"),
-        (SbatchRefusal.JOB, r"(QOS|Assoc)Max\w*", "the job's size (QOS limits)"),
-        (SbatchRefusal.JOB, r"time limit is invalid", "the job's or the host's --time"),
-        (SbatchRefusal.JOB, r"node count specification invalid", "the job's node count"),
-        (SbatchRefusal.JOB, r"more processors requested than permitted", "the job's size"),
-        (SbatchRefusal.JOB, r"memory required by task is not available", "the job's memory"),
-        (
-            SbatchRefusal.TRANSIENT,
-            r"unable to contact slurm controller|socket timed out|temporarily unable"
-            r"|zero bytes were transmitted|connection refused|communication connection failure"
-            r"|resource temporarily unavailable",
-            "",
-        ),
-    )
-)
-_NO_SBATCH = "sbatch not found on the login node (install Slurm's client or fix PATH)"
-
-
-def _sbatch_line(stderr: str) -> str:
-    """Slurm's own words: the last "Batch job submission failed: ..." line, else the last
-    "sbatch: error: ..." line, else the last line; one line, never a dump."""
-    lines = [ln.strip() for ln in (stderr or "").splitlines() if ln.strip()]
-    for prefix in ("Batch job submission failed:", "sbatch: error:"):
-        hits = [ln for ln in lines if prefix.lower() in ln.lower()]
-        if hits:
-            last = hits[-1]
-            said = last[last.lower().index(prefix.lower()) + len(prefix) :].strip()
-            return said[:300] or last[:300]
-    return lines[-1][:300] if lines else ""
-
-
-def _named_value(stderr: str, what: str) -> str | None:
-    """The value sbatch named in an earlier line ("invalid partition specified: nope")."""
-    m = re.search(rf"invalid {what}\w* specified: (\S+)", stderr or "", re.I)
-    return m.group(1) if m else None
-
-
-def classify_sbatch_error(exit_status: int, stderr: str) -> tuple[SbatchRefusal, str]:
-    """(kind, one clear line) for a failed ``sbatch`` (exit 127: sbatch is not installed).
-
-    An error no rule knows counts as the host's: the job keeps its place in helm's queue and
-    the host pauses until someone reads the line, rather than every queued job failing on a
-    cluster-wide problem one after another.
-    """
-    text = stderr or ""
-    if exit_status == 127 or re.search(r"sbatch: (command )?not found|command not found", text):
-        return SbatchRefusal.HOST, _NO_SBATCH
-    line = _sbatch_line(text)
-    if not line:
-        return SbatchRefusal.HOST, f"sbatch failed (exit {exit_status}) and said nothing"
-    for source in (line, text):  # Slurm's last words first, then anything it said before
-        for kind, pattern, setting in _SBATCH_RULES:
-            if pattern.search(source):
-                return kind, _refusal_line(kind, line, setting, text)
-    return SbatchRefusal.HOST, f"Slurm: {line}"
-
-
-def _refusal_line(kind: SbatchRefusal, line: str, setting: str, text: str) -> str:
-    if kind == SbatchRefusal.TRANSIENT:
-        return f"Slurm: {line} (will try again)"
-    for what in ("partition", "account", "qos"):
-        value = _named_value(text, what) if f"--{what}" in setting else None
-        if value:
-            setting = f"{setting} ({value})"
-    return f"Slurm: {line}: check {setting}"

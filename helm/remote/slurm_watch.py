@@ -54,7 +54,8 @@ from helm.remote.slurm import (
     submit,
 )
 from helm.remote.slurm_conf import SlurmSettings
-from helm.remote.slurm_state import Outcome, SbatchRefusal, judge
+from helm.remote.slurm_state import Outcome, judge
+from helm.remote.slurm_words import SbatchRefusal
 from helm.remote.watcher import JobWatcher, LaunchError, _int, _pid
 
 GONE_READS = 3  # a try Slurm does not know is lost only after this many reads in a row
@@ -202,10 +203,11 @@ class SlurmJobWatcher(JobWatcher):
             await self._finish(stream, rdir, None)
         elif outcome == Outcome.CANCELLED:
             await self._fail(stream, rdir, f"{verdict.message} (not by helm)")
-        elif outcome in (Outcome.FAILED, Outcome.REFUSED):
-            if outcome == Outcome.REFUSED:
-                await self._scancel(sid)
+        elif outcome == Outcome.FAILED:
             await self._fail(stream, rdir, verdict.message)
+        elif outcome == Outcome.REFUSED:
+            await self._scancel(sid)
+            await self._fail(stream, rdir, f"{verdict.message}; {self._request()}")
         elif outcome == Outcome.GONE and self._unseen < GONE_READS:
             self._unseen += 1  # a controller that restarted, a read that raced: ask again
             return False
@@ -223,6 +225,13 @@ class SlurmJobWatcher(JobWatcher):
         if running is not None:
             self.job = running
         self.log.info("job %s: Slurm job %s started", self.id, sid)
+
+    def _request(self) -> str:
+        """What this try asked of Slurm, in words (for a refusal)."""
+        settings = self.settings
+        nodes, per_node = settings.shape(self.job.gpus)
+        node_word = "node" if nodes == 1 else "nodes"
+        return f"asked for {nodes} {node_word} x {per_node} GPUs in partition {settings.partition}"
 
     async def _exit(self, rdir: str) -> int | None:
         text = await self.box.read_text(f"{rdir}/{EXIT_FILE}")

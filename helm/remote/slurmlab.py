@@ -10,6 +10,26 @@ count; nothing else about them is real. ``stop()`` ends each daemon by the pid i
 
 Every Slurm command helm runs against it needs ``SLURM_CONF`` (``env()`` gives it), exactly
 as a login node's commands find ``/etc/slurm/slurm.conf``.
+
+``accounting=True`` adds what a real site has and the plain lab lacks: ``sacct`` history, and
+associations and QOS limits enforced at submit. It starts a private MariaDB (``mariadbd`` as
+root on a unix socket only, data in ``<root>/db``; packages ``mariadb-server``) and
+``slurmdbd`` (package ``slurmdbd``) on a free port, then registers cluster ``helmlab``,
+account ``helm`` (the submitting user's default) and QOS ``small`` (``MaxTRESPerJob=
+gres/gpu=1``, ``Flags=DenyOnLimit``). Jobs are gathered with ``jobacct_gather/linux``
+(TotalCPU is recorded; MaxRSS stays empty for jobs shorter than the 30 s poll). Observed on
+Debian's 22.05: ``sbatch --qos=small --gres=gpu:2`` exits 1 with "sbatch: error:
+QOSMaxGRESPerJob" and "sbatch: error: Batch job submission failed: Job violates
+accounting/QOS policy (job submit limit, user's size and/or time limits)" (without
+DenyOnLimit the job is accepted and pends with reason QOSMaxGRESPerJob instead);
+``--account=nope`` is refused with "Invalid account or account/partition combination
+specified", ``--qos=nope`` with "Invalid qos specification"; ``sacct -X -n -P -j ID -o
+JobIDRaw,State,ExitCode`` prints ``ID|COMPLETED|0:0`` or ``ID|FAILED|3:0`` (``exit 3``)
+within about a second of the job's end (it may print ``ID|PENDING|0:0`` or nothing before).
+
+Startup on this 2-core machine: 0.34 s plain; 5.0 s with accounting (0.7 s
+``mariadb-install-db``, ~0.5 s per ``sacctmgr`` commit, 1 s for slurmctld to register).
+``stop()``: 0.15 s plain, 0.7 s with accounting.
 """
 
 from __future__ import annotations
@@ -80,7 +100,7 @@ def _free_ports(n: int) -> list[int]:
 @dataclass
 class LocalSlurm:
     """A running one-node cluster: node ``node`` with ``cpus`` CPUs and ``gpus`` GRES GPUs in
-    partition ``gpu``."""
+    partition ``gpu``; with slurmdbd and MariaDB when ``accounting``."""
 
     root: Path
     node: str

@@ -58,6 +58,8 @@ class JobView:
     queued_at: float
     started_at: float | None
     cancel_requested: bool
+    queue_reason: str | None = None  # why the host's scheduler (Slurm) keeps it waiting
+    backend_id: str | None = None  # its Slurm job id
 
     @classmethod
     def of(cls, r: dict[str, Any]) -> JobView:
@@ -81,6 +83,8 @@ class JobView:
             queued_at=r["queued_at"],
             started_at=r["started_at"],
             cancel_requested=bool(r["cancel_requested"]),
+            queue_reason=r.get("queue_reason"),
+            backend_id=r.get("backend_id"),
         )
 
 
@@ -117,10 +121,20 @@ class HostView:
     checked_at: float | None
     gpu_list: tuple[GpuView, ...]
     error: str | None
+    queue: tuple[JobView, ...] = ()  # a Slurm host: helm's jobs submitted there
 
     @property
     def busy(self) -> int:
+        """GPUs in use: on a box, by GPU id; on a Slurm host, those of its running jobs."""
+        if self.kind == "slurm":
+            return sum(j.gpus for j in self.queue if j.state == JobState.RUNNING)
         return sum(1 for g in self.gpu_list if g.busy)
+
+    @property
+    def capacity(self) -> int:
+        """GPUs that count toward the fleet's total: a box's own; on a cluster, only those
+        helm's jobs hold (the rest is other people's)."""
+        return self.busy if self.kind == "slurm" else self.gpus
 
 
 @dataclass(frozen=True)
@@ -158,7 +172,7 @@ class Snapshot:
 
     @property
     def gpus_total(self) -> int:
-        return sum(h.gpus for h in self.hosts if h.enabled)
+        return sum(h.capacity for h in self.hosts if h.enabled)
 
     @property
     def gpus_busy(self) -> int:
@@ -183,7 +197,7 @@ def _num(gpu: dict[str, Any], *names: str) -> float | None:
     return None
 
 
-def _host(r: dict[str, Any], busy_ids: set[int]) -> HostView:
+def _host(r: dict[str, Any], busy_ids: set[int], jobs: list[JobView]) -> HostView:
     try:
         check = json.loads(r.get("check_json") or "{}")
     except ValueError:
@@ -191,7 +205,8 @@ def _host(r: dict[str, Any], busy_ids: set[int]) -> HostView:
     reported = check.get("gpus") if isinstance(check, dict) else None
     reported = reported if isinstance(reported, list) else []
     gpus: list[GpuView] = []
-    for i in range(max(r["gpus"], len(reported))):
+    slots = 0 if r["kind"] == "slurm" else max(r["gpus"], len(reported))
+    for i in range(slots):
         g = reported[i] if i < len(reported) and isinstance(reported[i], dict) else {}
         gpus.append(
             GpuView(
@@ -214,6 +229,7 @@ def _host(r: dict[str, Any], busy_ids: set[int]) -> HostView:
         checked_at=r["checked_at"],
         gpu_list=tuple(gpus),
         error=str(error) if error else None,
+        queue=tuple(j for j in jobs if j.host == r["name"]) if r["kind"] == "slurm" else (),
     )
 
 
@@ -302,7 +318,7 @@ def load_snapshot(
         for j in jobs:
             if j.state in ACTIVE_JOB and j.host:
                 busy.setdefault(j.host, set()).update(j.gpu_ids)
-        hosts = tuple(_host(r, busy.get(r["name"], set())) for r in list_hosts(db))
+        hosts = tuple(_host(r, busy.get(r["name"], set()), jobs) for r in list_hosts(db))
         board = _board(db, flt)
         seeds = scored_counts(db, sorted({r["code_hash"] for r in board if r.get("code_hash")}))
         best = best_run(db)

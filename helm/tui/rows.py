@@ -12,7 +12,7 @@ from rich.text import Text
 
 from helm import fmt
 from helm.models.states import JobState
-from helm.tui.data import AgentView, JobView, Snapshot
+from helm.tui.data import AgentView, HostView, JobView, Snapshot
 from helm.tui.fmt import Palette, delta_cell, progress, size_cell, spark
 from helm.tui.widgets.tables import Row
 
@@ -36,6 +36,11 @@ def _job_cells(job: JobView | None, pal: Palette, now: float) -> list[object]:
         return [pal.muted_text(none), none, none, pal.status(job.state, where)]
     gpus = ",".join(str(i) for i in job.gpu_ids) or f"×{job.gpus}"
     where = f"#{job.id} {job.host or '?'}:{gpus}" + (" ✕" if job.cancel_requested else "")
+    if job.queue_reason:  # submitted, held by the cluster's scheduler: say why
+        where = f"#{job.id} {job.host or '?'} ⏸ {job.queue_reason}"
+        return [pal.muted_text(none), none, none, pal.status(job.state, where)]
+    if job.backend_id and job.started_at:  # a Slurm job: how long it has held its GPUs
+        where += f" {fmt.age(now - job.started_at)}"
     return [
         progress(job.step, job.total_steps, pal, width=8),
         fmt.loss(job.train_loss),
@@ -133,6 +138,16 @@ def feed_rows(snap: Snapshot, pal: Palette, now: float, flt: str = "") -> list[R
     return rows
 
 
+def _queue_cells(h: HostView, pal: Palette) -> list[object]:
+    """A Slurm host's gpus/util/mem/temp cells: GPUs its running jobs hold (▶) and jobs
+    Slurm still holds (⏸), with the reason of the one waiting longest."""
+    waiting = sorted((j for j in h.queue if j.state != JobState.RUNNING), key=lambda j: j.queued_at)
+    gpus = Text(f"{h.busy}▶ {len(waiting)}⏸", style=pal.success if h.busy else pal.muted)
+    reason = next((j.queue_reason for j in waiting if j.queue_reason), None)
+    none = fmt.MISSING
+    return [gpus, pal.muted_text(reason) if reason else pal.muted_text("slurm"), none, none]
+
+
 def fleet_rows(snap: Snapshot, pal: Palette, flt: str = "") -> list[Row]:
     rows: list[Row] = []
     for h in snap.hosts:
@@ -144,6 +159,9 @@ def fleet_rows(snap: Snapshot, pal: Palette, flt: str = "") -> list[Row]:
             up = pal.muted_text("?")
         else:
             up = Text("●", style=pal.success) if h.reachable else Text("✕", style=pal.error)
+        if h.kind == "slurm":
+            rows.append((f"host:{h.name}", [h.name, up, *_queue_cells(h, pal)]))
+            continue
         used = [g.mem_used for g in h.gpu_list if g.mem_used is not None]
         total = [g.mem_total for g in h.gpu_list if g.mem_total is not None]
         mem = f"{sum(used) / 1024:.0f}/{sum(total) / 1024:.0f}G" if used and total else fmt.MISSING

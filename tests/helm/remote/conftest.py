@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from dispatch_helpers import CutProxy, add_local_host, add_ssh_host, trust
+from slurm_fixtures import slurm_acct_lab, slurm_lab, slurm_sshd  # noqa: F401
 
 from helm.remote.loopback import LoopbackSshd, sshd_available
+from helm.remote.slurmlab import LocalSlurm
 from helm.workspace import Workspace
 
 
@@ -63,3 +65,10 @@ async def proxy(sshd: LoopbackSshd) -> AsyncIterator[CutProxy]:
     p = await CutProxy(sshd.port).start()
     yield p
     await p.stop()
+
+
+@pytest.fixture
+def slurm_here(slurm_lab: LocalSlurm, monkeypatch: pytest.MonkeyPatch) -> LocalSlurm:  # noqa: F811
+    """Slurm's commands run on this machine find the test cluster (as /etc/slurm would)."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_lab.conf))
+    return slurm_lab

@@ -51,6 +51,7 @@ def add_slurm_host(
     gpus_per_node: int | None = None,
     max_nodes: int = 1,
     max_submitted: int = 4,
+    qos: str | None = None,
     **kw,
 ) -> None:
     """A Slurm host on the test cluster; over ``sshd`` (a login node whose sessions know the
@@ -63,6 +64,7 @@ def add_slurm_host(
         gpus_per_node=lab.gpus if gpus_per_node is None else gpus_per_node,
         max_nodes=max_nodes,
         max_submitted=max_submitted,
+        qos=qos,
     )
     if sshd is not None:
         trust(ws, sshd)

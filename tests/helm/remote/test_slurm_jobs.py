@@ -34,9 +34,7 @@ def _submit(ws: Workspace, body: str, **kw) -> int:
 
 
 @pytest.fixture(params=["here", "login-node"])
-def cluster_ws(
-    request: pytest.FixtureRequest, ws: Workspace, slurm_here: LocalSlurm
-) -> Workspace:
+def cluster_ws(request: pytest.FixtureRequest, ws: Workspace, slurm_here: LocalSlurm) -> Workspace:
     """A workspace with a Slurm host ``cluster``: commands here, or over SSH on a login node."""
     wait_idle(slurm_here)
     sshd: LoopbackSshd | None = None

@@ -89,6 +89,30 @@ def test_hosts_with_their_gpus(campaign: Workspace) -> None:
     assert snap.gpus_total == 12  # the disabled host's GPUs do not count
 
 
+def test_a_slurm_host_counts_the_gpus_its_running_jobs_hold(campaign: Workspace) -> None:
+    """A cluster's GPUs are other people's until helm's job runs there: the fleet total
+    counts only what helm's running Slurm jobs hold, and a waiting job shows Slurm's reason."""
+    from helm.tui.fmt import Palette
+    from helm.tui.rows import _job_cells, fleet_rows
+
+    with campaign.store.write() as s:
+        s.add(Host(name="lab", kind="slurm", gpus=16, reachable=True, slurm_json='{"x": 1}'))
+        s.add(Job(id=20, state="running", host="lab", gpus=8, backend_id="900",
+                  started_at=T0 - 125, queued_at=T0 - 300))  # fmt: skip
+        s.add(Job(id=21, state="staging", host="lab", gpus=2, backend_id="901",
+                  queue_reason="Resources", queued_at=T0 - 200))  # fmt: skip
+    snap = data.load_snapshot(campaign, clock=lambda: T0)
+    lab = {h.name: h for h in snap.hosts}["lab"]
+    assert lab.busy == 8 and lab.gpu_list == () and [j.id for j in lab.queue] == [20, 21]
+    assert (snap.gpus_busy, snap.gpus_total) == (2 + 8, 12 + 8)
+    pal = Palette.from_variables({})
+    row = dict(fleet_rows(snap, pal))["host:lab"]
+    assert [str(c) for c in row[2:4]] == ["8▶ 1⏸", "Resources"]
+    jobs = {j.id: j for j in snap.jobs}
+    assert str(_job_cells(jobs[21], pal, T0)[-1]) == "#21 lab ⏸ Resources"
+    assert str(_job_cells(jobs[20], pal, T0)[-1]) == "#20 lab:×8 2m"
+
+
 def test_the_latest_pin_is_the_base(campaign: Workspace) -> None:
     with campaign.store.write() as s:  # a base at run 7's commit
         s.add(Pin(kind="file", ref="train_gpt.py", commit=f"{7:040x}", created_at=T0 - 10))
