@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from helm.models.states import JobState
 from helm.remote.backend import Box, BoxError
 from helm.remote.hosts import python_for
 from helm.remote.launch import (
+    ENV_FILE,
     EXIT_FILE,
     JOBS_DIR,
     LOG_FILE,
@@ -141,6 +143,7 @@ class SlurmJobWatcher(JobWatcher):
         try:
             return await submit(self.box, rdir, argv, name)
         except SbatchError as exc:
+            await self._scrub(rdir)
             if exc.kind == SbatchRefusal.JOB:
                 raise LaunchError(f"sbatch refused: {exc.line}") from exc
             reason = f"host {self.host.name}: {exc.line}"
@@ -188,11 +191,14 @@ class SlurmJobWatcher(JobWatcher):
                 await self._record(dispatch.note_queue_reason, self.ctx.store, self.id, reason)
                 self.job.queue_reason = reason
             return False
-        started = found.start_time if found is not None else None
+        # a try that ended between two reads ran too (a pending one cancelled never had nodes)
+        started = found.start_time if found is not None and found.nodes else None
         if self.job.state != JobState.RUNNING and (outcome == Outcome.RUNNING or started):
-            await self._started(rdir, sid, started)  # also a try that ended between two reads
+            await self._started(rdir, sid, started)
         if outcome == Outcome.RUNNING:
             return False
+        if outcome != Outcome.GONE or self._unseen >= GONE_READS:
+            await self._scrub(rdir)  # the try is over: its environment must not stay behind
         await self._pull(stream, rdir)
         code = await self._exit(rdir)
         if outcome == Outcome.ENDED and code is None:
@@ -232,6 +238,12 @@ class SlurmJobWatcher(JobWatcher):
         nodes, per_node = settings.shape(self.job.gpus)
         node_word = "node" if nodes == 1 else "nodes"
         return f"asked for {nodes} {node_word} x {per_node} GPUs in partition {settings.partition}"
+
+    async def _scrub(self, rdir: str) -> None:
+        """Delete the try's ``helm.env``. The wrapper deletes it as it starts; a try Slurm
+        never started (cancelled or refused while pending) would leave it on the shared
+        filesystem, secrets and all."""
+        await self.box.run(f"rm -f {shlex.quote(f'{rdir}/{ENV_FILE}')}\n", timeout=60)
 
     async def _exit(self, rdir: str) -> int | None:
         text = await self.box.read_text(f"{rdir}/{EXIT_FILE}")

@@ -7,6 +7,7 @@ the loopback sshd. The synthetic jobs print numbered lines, so a lost or repeate
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from dispatch_helpers import Dispatcher, job_row, new_run, read_log, run_row, wait_state, wait_until
@@ -113,3 +114,48 @@ async def test_more_jobs_than_gpus_wait_in_helm_and_slurm_and_all_finish(
     for job_id in jobs:
         assert job_row(ws, job_id).state == "succeeded"
         assert read_log(ws, job_id) == expected(15)
+
+
+async def test_cancel_while_slurm_holds_it_leaves_no_environment_behind(
+    ws: Workspace, slurm_here: LocalSlurm
+) -> None:
+    """A try cancelled before Slurm started it never ran its wrapper, which is what deletes
+    ``helm.env``: helm deletes it, so no secret stays on the shared filesystem."""
+    wait_idle(slurm_here)
+    add_slurm_host(ws, slurm_here)
+    async with Dispatcher(ws, SLURM_FAST):
+        blocker = _submit(ws, LINES.format(n=300, pause=0.02), gpus=2)
+        await wait_state(ws, blocker, "running")
+        held = submit_job(
+            ws, ws.store, {"train_gpt.py": LINES.format(n=5, pause=0.01)},
+            env={"HF_TOKEN": "hf_never_on_disk_after"}, time_limit_s=60,
+        )  # fmt: skip
+        assert held.id is not None
+        waiting = await wait_until(ws, held.id, lambda j: j.queue_reason is not None)
+        assert waiting.remote_dir and (Path(waiting.remote_dir) / "helm.env").exists()
+        request_cancel(ws, held.id)
+        done = await wait_state(ws, held.id, "cancelled", "failed", "succeeded", timeout=30)
+        request_cancel(ws, blocker)
+        await wait_state(ws, blocker, "cancelled", "failed", "succeeded", timeout=30)
+    assert done.state == "cancelled", done.error
+    assert done.started_at is None  # it never held a GPU
+    assert waiting.backend_id and slurm_state(slurm_here, waiting.backend_id) == "CANCELLED"
+    folder = Path(waiting.remote_dir)
+    assert not (folder / "helm.env").exists()
+    assert all(
+        b"hf_never_on_disk_after" not in p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    )
+
+
+async def test_helms_time_limit_cancels_the_slurm_job(
+    ws: Workspace, slurm_here: LocalSlurm
+) -> None:
+    wait_idle(slurm_here)
+    add_slurm_host(ws, slurm_here)
+    run_id = new_run(ws, description="too long")
+    async with Dispatcher(ws, SLURM_FAST):
+        job_id = _submit(ws, LINES.format(n=3000, pause=0.02), time_limit_s=2, run_id=run_id)
+        done = await wait_state(ws, job_id, "failed", "succeeded", "cancelled", timeout=30)
+    assert done.state == "failed" and done.error == "time limit of 2s exceeded", done.error
+    assert done.backend_id and slurm_state(slurm_here, done.backend_id) == "CANCELLED"
+    assert run_row(ws, run_id)["status"] == "crash"
