@@ -138,13 +138,16 @@ class SlurmQueue:
 
     Every watcher of the host asks here; one ``squeue`` answers for all of them (a busy
     cluster's controller is shared with everyone else, so helm asks little and rarely).
-    The first squeue without ``--json`` switches this queue to the text form for good; a
-    cluster without accounting is asked by ``sacct`` only once.
+    The first squeue without ``--json`` switches this queue to the text form for good, and so
+    does a ``--json`` that ignores ``-j`` (Slurm 22.05 sends every job of the cluster: on a
+    shared controller, thousands, every poll); a cluster without accounting is asked by
+    ``sacct`` only once.
     """
 
-    def __init__(self, box: Box, *, poll_s: float = 1.0) -> None:
+    def __init__(self, box: Box, *, poll_s: float = 1.0, foreign_limit: int = 100) -> None:
         self.box = box
         self.poll_s = poll_s
+        self.foreign_limit = foreign_limit
         self.watched: set[str] = set()
         self._jobs: dict[str, SlurmJob] = {}
         self._asked: set[str] = set()  # the ids the last read asked about
@@ -186,7 +189,12 @@ class SlurmQueue:
             res = await self.box.run(f"squeue --json -t all -j {joined}\n", timeout=60)
             if res.ok:
                 with contextlib.suppress(ValueError):
-                    return parse_squeue_json(res.stdout)
+                    jobs = parse_squeue_json(res.stdout)
+                    if len(jobs) - len(ids) > self.foreign_limit:
+                        # this squeue ignores -j with --json (22.05 does) and sent the whole
+                        # cluster's queue: the text form asks only for ours from now on
+                        self._json = False
+                    return {i: jobs[i] for i in ids if i in jobs}
             elif _unknown_ids(res.stderr):
                 return {}
             self._json = False  # no --json here (or unreadable): the text form from now on

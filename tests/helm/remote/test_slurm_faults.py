@@ -28,6 +28,7 @@ from slurm_helpers import (
 from helm import daemon
 from helm.models.hosts import edit_host
 from helm.remote.jobs import submit_job
+from helm.remote.loopback import LoopbackSshd
 from helm.remote.slurm_conf import SlurmSettings
 from helm.remote.slurmlab import PARTITION, LocalSlurm
 from helm.workspace import Workspace
@@ -161,17 +162,31 @@ async def test_unknown_partition_pauses_the_host_and_loses_no_job(
     assert read_log(ws, job_id) == expected(5)
 
 
+@pytest.mark.parametrize("where", ["here", "login-node"])
 async def test_no_sbatch_on_the_login_node_is_one_clear_line(
-    ws: Workspace, slurm_here: LocalSlurm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ws: Workspace,
+    slurm_here: LocalSlurm,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
 ) -> None:
-    add_slurm_host(ws, slurm_here)
-    monkeypatch.setenv("PATH", path_without_sbatch(tmp_path))
-    async with Dispatcher(ws, SLURM_FAST):
-        job_id = _submit(ws, LINES.format(n=5, pause=0.01))
-        waiting = await wait_until(ws, job_id, lambda j: bool(j.error), timeout=30)
+    bare = path_without_sbatch(tmp_path)
+    sshd = None
+    if where == "login-node":  # a login node whose shells find no Slurm commands
+        sshd = LoopbackSshd.start(tmp_path / "sshd", extra_config=[f"SetEnv PATH={bare}"])
+    else:
+        monkeypatch.setenv("PATH", bare)
+    try:
+        add_slurm_host(ws, slurm_here, sshd=sshd)
+        async with Dispatcher(ws, SLURM_FAST):
+            job_id = _submit(ws, LINES.format(n=5, pause=0.01))
+            waiting = await wait_until(ws, job_id, lambda j: bool(j.error), timeout=30)
+    finally:
+        if sshd is not None:
+            sshd.stop()
     assert waiting.state == "queued" and waiting.attempts == 0
     assert waiting.error is not None and "\n" not in waiting.error
-    assert "sbatch not found" in waiting.error, waiting.error
+    assert "sbatch not found on the login node" in waiting.error, waiting.error
 
 
 async def test_more_nodes_than_the_partition_has_fail_with_slurms_reason(

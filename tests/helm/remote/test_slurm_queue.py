@@ -62,7 +62,7 @@ async def test_queue_reads_states_as_json_and_as_text(
     slurm_here: LocalSlurm, tmp_path: Path, form: str
 ) -> None:
     box = LocalBox("cluster")
-    queue = SlurmQueue(box, poll_s=0.0)
+    queue = SlurmQueue(box, poll_s=0.0, foreign_limit=10**6)  # earlier tests' jobs: fine
     queue._json = form == "json"  # the text form is what a squeue without --json gets
     ok_dir = _try_folder(tmp_path / "ok")
     ok = await submit(box, str(ok_dir), _argv(ok_dir, f"q-{form}-ok"), f"q-{form}-ok")
@@ -94,3 +94,25 @@ async def test_sacct_answers_for_jobs_squeue_forgot(
         await asyncio.sleep(0.2)
     assert jobs[sid].exit_code == 3
     assert queue._sacct  # the cluster has accounting: sacct stays in use
+
+
+async def test_a_json_that_ignores_the_job_filter_switches_to_the_text_form(
+    slurm_here: LocalSlurm, tmp_path: Path
+) -> None:
+    """Slurm 22.05's ``squeue --json`` answers with every job of the cluster whatever -j
+    says: on a shared controller that is thousands of jobs every poll, so helm reads the
+    text form (which honours -j) once the answer carries more jobs than it asked for."""
+    box = LocalBox("cluster")
+    sids = []
+    for i in range(3):
+        rdir = _try_folder(tmp_path / str(i))
+        sids.append(await submit(box, str(rdir), _argv(rdir, f"foreign-{i}"), f"foreign-{i}"))
+    queue = SlurmQueue(box, poll_s=0.0, foreign_limit=1)
+    mine = await queue.get(sids[0], fresh=True)
+    assert mine is not None and mine.slurm_id == sids[0]
+    assert queue._jobs.keys() == {sids[0]}  # only what was asked for is kept
+    assert queue._json is False  # the others' jobs came along: text form from now on
+    again = await queue.get(sids[0], fresh=True)
+    assert again is not None and again.slurm_id == sids[0]
+    for sid in sids:
+        await _until_ended(queue, sid)
