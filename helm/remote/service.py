@@ -34,6 +34,7 @@ from helm.remote.probe import probe_host
 from helm.remote.scheduler import HostSlots, Pending, QueueSlots, agent_limit, place
 from helm.remote.secrets import SecretStore
 from helm.remote.settings import RemoteSettings
+from helm.remote.slurm import reap as slurm_reap
 from helm.remote.slurm_conf import SlurmSettings
 from helm.remote.slurm_watch import SlurmJobWatcher
 from helm.remote.watcher import JobWatcher, WatchContext
@@ -377,8 +378,6 @@ class DispatchService:
             entry = self.boxes.get(name)
             if entry is None or not getattr(entry[1], "connected", True):
                 continue
-            if host.kind == "slurm":  # Slurm's nodes are not ours to look into: scancel does
-                continue
             if name in self._reaps and not self._reaps[name].done():
                 continue
             if now - self._reaped_at.get(name, -1e18) < every:
@@ -392,6 +391,20 @@ class DispatchService:
             self._reaps[name] = spawn(self._reap(host, entry[1], keep), self.log, f"reap-{name}")
 
     async def _reap(self, host: Host, box: Box, keep: list[str]) -> None:
+        if host.kind == "slurm":  # its nodes are not ours to look into: Slurm's queue is
+            try:
+                strays = await slurm_reap(box, self.ws.campaign_id, keep)
+            except BoxError as exc:
+                self.log.info("reap on %s skipped: %s", host.name, exc)
+                return
+            for sid, name in strays:
+                self.log.warning(
+                    "host %s: stray Slurm job %s (%s) of a try helm gave up on: scancel",
+                    host.name,
+                    sid,
+                    name,
+                )
+            return
         try:
             workdir = await box.realpath(host.workdir)
             script = reap_script(

@@ -133,6 +133,29 @@ async def cancel(box: Box, slurm_id: str, *, signal: str | None = None) -> None:
     await box.run(f"scancel{sig} {shlex.quote(slurm_id)} 2>&1; exit 0\n", timeout=60)
 
 
+async def reap(box: Box, campaign_id: str, keep: Sequence[str]) -> list[tuple[str, str]]:
+    """scancel this campaign's Slurm jobs that are no try helm still follows; returns
+    (slurm id, job name) of each.
+
+    A try given up on while its login node was unreachable (lost, and requeued as a fresh
+    try) may still be pending or running in Slurm: found by its job name, which names the
+    campaign and the try folder; ``keep`` holds the folders of the host's live tries.
+    """
+    prefix = job_name(campaign_id, "")
+    keep_names = {job_name(campaign_id, folder) for folder in keep}
+    res = await box.run(
+        'squeue -h -u "$(id -un)" -t PD,R,CG,CF,S -o "%i|%j" 2>/dev/null; exit 0\n', timeout=60
+    )
+    strays = []
+    for line in res.stdout.splitlines():
+        sid, _, name = line.strip().partition("|")
+        if sid.isdigit() and name.startswith(prefix) and name not in keep_names:
+            strays.append((sid, name))
+    for sid, _ in strays:
+        await cancel(box, sid)
+    return strays
+
+
 class SlurmQueue:
     """One host's view of its helm jobs in Slurm, read at most once per ``poll_s``.
 

@@ -23,6 +23,7 @@ from slurm_helpers import (
     path_without_sbatch,
     slurm_state,
     wait_idle,
+    wait_slurm,
 )
 
 from helm import daemon
@@ -235,3 +236,41 @@ async def test_a_qos_that_forbids_the_request_fails_it_in_one_line(
     assert run_row(ws, run_id)["status"] == "crash"
     assert ok.state == "succeeded", ok.error
     assert read_log(ws, small) == expected(5)
+
+
+async def test_a_stray_slurm_job_of_a_try_helm_gave_up_on_is_cancelled(
+    ws: Workspace, slurm_here: LocalSlurm, tmp_path: Path
+) -> None:
+    """A try lost while its login node was unreachable may still run in Slurm after its
+    fresh try started: the reaper finds it by name (campaign + try folder) and cancels it;
+    the live try, and another campaign's job, are left alone."""
+    from helm.remote.local import LocalBox
+    from helm.remote.slurm import cancel as cancel_job
+    from helm.remote.slurm import job_name, sbatch_argv, submit
+
+    wait_idle(slurm_here)
+    add_slurm_host(ws, slurm_here)
+    box = LocalBox("cluster")
+    settings = SlurmSettings(PARTITION, gpus_per_node=2)
+
+    async def sleeper(folder: str, campaign: str) -> str:
+        rdir = tmp_path / campaign / folder
+        rdir.mkdir(parents=True)
+        (rdir / "run.sh").write_text("#!/bin/sh\nsleep 60\n")
+        name = job_name(campaign, folder)
+        argv = sbatch_argv(settings, name=name, rdir=str(rdir), gpus=1, time_limit_s=60,
+                           script="run.sh")  # fmt: skip
+        return await submit(box, str(rdir), argv, name)
+
+    stray = await sleeper("7", ws.campaign_id)  # job 7's first try, given up on
+    other = await sleeper("7", "0ther0campaign")
+    reaping = dataclasses.replace(SLURM_FAST, reap_every_s=0.5)
+    async with Dispatcher(ws, reaping):
+        live = _submit(ws, LINES.format(n=200, pause=0.02))
+        running = await wait_state(ws, live, "running")
+        await wait_slurm(slurm_here, stray, "CANCELLED", timeout=20)
+        assert running.backend_id and slurm_state(slurm_here, running.backend_id) == "RUNNING"
+        assert slurm_state(slurm_here, other) == "RUNNING"
+        done = await wait_state(ws, live, "succeeded", "failed", timeout=60)
+    await cancel_job(box, other)
+    assert done.state == "succeeded", done.error
