@@ -83,14 +83,16 @@ async def test_cancel_goes_through_scancel(cluster_ws: Workspace, slurm_lab: Loc
     run_id = new_run(ws, description="to cancel")
     async with Dispatcher(ws, SLURM_FAST):
         job_id = _submit(ws, LINES.format(n=2000, pause=0.05), run_id=run_id)
-        job = await wait_until(ws, job_id, lambda j: j.state == "running" and j.log_offset > 0)
+        job = await wait_until(  # five lines streamed before the cancel
+            ws, job_id, lambda j: j.state == "running" and j.log_offset >= 5 * 51
+        )
         request_cancel(ws, job_id)
         done = await wait_state(ws, job_id, "cancelled", "failed", "succeeded", timeout=30)
     assert done.state == "cancelled", done.error
     assert job.backend_id and slurm_state(slurm_lab, job.backend_id) == "CANCELLED"
     assert run_row(ws, run_id)["status"] == "cancelled"
     log = read_log(ws, job_id).removesuffix("Terminated\n")  # the wrapper's shell says so
-    assert log.count("\n") >= 4 and expected(2000).startswith(log)  # each line once, in order
+    assert log.count("\n") >= 5 and expected(2000).startswith(log)  # each line once, in order
 
 
 async def test_more_jobs_than_gpus_wait_in_helm_and_slurm_and_all_finish(
