@@ -34,7 +34,8 @@ async def _until_ended(queue: SlurmQueue, sid: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while True:
         job = await queue.get(sid, fresh=True)
-        if job is not None and job.state not in ("PENDING", "RUNNING", "CONFIGURING"):
+        busy = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING")
+        if job is not None and job.state not in busy and "COMPLETING" not in job.flags:
             return job.state
         assert time.monotonic() < deadline, job
         await asyncio.sleep(0.1)
