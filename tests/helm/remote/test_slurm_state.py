@@ -70,7 +70,7 @@ def _run_jobs(lab: LocalSlurm, root: Path) -> Live:
         "killed": sbatch("--wrap", "kill -KILL $$"),
         "never": sbatch("-N", "2", "--wrap", "true"),
         "requeued": sbatch("--wrap", "sleep 60"),
-        "cancelled": sbatch("--wrap", "sleep 60"),
+        "cancelled": sbatch("--wrap", f"touch {root}/cancelled.started; sleep 60"),
     }
 
     def states() -> dict[str, tuple[str, str]]:
@@ -90,6 +90,9 @@ def _run_jobs(lab: LocalSlurm, root: Path) -> Live:
             and all(s[ids[r]][0] == "RUNNING" for r in ("requeued", "cancelled"))
         )
     )
+    # its shell really runs (RUNNING can precede the step's process on a loaded machine, and
+    # a job cancelled before then records no signal)
+    wait(lambda s: (root / "cancelled.started").exists())
     lab.command("scontrol", "requeue", ids["requeued"])
     lab.command("scancel", ids["cancelled"])
     wait(lambda s: s[ids["requeued"]] == ("PENDING", "1") and s[ids["cancelled"]][0] == "CANCELLED")
