@@ -420,9 +420,12 @@ class LocalSlurm:
         return text
 
     def command(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
-        """Run a Slurm command against this cluster (``scontrol``, ``squeue`` ...)."""
+        """Run a Slurm command against this cluster (``scontrol``, ``squeue`` ...), from the
+        lab's folder: a job submitted without ``--output`` writes its ``slurm-N.out`` there,
+        not into whatever folder the caller runs in."""
         return subprocess.run(
             list(argv),
+            cwd=self.root,
             env={**os.environ, **self.env()},
             capture_output=True,
             text=True,
