@@ -122,7 +122,8 @@ def summary(ws: Workspace, h: DemoHandle) -> dict[str, Any]:
         for r in runs
         if r["status"] in FINISHED_RUN and r["val_bpb"] is not None and math.isfinite(r["val_bpb"])
     ]
-    best = min(scored, key=lambda r: r["val_bpb"]) if scored else None
+    kept = [r for r in scored if r["status"] == RunStatus.KEEP]  # the best counts kept runs only
+    best = min(kept, key=lambda r: r["val_bpb"]) if kept else None
     return {
         "home": str(ws.root),
         "agents": h.agents,
@@ -152,7 +153,7 @@ def watch(ws: Workspace, h: DemoHandle, duration_s: float, log: Log, every_s: fl
             s = summary(ws, h)
             best = "-" if s["best_val_bpb"] is None else f"{s['best_val_bpb']:.4f}"
             left = max(0, int(end - time.monotonic()))
-            log(f"{s['runs']} runs, {s['keeps']} keeps, {s['crashes']} crashes, best {best}; "
+            log(f"{s['runs']} runs, {s['keeps']} keeps, {s['crashes']} crashes, best kept {best}; "
                 f"{left}s left")  # fmt: skip
 
 
@@ -163,7 +164,7 @@ def render(s: dict[str, Any]) -> str:
         f"  runs {s['runs']} (scored {s['scored_runs']}), keeps {s['keeps']}, "
         f"discards {s['discards']}, crashes {s['crashes']}, cancelled at the end "
         f"{s['cancelled']}",
-        f"  best val_bpb {best}",
+        f"  best kept val_bpb {best}",
         f"  insights {s['insights']}",
     ]
     lines += [f"    - {t}" for t in s["insight_texts"][-8:]]

@@ -3,8 +3,10 @@
 ``run_experiment`` is ``helm exp run``: the coding agents reach it through the CLI, the sweep
 agent calls it in-process. One protocol for both means one set of guarantees: every run is a
 commit (``refs/runs/<id>``) with its environment, duplicates are refused, the verdict is the
-noise-aware rule of ``keeprule``, a discard or crash puts the worktree back on the branch's
-best, and every result (crashes included) reaches the feed.
+noise-aware rule of ``keeprule`` against the branch's best (on a new base, until a change is
+kept: the base's mean over its reference runs, ``report.branch_start``), a discard or crash
+puts the worktree back on the branch's best, and every result (crashes included) reaches
+the feed.
 
 Before each experiment the agent moves onto a newly pinned base: its branch is *reset* onto
 the base (not merged: the operator chose that code; the old work stays reachable through its
@@ -26,8 +28,9 @@ from typing import Any, Protocol
 from helm.agents import config as cfg
 from helm.agents import taskrepo as tr
 from helm.agents.keeprule import decide, seed_spread
-from helm.agents.report import ExpResult, build_result, feed_text
+from helm.agents.report import ExpResult, branch_start, build_result, feed_text
 from helm.models.agents import get_agent, update_agent
+from helm.models.base import pin_label
 from helm.models.db import Db, Row
 from helm.models.feed import post_feed
 from helm.models.jobs import find_job
@@ -168,7 +171,7 @@ def move_onto_base(ws: Workspace, agent: str) -> bool:
             tr.reset_to(wt, pin["commit"])
     with ws.db(write=True) as db:
         update_agent(db, agent, base_pin_id=pin["id"])
-        note = f"moved onto base pin #{pin['id']} ({pin['kind']} {pin['ref']})"
+        note = f"moved onto base pin #{pin['id']} ({pin_label(pin)})"
         if conflict:
             note += "; its uncommitted edit did not apply there and is kept in `git stash list`"
         post_feed(db, note, agent=agent, kind="system")
@@ -410,7 +413,7 @@ def finalize(ws: Workspace, run_id: int) -> ExpResult:
         if run["status"] not in ENDED_RUN:
             raise ExperimentError(f"run {run_id} is still {run['status']}")
         agent = run["agent"]
-        best = branch_best(db, agent, run["base_pin_id"])
+        best, best_bpb = branch_start(db, agent, run["base_pin_id"])
         spread, _dof = seed_spread(seed_scores(db))
         row = get_agent(db, agent)
         pin = find_pin(db, run["base_pin_id"])
@@ -419,12 +422,14 @@ def finalize(ws: Workspace, run_id: int) -> ExpResult:
     else:
         v = decide(
             run["val_bpb"] if run["status"] == RunStatus.DONE else None,
-            best["val_bpb"] if best else None,
+            best_bpb,
             conf.keep,
             spread,
             baseline=bool(run["baseline"]),
         )
         verdict_status, note = v.status, v.note
+        if v.improvement is not None and best is not None and best_bpb != best["val_bpb"]:
+            note += " against the base's mean"  # the branch is still on its reference
     fields: dict[str, Any] = {"status": verdict_status, "verdict_note": note}
     if run.get("finished_at") is None:
         fields["finished_at"] = time.time()
@@ -433,7 +438,7 @@ def finalize(ws: Workspace, run_id: int) -> ExpResult:
     with ws.db(write=True) as db:
         update_run(db, run_id, **fields)
         run = get_run(db, run_id)
-        res = build_result(db, run, verdict=verdict_status, best=best)
+        res = build_result(db, run, verdict=verdict_status, start=(best, best_bpb))
         res.note = note
         post_feed(db, feed_text(res), agent=agent, kind="result", run_id=run_id)
         update_agent(db, agent, state="thinking", current_run_id=None, last_seen_at=time.time())

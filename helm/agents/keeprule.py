@@ -7,16 +7,21 @@ standard deviation over every group with at least two scores is the spread. Befo
 repeat exists the configured ``default_spread`` stands in. With two seeds of one config the
 pooled std is |a - b| / sqrt(2), so with k = 2 a re-seeded copy of the best (the change
 autoresearch kept as an "improvement") can never clear the bar.
+
+The branch's best a run must beat starts, on a new base, at the base's mean
+(``helm.agents.report.branch_start``); the spread's arithmetic and the grouping of runs into
+seeds live with the base in ``helm.models.base`` (every reader of seeds uses them).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from helm.agents.config import KeepRule
+from helm.models.base import pooled_spread, seed_spread
+
+__all__ = ["Verdict", "decide", "pooled_spread", "seed_spread", "threshold"]
 
 
 @dataclass(frozen=True)
@@ -25,34 +30,6 @@ class Verdict:
     note: str
     threshold: float | None = None
     improvement: float | None = None
-
-
-def pooled_spread(groups: Iterable[Sequence[float]]) -> tuple[float | None, int]:
-    """Pooled sample std over groups with >= 2 values; (None, 0) when there are none."""
-    ss, dof = 0.0, 0
-    for values in groups:
-        xs = [v for v in values if v is not None and math.isfinite(v)]
-        if len(xs) < 2:
-            continue
-        mean = sum(xs) / len(xs)
-        ss += sum((x - mean) ** 2 for x in xs)
-        dof += len(xs) - 1
-    if dof == 0:
-        return None, 0
-    return math.sqrt(ss / dof), dof
-
-
-def seed_spread(scores: Iterable[Mapping[str, Any]]) -> tuple[float | None, int]:
-    """The pooled spread of scored runs (``code_hash``, ``env_json``, ``seed``, ``val_bpb``,
-    as ``helm.models.runs.seed_scores`` reads them), and its degrees of freedom.
-
-    Runs group by (code, env); a group counts one score per seed, since a replay of the same
-    seed says nothing about seed noise (the first score of a seed stands).
-    """
-    groups: dict[tuple[str, str], dict[Any, float]] = {}
-    for r in scores:
-        groups.setdefault((r["code_hash"], r["env_json"]), {}).setdefault(r["seed"], r["val_bpb"])
-    return pooled_spread(list(g.values()) for g in groups.values())
 
 
 def threshold(rule: KeepRule, spread: float | None) -> float:

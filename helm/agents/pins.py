@@ -7,7 +7,9 @@ experiment already running finishes on the old base first.
 
 - ``pin_pr``: the PR's ``train_gpt.py`` becomes the script; the other files of its records
   folder (README, submission.json, logs) go to ``upstream/pr-<N>/`` for agents to read.
-- ``pin_run``: the run's whole tree (code and ``run.env``) becomes the base.
+- ``pin_run``: the run's whole tree (code and ``run.env``) becomes the base; the pin's ref
+  is the run's id (``helm.models.base.pinned_run_id`` reads it; the run is one of the
+  base's runs).
 - ``pin_file``: a local file becomes ``train_gpt.py``.
 
 A PR or file pin starts from the script's own defaults: ``run.env`` is emptied unless
@@ -24,6 +26,7 @@ from git import Repo
 
 from helm.agents import taskrepo as tr
 from helm.agents.github import DEFAULT_REPO, PullRecord, fetch_pull
+from helm.models.base import pin_label
 from helm.models.db import Row
 from helm.models.feed import post_feed
 from helm.models.pins import add_pin, pin_history
@@ -39,7 +42,9 @@ def _record(ws: Workspace, kind: str, ref: str, commit: str, by: str, note: str 
     """The pin row and its feed note, in one transaction."""
     with ws.db(write=True) as db:
         pin = add_pin(db, kind=kind, ref=ref, commit=commit, pinned_by=by, note=note)
-        text = f"base pinned to {kind} {ref} (commit {commit[:10]})" + (f": {note}" if note else "")
+        text = f"base pinned to {pin_label(pin)} (commit {commit[:10]})" + (
+            f": {note}" if note else ""
+        )
         post_feed(db, text, agent=None, kind="system")
         return pin
 
@@ -113,7 +118,7 @@ def pin_run(ws: Workspace, run_id: int, *, by: str = "operator") -> Row:
         repo.git.checkout(tr.BASE)
         repo.git.reset("--hard", commit)
     note = f"{run['agent'] or '?'}, {bpb}: {run['description']}"
-    return _record(ws, "run", f"run {run_id}", commit, by, note)
+    return _record(ws, "run", str(run_id), commit, by, note)
 
 
 def pin_file(

@@ -1,7 +1,9 @@
 """What an experiment's result says, in the feed, on the terminal and as JSON.
 
-The same numbers everywhere: val_bpb; its difference from the branch's best before the run,
-from the reference run of the current base, and from the leaderboard's best (negative is
+The same numbers everywhere: val_bpb; its difference from the branch's best before the run
+(what the keep rule compared it with: ``branch_start``), from the base of the pin it ran on
+(the mean of the base's runs, ``helm.models.base``: the leaderboard's "Δ base" is the same
+number) and from the best run that counts (kept or promoted, never a discard; negative is
 better); the artifact's bytes and the headroom left under the cap
 (``golf_task.limits.ARTIFACT_CAP_BYTES``); the verdict and why.
 """
@@ -15,8 +17,10 @@ from typing import Any
 
 from golf_task.limits import ARTIFACT_CAP_BYTES
 from helm import fmt
+from helm.models.base import BaseStats, base_of, base_pin_id
 from helm.models.db import Db, Row
-from helm.models.runs import best_run, branch_best, reference_run
+from helm.models.pins import latest_pin
+from helm.models.runs import best_kept_run, branch_best
 
 
 @dataclass
@@ -31,7 +35,10 @@ class ExpResult:
     val_bpb: float | None = None
     val_loss: float | None = None
     best_before: float | None = None
-    base_bpb: float | None = None
+    base_bpb: float | None = None  # the mean of the base of the run's pin
+    base_spread: float | None = None
+    base_n: int = 0
+    base_pin: str | None = None  # the pin, as people read it (``run #14``)
     leader_bpb: float | None = None
     delta_best: float | None = None
     delta_base: float | None = None
@@ -54,14 +61,49 @@ def _delta(a: float | None, b: float | None) -> float | None:
     return a - b
 
 
-def build_result(db: Db, run: Row, *, verdict: str, best: Row | None = None) -> ExpResult:
-    """Assemble the comparison numbers for ``run`` (``best``: the branch best before it)."""
-    if best is None and run.get("agent"):
-        best = branch_best(db, run["agent"], run.get("base_pin_id"))
+def branch_start(db: Db, agent: str, pin_id: int | None) -> tuple[Row | None, float | None]:
+    """The run the agent's branch is on (its best kept run on this base since its
+    reference) and the score the keep rule compares the next run with.
+
+    While that run is one of the base's own (the agent's reference re-ran the pinned code
+    unchanged), the score is the base's mean over all its runs, not that one seed's draw;
+    after a kept improvement, or from a reference that measured something else (a ``set``
+    directive's), it is that run's score.
+    """
+    best = branch_best(db, agent, pin_id)
+    if best is None:
+        return None, None
+    base = base_of(db, pin_id)
+    if base is not None and base.mean is not None and base.contains(best["id"]):
+        return best, base.mean
+    return best, best["val_bpb"]
+
+
+def run_base(db: Db, run: Row) -> BaseStats | None:
+    """The base a run is compared with: its pin's, else (made outside the loop) the current."""
+    pin_id = run.get("base_pin_id")
+    if pin_id is None:
+        current = latest_pin(db)
+        pin_id = base_pin_id(run, current["id"] if current else None)
+    return base_of(db, pin_id)
+
+
+def build_result(
+    db: Db,
+    run: Row,
+    *,
+    verdict: str,
+    start: tuple[Row | None, float | None] | None = None,
+) -> ExpResult:
+    """Assemble the comparison numbers for ``run`` (``start``: the keep rule's branch best
+    before it, as ``branch_start`` gives it)."""
+    best, best_bpb = start if start is not None else (None, None)
+    if start is None and run.get("agent"):
+        best, best_bpb = branch_start(db, run["agent"], run.get("base_pin_id"))
         if best is not None and best["id"] == run.get("id"):
-            best = None
-    ref = reference_run(db, run["agent"], run.get("base_pin_id")) if run.get("agent") else None
-    top = best_run(db, exclude_run=run.get("id"))
+            best, best_bpb = None, None
+    base = run_base(db, run)
+    top = best_kept_run(db, exclude_run=run.get("id"))
     bpb = run.get("val_bpb")
     size = run.get("bytes_total")
     return ExpResult(
@@ -74,11 +116,14 @@ def build_result(db: Db, run: Row, *, verdict: str, best: Row | None = None) -> 
         commit=run.get("commit"),
         val_bpb=bpb,
         val_loss=run.get("val_loss"),
-        best_before=best["val_bpb"] if best else None,
-        base_bpb=ref["val_bpb"] if ref and ref["id"] != run.get("id") else None,
+        best_before=best_bpb,
+        base_bpb=base.mean if base else None,
+        base_spread=base.spread if base else None,
+        base_n=base.n if base else 0,
+        base_pin=base.label if base else None,
         leader_bpb=top["val_bpb"] if top else None,
-        delta_best=_delta(bpb, best["val_bpb"] if best else None),
-        delta_base=_delta(bpb, ref["val_bpb"] if ref and ref["id"] != run.get("id") else None),
+        delta_best=_delta(bpb, best_bpb),
+        delta_base=base.delta(run.get("id"), bpb) if base else None,
         delta_leader=_delta(bpb, top["val_bpb"] if top else None),
         bytes_total=size,
         headroom=ARTIFACT_CAP_BYTES - size if size is not None else None,
@@ -101,6 +146,14 @@ def _d(x: float | None) -> str:
 def _last_line(tail: str | None) -> str:
     lines = [ln.strip() for ln in (tail or "").splitlines() if ln.strip()]
     return lines[-1][:160] if lines else "no log"
+
+
+def base_text(label: str, mean: float | None, spread: float | None, n: int) -> str:
+    """A base in one phrase: ``run #14 1.2804 ±0.0003 (n=3)``; ``(n=0)``: nothing scored."""
+    if mean is None:
+        return f"{label} (n=0)"
+    plus = f" \u00b1{fmt.score(spread)}" if spread is not None else ""
+    return f"{label} {fmt.score(mean)}{plus} (n={n})"
 
 
 def feed_text(r: ExpResult) -> str:
@@ -136,6 +189,8 @@ def summary_text(r: ExpResult) -> str:
             f"  vs best     {_d(r.delta_best)}   vs base {_d(r.delta_base)}   "
             f"vs leader {_d(r.delta_leader)}"
         )
+    if r.base_pin is not None:
+        lines.append(f"  base        {base_text(r.base_pin, r.base_bpb, r.base_spread, r.base_n)}")
     if r.bytes_total is not None:
         state = "fits" if r.headroom is not None and r.headroom >= 0 else "OVER THE CAP"
         lines.append(f"  artifact    {r.bytes_total:,} B, headroom {r.headroom:,} B ({state})")

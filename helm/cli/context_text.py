@@ -10,6 +10,7 @@ from typing import Any
 
 from golf_task.limits import ARTIFACT_CAP_BYTES
 from helm import fmt
+from helm.models.base import pin_label
 
 
 def _run_line(r: dict[str, Any]) -> str:
@@ -17,6 +18,19 @@ def _run_line(r: dict[str, Any]) -> str:
     size = f"{fmt.byte_count(r['bytes_total'])} B" if r.get("bytes_total") else "size ?"
     who = r.get("agent") or fmt.MISSING
     return f"run {r['id']} by {who}: val_bpb {bpb}, {size} — {r['description']}"
+
+
+def _base_figures(stats: dict[str, Any] | None) -> str:
+    """The base's figures (``helm.models.base``): what every "vs base" is measured from, and
+    where a branch's best starts on this base."""
+    if not stats or stats["mean"] is None:
+        return "no reference run has scored on this base yet: your next run is one"
+    spread = stats["spread"]
+    plus = f" ±{fmt.score(spread)}" if spread is not None else ""
+    runs = "run" if stats["n"] == 1 else "runs"
+    ids = ", ".join(str(i) for i in stats["run_ids"])
+    mean = fmt.score(stats["mean"])
+    return f"mean val_bpb {mean}{plus} over {stats['n']} reference {runs} ({runs} {ids})"
 
 
 def render_context(ctx: dict[str, Any]) -> str:
@@ -39,7 +53,8 @@ def render_context(ctx: dict[str, Any]) -> str:
     out.append("## Base")
     base = ctx.get("base")
     if base:
-        out.append(f"- {base['kind']} {base['ref']} (commit {(base['commit'] or '?')[:10]})")
+        out.append(f"- {pin_label(base)} (commit {(base['commit'] or '?')[:10]})")
+        out.append(f"- {_base_figures(base.get('stats'))}")
     else:
         out.append("- no base pinned yet")
     out.append("")

@@ -6,6 +6,7 @@ from typing import Any
 
 from helm.models.agents import get_agent
 from helm.models.audits import recent_audits
+from helm.models.base import base_of
 from helm.models.claims import live_claims
 from helm.models.db import Db
 from helm.models.directives import list_directives
@@ -15,7 +16,8 @@ from helm.models.runs import leaderboard, run_counts
 
 
 def context(db: Db, agent: str | None, *, top: int = 5, feed: int = 10) -> dict[str, Any]:
-    """The agent itself, the base, its pending directives, the leaderboard, feed and claims."""
+    """The agent itself, the base (the pin, with its figures under ``stats``:
+    ``helm.models.base``), its pending directives, the leaderboard, feed and claims."""
     me: dict[str, Any] | None = None
     if agent is not None:
         row = get_agent(db, agent)
@@ -31,9 +33,11 @@ def context(db: Db, agent: str | None, *, top: int = 5, feed: int = 10) -> dict[
             "keeps": keeps,
             "best": best[0] if best else None,
         }
+    pin = latest_pin(db)
+    base = base_of(db, pin["id"]) if pin else None
     return {
         "agent": me,
-        "base": latest_pin(db),
+        "base": {**pin, "stats": base.to_json() if base else None} if pin else None,
         "directives": (
             list_directives(db, agent=agent, pending_only=True, own_delivery_only=True)
             if agent

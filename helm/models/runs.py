@@ -3,10 +3,11 @@
 Lower val_bpb is better. The leaderboard ordering (score, then the earlier run) is defined
 here once; everything that ranks runs calls ``ranked_rows``.
 
-The experiment loop's questions are here too, as queries only (the keep rule and the pooled
-seed spread are ``helm.agents.keeprule``): a branch's *reference* is its latest kept baseline
-run on its current base (the first run after a base move or a ``set`` directive); its *best*
-is the lowest kept val_bpb since that reference. Scores from before a reference were measured
+The experiment loop's questions are here too, as queries only (the keep rule is
+``helm.agents.keeprule``; the base, the seeds and the pooled spread are
+``helm.models.base``): a branch's *reference* is its latest kept baseline run on its current
+base (the first run after a base move or a ``set`` directive); its *best* is the lowest kept
+val_bpb since that reference. Scores from before a reference were measured
 under other conditions and are not compared against.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from helm.models.db import Db, NotFound, Row, in_list, insert_sql, one, set_clause
 from helm.models.states import ENDED_RUN, FINISHED_RUN, IN_FLIGHT_RUN, RunStatus
+from helm.models.submissions import WRITTEN
 
 RUN_COLUMNS = frozenset(
     {
@@ -167,6 +169,23 @@ def best_run(db: Db, *, agent: str | None = None, exclude_run: int | None = None
     return rows[0] if rows else None
 
 
+def best_kept_run(db: Db, *, exclude_run: int | None = None) -> Row | None:
+    """The best run that counts: kept by the keep rule, or promoted (a written submission).
+
+    A discarded run is never the best, however low it scored: the keep rule judged its gain
+    to be within the noise. The header's "best kept", its star and the feed's "vs leader".
+    """
+    params: dict[str, Any] = {"keep": RunStatus.KEEP.value, "written": WRITTEN}
+    sql = (
+        "SELECT * FROM run WHERE val_bpb IS NOT NULL AND (status = :keep OR id IN "
+        "(SELECT run_id FROM submission WHERE status = :written))"
+    )
+    if exclude_run is not None:
+        sql += " AND id != :x"
+        params["x"] = exclude_run
+    return one(db, f"{sql} ORDER BY {RANK_ORDER} LIMIT 1", params)
+
+
 def run_counts(db: Db, agent: str) -> tuple[int, int]:
     """How many runs an agent has made, and how many of them were kept."""
     row = db.rows(
@@ -239,13 +258,62 @@ def branch_best(db: Db, agent: str, base_pin_id: int | None) -> Row | None:
 
 
 def seed_scores(db: Db) -> list[Row]:
-    """``code_hash, env_json, seed, val_bpb`` of every finished, scored run of known code:
-    the repeats of one (code, env) under other seeds measure the seed noise."""
+    """``code_hash, env_json, seed, val_bpb`` of the finished, scored runs of known code
+    whose configuration (code and env) scored under two seeds or more, oldest first: the
+    repeats that measure the seed noise (``helm.models.base.seed_spread``). A configuration
+    with one seed adds nothing to the spread, so the store leaves it out: a campaign of
+    10,000 one-off runs reads none of them."""
     params: dict[str, Any] = {}
+
+    def scored(t: str) -> str:
+        finished = in_list(f"{t}status", sorted(FINISHED_RUN), params, "st")
+        return f"{finished} AND {t}val_bpb IS NOT NULL AND {t}code_hash IS NOT NULL"
+
     return db.rows(
-        "SELECT code_hash, env_json, seed, val_bpb FROM run WHERE "
-        f"{in_list('status', sorted(FINISHED_RUN), params, 'st')} "
-        "AND val_bpb IS NOT NULL AND code_hash IS NOT NULL ORDER BY id",
+        "SELECT r.code_hash, r.env_json, r.seed, r.val_bpb FROM run r JOIN ("
+        f"SELECT code_hash, env_json FROM run WHERE {scored('')} GROUP BY code_hash, env_json "
+        "HAVING COUNT(DISTINCT COALESCE(seed, -1)) > 1) g "
+        f"ON g.code_hash = r.code_hash AND g.env_json = r.env_json WHERE {scored('r.')} "
+        "ORDER BY r.id",
+        params,
+    )
+
+
+def scored_stamp(db: Db) -> tuple[int, int]:
+    """How many finished runs have a score, and the newest one's id: it changes whenever a
+    score is written, so a reader may keep what it derived from the scores until it does
+    (one pass over the leaderboard's covering index)."""
+    params: dict[str, Any] = {}
+    row = db.rows(
+        "SELECT COUNT(*) AS n, MAX(id) AS last FROM run WHERE "
+        f"{in_list('status', sorted(FINISHED_RUN), params, 'st')} AND val_bpb IS NOT NULL",
+        params,
+    )[0]
+    return int(row["n"] or 0), int(row["last"] or 0)
+
+
+def config_scores(db: Db, keys: Sequence[tuple[str, str]]) -> list[Row]:
+    """``code_hash, env_json, seed, val_bpb`` of the finished, scored runs of these
+    configurations (``(code_hash, env_json)`` pairs), oldest first: their seeds
+    (``helm.models.base.config_seeds``).
+
+    The pairs are joined as a ``VALUES`` table (columns ``column1, column2`` on SQLite and
+    PostgreSQL alike), so the store looks each one up by the code-hash index: a whole
+    leaderboard's pairs cost about what one does (an ``OR`` of 200 pairs scanned every run).
+    """
+    if not keys:
+        return []
+    params: dict[str, Any] = {}
+    values = []
+    for i, (code_hash, env) in enumerate(sorted(set(keys))):
+        params[f"h{i}"], params[f"e{i}"] = code_hash, env
+        values.append(f"(:h{i}, :e{i})")
+    finished = in_list("r.status", sorted(FINISHED_RUN), params, "st")
+    return db.rows(
+        "SELECT r.code_hash, r.env_json, r.seed, r.val_bpb FROM run r "
+        f"JOIN (VALUES {', '.join(values)}) k "
+        "ON r.code_hash = k.column1 AND r.env_json = k.column2 "
+        f"WHERE {finished} AND r.val_bpb IS NOT NULL ORDER BY r.id",
         params,
     )
 
@@ -382,28 +450,6 @@ def last_ended_runs(db: Db) -> dict[str, Row]:
         params,
     )
     return {r["agent"]: r for r in rows}
-
-
-def scored_counts(db: Db, code_hashes: Sequence[str]) -> dict[str, int]:
-    """How many scored runs each of these code hashes has (its seeds), by hash."""
-    if not code_hashes:
-        return {}
-    params: dict[str, Any] = {}
-    rows = db.rows(
-        "SELECT code_hash, COUNT(*) AS n FROM run WHERE val_bpb IS NOT NULL AND "
-        f"{in_list('code_hash', code_hashes, params, 'h')} GROUP BY code_hash",
-        params,
-    )
-    return {r["code_hash"]: int(r["n"]) for r in rows}
-
-
-def scored_runs_at_commit(db: Db, commit: str, *, limit: int = 20) -> list[Row]:
-    """``id, val_bpb`` of the scored runs of one commit, best first (a pinned base's runs)."""
-    return db.rows(
-        'SELECT id, val_bpb FROM run WHERE "commit" = :c AND val_bpb IS NOT NULL '
-        f"ORDER BY {RANK_ORDER} LIMIT :n",
-        {"c": commit, "n": limit},
-    )
 
 
 def scored_runs_in_order(db: Db) -> list[Row]:

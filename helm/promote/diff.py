@@ -4,7 +4,11 @@ autoresearch's simplicity rule weighs a gain against the lines it added, so the 
 carries per-file line counts; the environment and the hyperparameters the script actually
 printed are shown side by side with changed values marked (a default that moved is invisible
 in the environment but not in the log); results come with deltas (A minus B: negative
-val_bpb is better). B defaults to A's parent; ``base=True`` compares with the pinned base.
+val_bpb is better). B defaults to A's parent; ``base=True`` compares with the pinned base,
+whose val_bpb is its mean. Every diff also shows A against the base of the pin it ran on
+(``helm.models.base``: the mean, spread and count of the base's runs, the same figures as the
+TUI's "Δ base" and the feed's "vs base"); a run's seeds are those of its code and canonical
+environment (``config_seeds``, the leaderboard's "seeds").
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from helm.models.base import BaseStats, base_of, base_pin_id, config_seeds, pin_label, pinned_run_id
 from helm.models.db import NotFound
 from helm.models.pins import find_pin, latest_pin
-from helm.models.runs import find_run, get_run, runs_with_code
+from helm.models.runs import find_run, get_run
 from helm.promote import sources as src
 from helm.workspace import Workspace
 
@@ -95,6 +100,7 @@ class RunDiff:
     env: list[Row]
     hyperparameters: list[Row]
     results: list[Metric]
+    base: BaseStats | None = None  # the base of the pin A ran on (else the current one)
 
     @property
     def added(self) -> int:
@@ -125,6 +131,7 @@ class RunDiff:
             "results": [
                 {"metric": m.name, "a": m.a, "b": m.b, "delta": m.delta} for m in self.results
             ],
+            "base": self.base.to_json() if self.base else None,
         }
 
 
@@ -132,17 +139,14 @@ class RunDiff:
 def _results(ws: Workspace, run: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {m: run.get(m) for m in METRICS}
     out["seed"] = src.effective_seed(ws, run)
-    seeds: dict[int, float] = {}
+    seeds: dict[Any, float] = {}
     if run.get("code_hash"):
+        key = (run["code_hash"], run.get("env_json") or "{}")
         with ws.db(write=False) as db:
-            same = runs_with_code(db, run["code_hash"], scored=True)
-        want = src.config_env(run)
-        for other in same:
-            if src.config_env(other) == want:
-                seed = src.effective_seed(ws, other, read_log=False)
-                if seed is not None:
-                    seeds.setdefault(seed, float(other["val_bpb"]))
-    out["seeds"] = sorted(seeds)
+            seeds = config_seeds(db, [key])[key]
+    # a run without a job seed ran the script's default (or its env's SEED): name it
+    default = src.effective_seed(ws, {**run, "seed": None}, read_log=False)
+    out["seeds"] = sorted(default if s is None else int(s) for s in seeds)
     out["seeds_mean_val_bpb"] = sum(seeds.values()) / len(seeds) if seeds else None
     return out
 
@@ -164,14 +168,18 @@ def run_side(ws: Workspace, run: dict[str, Any], role: str = "") -> Side:
 
 
 def base_side(ws: Workspace, a_run: dict[str, Any], pin: dict[str, Any]) -> Side:
-    """The pinned base: its run when it is one, else its commit with A's non-file environment."""
-    if pin["kind"] == "run" and str(pin["ref"]).isdigit():
-        with ws.db(write=False) as db:
-            pinned = find_run(db, int(pin["ref"]))
-        if pinned is not None:
-            side = run_side(ws, pinned)
-            side.label = f"base pin #{pin['id']} (run #{pin['ref']})"
-            return side
+    """The pinned base: its run when it is one, else its commit with A's non-file environment;
+    its val_bpb is the base's mean (``helm.models.base``), what "Δ base" is measured from."""
+    with ws.db(write=False) as db:
+        base = base_of(db, pin["id"])
+        pinned_id = pinned_run_id(pin)
+        pinned = find_run(db, pinned_id) if pinned_id is not None else None
+    mean = base.mean if base else None
+    if pinned is not None:
+        side = run_side(ws, pinned)
+        side.label = f"base pin #{pin['id']} ({pin_label(pin)})"
+        side.results["val_bpb"] = mean
+        return side
     from helm.agents.taskrepo import parse_env, show_file
 
     commit = pin.get("commit")
@@ -186,12 +194,21 @@ def base_side(ws: Workspace, a_run: dict[str, Any], pin: dict[str, Any]) -> Side
     env = {k: v for k, v in src.run_env(a_run).items() if k not in a_file}
     env.update(b_file)
     return Side(
-        label=f"base pin #{pin['id']} ({pin['kind']} {pin['ref']})",
+        label=f"base pin #{pin['id']} ({pin_label(pin)})",
         run_id=None,
         commit=commit,
         description=pin.get("note") or "",
         env=env,
+        results={"val_bpb": mean, "seeds_mean_val_bpb": mean},
     )
+
+
+def base_of_run(ws: Workspace, run: dict[str, Any]) -> BaseStats | None:
+    """The base a run is compared with: the pin it ran on, else the current one."""
+    with ws.db(write=False) as db:
+        current = latest_pin(db) if run.get("base_pin_id") is None else None
+        pin_id = base_pin_id(run, current["id"] if current else None)
+        return base_of(db, pin_id)
 
 
 # Code ------------------------------------------------------------------------------------------
@@ -314,6 +331,7 @@ def diff_runs(ws: Workspace, a: int, b: int | None = None, *, base: bool = False
             Metric(name, a_side.results.get(name), b_side.results.get(name))
             for name in (*METRICS, "seed", "seeds", "seeds_mean_val_bpb")
         ],
+        base=base_of_run(ws, a_run),
     )
 
 
@@ -338,6 +356,7 @@ def diff_against_base_pin(ws: Workspace, run_id: int) -> RunDiff | None:
                 _rows(a_side.env, b_side.env),
                 _rows(a_side.hyperparameters, b_side.hyperparameters),
                 [Metric(n, a_side.results.get(n), b_side.results.get(n)) for n in METRICS],
+                base_of_run(ws, run),
             )
         if run.get("parent_id") is not None:
             return diff_runs(ws, run_id)

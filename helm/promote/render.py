@@ -1,7 +1,8 @@
 """Plain-text renderings for the terminal: a run diff, side by side, ready for ``print``.
 
 Kept apart from ``diff`` so the TUI can use the data (``RunDiff``) with its own widgets and
-the CLI the same text everywhere (``helm diff`` and a submission's README).
+the CLI the same text everywhere (``helm diff`` and a submission's README). Columns follow
+the command line: ``helm diff A B`` prints A's column first, then B's, then A - B.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from helm.models.base import BaseStats
     from helm.promote.diff import RunDiff
 
 _DECIMALS = {"val_bpb": 8, "val_loss": 8, "seeds_mean_val_bpb": 8, "step_avg_ms": 2}
@@ -69,9 +71,9 @@ def render_diff(d: RunDiff, *, patch: bool = True) -> str:
     if patch and d.patch:
         lines += ["", d.patch.rstrip("\n")]
     lines += ["", "environment (* changed):"]
-    env_rows = [("*" if r.changed else " ", r.key, _clip(r.b), _clip(r.a)) for r in d.env]
+    env_rows = [("*" if r.changed else " ", r.key, _clip(r.a), _clip(r.b)) for r in d.env]
     if env_rows:
-        lines += table((" ", "KEY", b.label, a.label), env_rows)
+        lines += table((" ", "KEY", a.label, b.label), env_rows)
     else:
         lines.append("  (empty on both sides)")
     changed = [r for r in d.hyperparameters if r.changed]
@@ -80,20 +82,38 @@ def render_diff(d: RunDiff, *, patch: bool = True) -> str:
         lines += ["", f"hyperparameters from the logs (changed only; {same} unchanged):"]
         if changed:
             lines += table(
-                (" ", "NAME", b.label, a.label),
-                [("*", r.key, _clip(r.b), _clip(r.a)) for r in changed],
+                (" ", "NAME", a.label, b.label),
+                [("*", r.key, _clip(r.a), _clip(r.b)) for r in changed],
             )
         else:
             lines.append("  (none changed)")
     lines += ["", "results (delta = A - B; lower val_bpb is better):"]
     lines += table(
-        ("METRIC", b.label, a.label, "DELTA"),
+        ("METRIC", a.label, b.label, "DELTA"),
         [
-            (m.name, fmt_value(m.name, m.b), fmt_value(m.name, m.a), fmt_delta(m.name, m.delta))
+            (m.name, fmt_value(m.name, m.a), fmt_value(m.name, m.b), fmt_delta(m.name, m.delta))
             for m in d.results
         ],
     )
+    if d.base is not None:
+        lines += ["", base_line(a.label, d.base, a.results.get("val_bpb"), a.run_id)]
     return "\n".join(lines)
+
+
+def base_line(label: str, base: BaseStats, val_bpb: float | None, run_id: int | None) -> str:
+    """A against its base: the base's mean ± spread over its n runs, and A minus the mean."""
+    head = f"base of {label}: pin #{base.pin_id} ({base.label})"
+    if base.mean is None:
+        return f"{head}: no run of it has scored yet"
+    spread = "" if base.spread is None else f" ±{base.spread:.8f}"
+    pooled = " (pooled seed spread)" if base.pooled else ""
+    ids = ", ".join(f"#{i}" for i in base.run_ids)
+    runs = "run" if base.n == 1 else "runs"
+    text = f"{head}: mean val_bpb {base.mean:.8f}{spread}{pooled} over n={base.n} {runs} ({ids})"
+    if base.contains(run_id):
+        return f"{text}; {label} is one of them"
+    delta = base.delta(run_id, val_bpb)
+    return text + (f"; {label} {fmt_delta('val_bpb', delta)}" if delta is not None else "")
 
 
 def render_report(report: Any) -> str:

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from helm.models.agents import list_agents
-from helm.models.audits import latest_audit
+from helm.models.base import (
+    BaseStats,
+    ConfigKey,
+    base_pin_id,
+    bases_of,
+    pooled_seed_spread,
+    seed_counts,
+)
 from helm.models.db import Db, NotFound, Row
 from helm.models.directives import list_directives
 from helm.models.feed import list_feed
@@ -22,7 +29,7 @@ from helm.models.hosts import list_hosts
 from helm.models.jobs import find_job, latest_job_of_run, live_jobs_by_placement
 from helm.models.pins import latest_pin
 from helm.models.runs import (
-    best_run,
+    best_kept_run,
     count_runs,
     find_run,
     get_run,
@@ -30,9 +37,8 @@ from helm.models.runs import (
     leaderboard_ranks,
     ranked_rows,
     run_json,
-    scored_counts,
-    scored_runs_at_commit,
     scored_runs_in_order,
+    scored_stamp,
 )
 from helm.models.states import ACTIVE_JOB, JobState
 from helm.workspace import Workspace
@@ -60,6 +66,8 @@ class JobView:
     cancel_requested: bool
     queue_reason: str | None = None  # why the host's scheduler (Slurm) keeps it waiting
     backend_id: str | None = None  # its Slurm job id
+    phase: str | None = None  # what runs after the last step (eval, quantize, round trip ...)
+    phase_at: float | None = None  # when that phase began (unix time)
 
     @classmethod
     def of(cls, r: dict[str, Any]) -> JobView:
@@ -85,6 +93,8 @@ class JobView:
             cancel_requested=bool(r["cancel_requested"]),
             queue_reason=r.get("queue_reason"),
             backend_id=r.get("backend_id"),
+            phase=r.get("phase"),
+            phase_at=r.get("phase_at"),
         )
 
 
@@ -154,13 +164,13 @@ class Snapshot:
     agents: tuple[AgentView, ...] = ()
     jobs: tuple[JobView, ...] = ()  # live jobs not shown on an agent's row (queued first)
     leaderboard: tuple[dict[str, Any], ...] = ()
-    seeds: dict[str, int] = field(default_factory=dict)  # code_hash -> scored runs
+    seeds: dict[ConfigKey, int] = field(default_factory=dict)  # (code, env) -> seeds scored
     feed: tuple[dict[str, Any], ...] = ()
     hosts: tuple[HostView, ...] = ()
     pin: dict[str, Any] | None = None
-    base_bpb: float | None = None
-    base_run_ids: frozenset[int] = frozenset()
-    best: dict[str, Any] | None = None
+    base: BaseStats | None = None  # the current pin's base (the header's)
+    bases: dict[int, BaseStats] = field(default_factory=dict)  # by pin id: every row's base
+    best: dict[str, Any] | None = None  # the best run that counts (kept or promoted)
     directives: tuple[DirectiveView, ...] = ()
     jobs_running: int = 0
     jobs_queued: int = 0
@@ -181,6 +191,30 @@ class Snapshot:
     @property
     def directives_pending(self) -> int:
         return sum(1 for d in self.directives if d.acked < d.total)
+
+    @property
+    def base_bpb(self) -> float | None:
+        """The current base's mean val_bpb."""
+        return self.base.mean if self.base else None
+
+    @property
+    def base_run_ids(self) -> frozenset[int]:
+        return frozenset(self.base.run_ids) if self.base else frozenset()
+
+    def base_of_row(self, row: dict[str, Any]) -> BaseStats | None:
+        """The base a leaderboard row is compared with (the pin it ran on, else the current)."""
+        pin_id = base_pin_id(row, self.base.pin_id if self.base else None)
+        return self.bases.get(pin_id) if pin_id is not None else None
+
+    def is_base_run(self, row: dict[str, Any]) -> bool:
+        """A run of the current base or of the base it was compared with: ◆, no Δ."""
+        own = self.base_of_row(row)
+        return any(b is not None and b.contains(row["id"]) for b in (self.base, own))
+
+    def seed_count(self, row: dict[str, Any]) -> int:
+        """Seeds scored with the row's code and environment (itself included)."""
+        key = (row.get("code_hash"), row.get("env_json"))
+        return self.seeds.get(key, 1) if None not in key else 1  # type: ignore[arg-type]
 
 
 def _num(gpu: dict[str, Any], *names: str) -> float | None:
@@ -233,29 +267,23 @@ def _host(r: dict[str, Any], busy_ids: set[int], jobs: list[JobView]) -> HostVie
     )
 
 
-def _base(db: Db, pin: Row | None) -> tuple[float | None, frozenset[int]]:
-    """The pinned base's score and the runs that are the base (same commit, or the pinned run).
+_POOLED: dict[str, tuple[tuple[int, int], float | None]] = {}
 
-    A base that no run of ours scored (a community PR) takes the score its latest audit
-    *reproduced*; a claim alone is not a score (helm ranks and compares logged scores only),
-    so an unreproduced PR base has none and every Δ against it stays empty.
-    """
-    if pin is None:
-        return None, frozenset()
-    rows: list[Row] = []
-    if pin["kind"] == "run" and str(pin["ref"]).isdigit():
-        run = find_run(db, int(pin["ref"]))
-        rows = [run] if run is not None else []
-    elif pin.get("commit"):
-        rows = scored_runs_at_commit(db, pin["commit"])
-    ids = frozenset(int(r["id"]) for r in rows)
-    scores = [r["val_bpb"] for r in rows if r["val_bpb"] is not None]
-    if scores:
-        return min(scores), ids
-    audit = latest_audit(db, str(pin["ref"]))
-    if audit is not None:
-        return audit["reproduced_bpb"], ids
-    return None, ids
+
+def _pooled_for(ws: Workspace) -> Callable[[Db], float | None]:
+    """The pooled seed spread (a base of one run shows it as its ±), read again only when a
+    score was written since: it groups every scored run, too much for every refresh tick."""
+
+    def read(db: Db) -> float | None:
+        stamp = scored_stamp(db)
+        hit = _POOLED.get(str(ws.root))
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        value = pooled_seed_spread(db)
+        _POOLED[str(ws.root)] = (stamp, value)
+        return value
+
+    return read
 
 
 def _board(db: Db, flt: str) -> list[dict[str, Any]]:
@@ -266,7 +294,16 @@ def _board(db: Db, flt: str) -> list[dict[str, Any]]:
         ranks = leaderboard_ranks(db, [r["id"] for r in rows])
     else:
         ranks = {r["id"]: i + 1 for i, r in enumerate(rows)}
-    return [dict(run_json(r), rank=ranks[r["id"]], code_hash=r["code_hash"]) for r in rows]
+    return [
+        dict(
+            run_json(r),
+            rank=ranks[r["id"]],
+            code_hash=r["code_hash"],
+            env_json=r["env_json"],
+            base_pin_id=r["base_pin_id"],
+        )
+        for r in rows
+    ]
 
 
 def _agent_jobs(jobs: list[JobView]) -> dict[str, JobView]:
@@ -320,10 +357,12 @@ def load_snapshot(
                 busy.setdefault(j.host, set()).update(j.gpu_ids)
         hosts = tuple(_host(r, busy.get(r["name"], set()), jobs) for r in list_hosts(db))
         board = _board(db, flt)
-        seeds = scored_counts(db, sorted({r["code_hash"] for r in board if r.get("code_hash")}))
-        best = best_run(db)
+        seeds = seed_counts(db, [(r["code_hash"], r["env_json"]) for r in board if r["code_hash"]])
+        best = best_kept_run(db)
         pin = latest_pin(db)
-        base_bpb, base_ids = _base(db, pin)
+        current = int(pin["id"]) if pin else None
+        pins = [current, *(base_pin_id(r, current) for r in board)]
+        bases = bases_of(db, pins, pooled=_pooled_for(ws))
         directives = tuple(_directive(d) for d in list_directives(db, limit=20))
         feed = tuple(list_feed(db, limit=feed_rows))
         runs_total = count_runs(db)
@@ -337,8 +376,8 @@ def load_snapshot(
         feed=feed,
         hosts=hosts,
         pin=pin,
-        base_bpb=base_bpb,
-        base_run_ids=base_ids,
+        base=bases.get(current) if current is not None else None,
+        bases=bases,
         best=run_json(best) if best is not None else None,
         directives=directives,
         jobs_running=sum(1 for j in jobs if j.state != JobState.QUEUED),

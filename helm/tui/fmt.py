@@ -91,8 +91,13 @@ class Palette:
         return Text(text, style=self.muted)
 
 
-def delta_cell(value: float | None, base: float | None, pal: Palette) -> Text:
-    """Δ vs the base: negative (better) green, positive red."""
+def delta_cell(
+    value: float | None, base: float | None, pal: Palette, *, of_base: bool = False
+) -> Text:
+    """Δ vs the base's mean: negative (better) green, positive red; ``of_base``: the run is
+    one of the base's own runs, so there is no Δ to show, only ``◆``."""
+    if of_base:
+        return Text("◆", style=pal.accent)
     text = fmt.delta(value, base)
     if value is None or base is None:
         return pal.muted_text(text)
@@ -111,8 +116,27 @@ def size_cell(n: int | None, pal: Palette) -> Text:
     return Text(text, style=style)
 
 
-def progress(step: int | None, total: int | None, pal: Palette, width: int = 10) -> Text:
-    """A block progress bar with the step count: ``███▌      42%``."""
+def progress(
+    step: int | None,
+    total: int | None,
+    pal: Palette,
+    width: int = 10,
+    *,
+    phase: str | None = None,
+    elapsed: float | None = None,
+) -> Text:
+    """A block progress bar with the step count: ``███▌      42%``.
+
+    After the last step a run still evaluates, quantizes and scores its artifact for 30 s
+    to minutes; a bar at 100% all that time looks stuck, so the cell names the ``phase``
+    that runs and for how long instead: ``quantize 12s``, ``ttt 1m04s``.
+    """
+    if phase is not None:
+        text = Text(phase, style=pal.primary)
+        if elapsed is not None:
+            text.append(f" {fmt.duration(elapsed)}", style=pal.text)
+        text.pad_right(max(0, width + 5 - text.cell_len))
+        return text
     if step is None or not total:
         return pal.muted_text(fmt.MISSING.ljust(width + 5))
     frac = max(0.0, min(1.0, step / total))

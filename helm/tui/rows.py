@@ -11,6 +11,8 @@ from __future__ import annotations
 from rich.text import Text
 
 from helm import fmt
+from helm.agents.report import base_text
+from helm.models.base import pin_label
 from helm.models.states import JobState
 from helm.tui.data import AgentView, HostView, JobView, Snapshot
 from helm.tui.fmt import Palette, delta_cell, progress, size_cell, spark
@@ -27,7 +29,11 @@ def _matches(flt: str, *parts: object) -> bool:
 
 
 def _job_cells(job: JobView | None, pal: Palette, now: float) -> list[object]:
-    """progress, loss, eta, and where the job is (``#1 h100-a:0,1``, or queued and since when)."""
+    """progress, loss, eta, and where the job is (``#1 h100-a:0,1``, or queued and since when).
+
+    Past its last step a job shows the phase that runs (``quantize 12s``) where the bar was,
+    and no ETA: the ETA counts training steps, which are done.
+    """
     none = fmt.MISSING
     if job is None:
         return [pal.muted_text(none), none, none, pal.muted_text(none)]
@@ -41,6 +47,10 @@ def _job_cells(job: JobView | None, pal: Palette, now: float) -> list[object]:
         return [pal.muted_text(none), none, none, pal.status(job.state, where)]
     if job.backend_id and job.started_at:  # a Slurm job: how long it has held its GPUs
         where += f" {fmt.age(now - job.started_at)}"
+    if job.phase is not None:  # past its last step: the phase and its time, no ETA
+        elapsed = now - job.phase_at if job.phase_at is not None else None
+        bar = progress(job.step, job.total_steps, pal, width=8, phase=job.phase, elapsed=elapsed)
+        return [bar, fmt.loss(job.train_loss), pal.muted_text(none), pal.status(job.state, where)]
     return [
         progress(job.step, job.total_steps, pal, width=8),
         fmt.loss(job.train_loss),
@@ -85,18 +95,24 @@ def agent_rows(snap: Snapshot, pal: Palette, now: float, flt: str = "") -> list[
 
 
 def board_rows(snap: Snapshot, pal: Palette, marked: int | None = None, flt: str = "") -> list[Row]:
-    """The leaderboard (already filtered in SQL by ``flt``); best, base and marked flagged."""
+    """The leaderboard (already filtered in SQL by ``flt``); best, base and marked flagged.
+
+    ★ is the best run that counts (kept or promoted); ◆ a run of a base (the pinned run, a
+    reference re-run), which has no Δ against itself; Δ base is the run's val_bpb minus the
+    mean of the base of the pin it ran on (``helm.models.base``).
+    """
     rows: list[Row] = []
     best_id = snap.best["id"] if snap.best else None
     for r in snap.leaderboard:
+        of_base = snap.is_base_run(r)
         flags = ""
         if r["id"] == best_id:
             flags += "★"
-        if r["id"] in snap.base_run_ids:
+        if of_base:
             flags += "◆"
         if r["id"] == marked:
             flags += "•"
-        seeds = snap.seeds.get(r.get("code_hash") or "", 1)
+        base = snap.base_of_row(r)
         rank = Text(f"{r['rank']}{flags}", style=pal.accent if flags else pal.text)
         rows.append(
             (
@@ -105,10 +121,10 @@ def board_rows(snap: Snapshot, pal: Palette, marked: int | None = None, flt: str
                     rank,
                     f"#{r['id']}",
                     Text(fmt.score(r["val_bpb"]), style=pal.success if flags[:1] == "★" else ""),
-                    delta_cell(r["val_bpb"], snap.base_bpb, pal),
+                    delta_cell(r["val_bpb"], base.mean if base else None, pal, of_base=of_base),
                     size_cell(r["bytes_total"], pal),
                     r["agent"] or fmt.MISSING,
-                    str(seeds),
+                    str(snap.seed_count(r)),
                     pal.status(r["status"]),
                     (r["description"] or "")[:80],
                 ],
@@ -187,7 +203,8 @@ def fleet_rows(snap: Snapshot, pal: Palette, flt: str = "") -> list[Row]:
 def header_text(
     snap: Snapshot | None, pal: Palette, *, rate: float, paused: bool, marked: int | None
 ) -> Text:
-    """The one-line summary: swarm, jobs, GPUs, best, base, directives, refresh state."""
+    """The one-line summary: swarm, jobs, GPUs, the best kept run, the base (``base run #14
+    1.2804 ±0.0003 (n=3)``: its runs' mean, spread and count), directives, refresh state."""
     t = Text()
     if snap is None:
         return pal.muted_text("helm · loading…")
@@ -203,11 +220,13 @@ def header_text(
     part("jobs", f"{snap.jobs_running}▶ {snap.jobs_queued}⏸")
     part("gpus", f"{snap.gpus_busy}/{snap.gpus_total}")
     if snap.best:
-        part("best", f"{fmt.score(snap.best['val_bpb'])} #{snap.best['id']}", pal.success)
+        part("best kept", f"{fmt.score(snap.best['val_bpb'])} #{snap.best['id']}", pal.success)
     else:
-        part("best", fmt.MISSING)
-    if snap.pin:
-        part("base", f"{snap.pin['kind']} {snap.pin['ref']}"[:24], pal.accent)
+        part("best kept", fmt.MISSING)
+    if snap.base:
+        b = snap.base
+        label = pin_label(b.pin, short=True)
+        part("base", base_text(label[:32], b.mean, b.spread, b.n), pal.accent)
     if snap.directives:
         d = snap.directives[0]
         style = pal.warning if d.acked < d.total else pal.success

@@ -85,7 +85,7 @@ def test_diff_cli_json_text_and_errors(task_ws: Workspace, kit, helm) -> None:  
     r = helm("diff", str(new), str(old), "--json")
     assert r.code == 0, r.err
     data = r.json()
-    assert set(data) == {"a", "b", "code", "env", "hyperparameters", "results"}
+    assert set(data) == {"a", "b", "code", "env", "hyperparameters", "results", "base"}
     assert data["a"]["run_id"] == new and data["b"]["run_id"] == old
     assert data["code"]["added"] == 5 and data["code"]["removed"] == 1
     assert {"key": "MODEL_DIM", "a": "192", "b": "128", "changed": True} in data["env"]

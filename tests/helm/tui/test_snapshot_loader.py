@@ -17,7 +17,7 @@ from helm.models.agents import find_agent
 from helm.models.audits import latest_audit
 from helm.models.db import NotFound
 from helm.models.jobs import find_job
-from helm.models.tables import Audit, Host, Job, Pin
+from helm.models.tables import Audit, Host, Job, Pin, Run
 from helm.tui import data, ops
 from helm.tui.screens.community import findings_text
 from helm.workspace import Workspace
@@ -36,10 +36,11 @@ def test_snapshot_of_the_campaign(campaign: Workspace) -> None:
     assert [j.id for j in snap.jobs] == [3]  # the agent-less queued job
     assert (snap.jobs_running, snap.jobs_queued) == (1, 2)
     assert (snap.gpus_busy, snap.gpus_total) == (2, 12)
-    assert snap.best is not None and snap.best["id"] == 11
+    assert snap.best is not None and snap.best["id"] == 10  # #11 is lower, but discarded
     assert snap.pin is not None and snap.base_run_ids == frozenset({8})
     assert snap.base_bpb == pytest.approx(1.2244 - 0.032)
-    assert snap.seeds == {**{f"h{i}": 1 for i in range(1, 12) if i not in (6, 7)}, "h6": 2}
+    # seeds of one code and environment: #6 and #7 share both, and seed 42 (a replay)
+    assert snap.seeds == {(f"h{i}", "{}"): 1 for i in range(1, 12) if i != 7}
     assert snap.directives_pending == 1 and snap.directives[0].acked == 1
     assert [p["kind"] for p in snap.feed] == ["ack", "result", "insight"]
 
@@ -114,27 +115,25 @@ def test_a_slurm_host_counts_the_gpus_its_running_jobs_hold(campaign: Workspace)
 
 
 def test_the_latest_pin_is_the_base(campaign: Workspace) -> None:
+    """The base of a pin is its reference runs (made on it, at its commit) and, for a run
+    pin, the pinned run: a run that only shares the commit is not one of them, a claim is no
+    score (``helm.models.base``)."""
     with campaign.store.write() as s:  # a base at run 7's commit
         s.add(Pin(kind="file", ref="train_gpt.py", commit=f"{7:040x}", created_at=T0 - 10))
     snap = data.load_snapshot(campaign, clock=lambda: T0)
     assert snap.pin is not None and snap.pin["ref"] == "train_gpt.py"
-    assert snap.base_run_ids == frozenset({7}) and snap.base_bpb == pytest.approx(1.2244 - 0.028)
+    pin_id = snap.pin["id"]
+    assert snap.base_run_ids == frozenset() and snap.base_bpb is None  # nothing ran on it yet
+    with campaign.store.write() as s:  # a reference run of the pinned code, unchanged
+        s.add(Run(id=50, agent="bravo", commit=f"{7:040x}", status="keep", val_bpb=1.1961,
+                  base_pin_id=pin_id, baseline=True))  # fmt: skip
+    snap = data.load_snapshot(campaign, clock=lambda: T0)
+    assert snap.base_run_ids == frozenset({50}) and snap.base_bpb == pytest.approx(1.1961)
     with campaign.store.write() as s:  # a community PR no run of ours scored, only claimed
         s.add(Audit(ref="openai/parameter-golf#9", verdict="unverified", claimed_bpb=1.11))
         s.add(Pin(kind="pr", ref="openai/parameter-golf#9", commit=None, created_at=T0 - 5))
     snap = data.load_snapshot(campaign, clock=lambda: T0)
     assert snap.base_run_ids == frozenset() and snap.base_bpb is None  # a claim is no score
-    with campaign.store.write() as s:  # its audit reran it: that score is the base's
-        s.add(
-            Audit(
-                ref="openai/parameter-golf#9",
-                verdict="real",
-                claimed_bpb=1.11,
-                reproduced_bpb=1.1123,
-            )
-        )
-    snap = data.load_snapshot(campaign, clock=lambda: T0)
-    assert snap.base_bpb == pytest.approx(1.1123)
 
 
 def test_run_detail_and_plot_points(campaign: Workspace) -> None:

@@ -48,12 +48,15 @@ def test_rows_are_keyed_and_formatted(campaign: Workspace) -> None:
     assert str(alpha["progress"]).endswith("60%")
     assert str(alpha["job"]) == "#1 h100-a:0,1" and alpha["eta"] == "48s"
     board = dict(rows.board_rows(snap, PAL, marked=10))
-    assert str(board["run:11"][0]) == "1★" and str(board["run:8"][0]) == "3◆"
-    assert str(board["run:10"][0]) == "2•"
-    assert str(board["run:8"][3]) == "+0.0000" and str(board["run:11"][3]) == "-0.0120"
+    # ★ is the best *kept* run (#11 scored lower but was discarded); ◆ the pinned run, which
+    # has no Δ against itself (issue 16)
+    assert str(board["run:11"][0]) == "1" and str(board["run:8"][0]) == "3◆"
+    assert str(board["run:10"][0]) == "2★•"
+    assert str(board["run:8"][3]) == "◆" and str(board["run:11"][3]) == "-0.0120"
     assert [k for k, _ in rows.feed_rows(snap, PAL, T0, flt="MLP")] == ["post:1"]
     header = rows.header_text(snap, PAL, rate=1.0, paused=False, marked=None).plain
-    assert "gpus 2/12" in header and "best 1.1804 #11" in header and "dir #1 3/3→1✓" in header
+    assert "gpus 2/12" in header and "best kept 1.1844 #10" in header
+    assert "base run #8 1.1924 (n=1)" in header and "dir #1 3/3→1✓" in header
 
 
 @pytest.mark.parametrize(
