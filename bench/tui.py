@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from helm.models import hosts
 from helm.tui.app import HelmApp
 from helm.tui.screens.detail import RunDetailScreen
 from helm.workspace import Workspace
@@ -50,11 +51,8 @@ def populate(ws: Workspace) -> None:
                 }
                 for i in range(8)
             ]
-            db.execute(
-                "INSERT INTO host (name, kind, gpus, workdir, env_json, enabled, created_at, "
-                "reachable, check_json, ssh_port) VALUES (:n, 'ssh', 8, '~', '{}', 1, :t, 1, :c, 22)",
-                {"n": f"box{h}", "t": now, "c": json.dumps({"gpus": gpus})},
-            )
+            hosts.insert_host(db, name=f"box{h}", kind="ssh", gpus=8, workdir="~")
+            hosts.edit_host(db, f"box{h}", reachable=True, check_json=json.dumps({"gpus": gpus}))
         for a in range(AGENTS):
             db.execute(
                 "INSERT INTO agent (name, driver, state, desired, restarts, created_at, "

@@ -74,6 +74,22 @@ LOG_SHAPE_RE = re.compile(
     r"|(?:final_|legal_ttt|quantized)[\w.+\-]*[ \t]+[A-Za-z_]\w*[:=]"
 )
 
+# The phases of a run after its last training step, as the TUI's progress cell names them
+# (golf_task.log_phase reads them from the lines below and from the score lines). A marker
+# line names what runs *after* it: the export (EMA, calibration, quantization) after training
+# ends, the round trip (reload and score the artifact) once its size is printed, and so on.
+EVAL, QUANTIZE, ROUND_TRIP, SLIDING, TTT, DONE = (
+    "eval",
+    "quantize",
+    "round trip",
+    "sliding",
+    "ttt",
+    "done",
+)
+TRAIN_END_PREFIXES = ("stopping_early", "peak memory")
+# The records' scripts score the reloaded artifact in a line of their own before TTT.
+ROUND_TRIP_DIAGNOSTIC = "diagnostic quantized"
+
 # Substrings that every interesting non-step line contains (bulk scanning looks only at lines
 # holding one of these), and the substrings that may open a new run's header.
 EVENT_KEYWORDS = ["val_bpb", "bytes", "budget:", "stopping_early", "total_eval_time", "peak"]

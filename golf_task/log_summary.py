@@ -47,6 +47,10 @@ class LogSummary:
     # A run header (hyperparameters, model_params, warmup), echoed script or training step
     # was read: the log shows a run, not merely a quoted result line.
     has_run: bool = False
+    # What runs after the last training step (``eval``, ``quantize``, ``round trip``,
+    # ``sliding``, ``ttt``, ``done``; None while training; golf_task.log_phase). When it
+    # began is the reader's clock (the dispatcher stamps the job row): most logs carry none.
+    phase: str | None = None
 
     @property
     def seed(self) -> int | None:
@@ -110,4 +114,5 @@ _JSON_ORDER = [
     "last_val_bpb",
     "step_avg_ms",
     "eta_s",
+    "phase",
 ]

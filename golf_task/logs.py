@@ -24,7 +24,10 @@ Rules (shared with ``../shared/golf_fixtures/expected.json``'s ``semantics``):
 - stop step and train time come from ``stopping_early: wallclock_cap train_time:Nms step:S/N``
   (a run that finishes its iterations uses its last step once training has ended);
 - eval time is ``total_eval_time:Xs`` when logged, else the sum of ``eval_time`` over the
-  score-family lines of the current run (the whole post-training evaluation phase).
+  score-family lines of the current run (the whole post-training evaluation phase);
+- the phase after the last step (``phase``: ``eval``, ``quantize``, ``round trip``,
+  ``sliding``, ``ttt``, ``done``; None while training) is named by the line that starts it
+  (``golf_task.log_phase``).
 
 Why two speeds: helm streams many logs at once, and most of a log is step lines of which only
 the newest matters. Lines before training starts (the header, where the hyperparameters live)
@@ -68,6 +71,7 @@ from golf_task.log_lines import (
     TRAIN_KEYWORDS,
     strip_ts,
 )
+from golf_task.log_phase import PhaseTracker
 from golf_task.log_reader import LineReader
 from golf_task.log_summary import LogSummary
 
@@ -102,6 +106,36 @@ class LogParser(LineReader):
         self._mode = _INIT
         self._header_lines = 0
         self._echo = EchoScanner()  # the lexer state while in _ECHO
+
+    # ------------------------------------------------------------------ phases
+
+    def _reset_run(self) -> None:
+        super()._reset_run()
+        self._phases = PhaseTracker()  # a new run in the same file starts in training
+
+    def _line(self, line: str, *, header: bool, partial: bool = False) -> bool:
+        """A line as ``LineReader`` reads it, then for the phase after the last step.
+
+        A partial line (the stream's end) never marks a phase: the marker lines are whole
+        lines of a logger, and the end of the stream leaves the phase as it was.
+        """
+        is_step = super()._line(line, header=header, partial=partial)
+        if partial:
+            return is_step
+        text = strip_ts(line.rstrip())
+        if is_step:
+            if self._step is not None and self._total is not None:
+                self._phases.step(text, self._step, self._total)
+        elif text:
+            self._phases.line(text, self.hyperparameters)
+        return is_step
+
+    @property
+    def summary(self) -> LogSummary:
+        """``LineReader``'s summary, with the phase after the last step."""
+        out = super().summary
+        out.phase = self._phases.phase
+        return out
 
     # ------------------------------------------------------------------ input
 

@@ -279,6 +279,9 @@ def save_progress(store: Store, job_id: int, offset: int, summary: LogSummary | 
             job.train_loss = summary.train_loss
             job.val_bpb = summary.val_bpb if summary.val_bpb is not None else summary.last_val_bpb
             job.eta_s = summary.eta_s
+            if summary.phase != job.phase:  # stamped when first seen: a restart keeps it
+                job.phase = summary.phase
+                job.phase_at = job.heartbeat_at if summary.phase is not None else None
         s.add(job)
 
 
@@ -482,6 +485,7 @@ def _rotate_log(jobs_dir: Path, job: Job) -> None:
     if log.exists():
         os.replace(log, log.with_name(f"train.try{job.attempts}.log"))
     job.log_offset = 0
+    job.phase = job.phase_at = None  # the next try trains first
 
 
 def cancel_queued(store: Store, job_ids: Sequence[int]) -> None:

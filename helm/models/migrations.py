@@ -53,7 +53,19 @@ def _v3_slurm(ops: Operations) -> None:
         batch.add_column(sa.Column("queue_reason", sa.String(), nullable=True))
 
 
+def _v4_job_phase(ops: Operations) -> None:
+    """A job's phase after its last step (eval, quantize, round trip ...) and since when.
+
+    Plain nullable columns: a job written before them was either still training or is over,
+    and None reads as "training" (the step bar) for the first and as nothing for the rest.
+    """
+    with ops.batch_alter_table("job") as batch:
+        batch.add_column(sa.Column("phase", sa.String(), nullable=True))
+        batch.add_column(sa.Column("phase_at", sa.Float(), nullable=True))
+
+
 MIGRATIONS: dict[int, Callable[[Operations], None]] = {
     2: _v2_query_indexes,
     3: _v3_slurm,
+    4: _v4_job_phase,
 }

@@ -164,6 +164,10 @@ class Job(SQLModel, table=True):
     train_loss: float | None = None
     val_bpb: float | None = None
     eta_s: float | None = None
+    # After the last step: what runs (eval, quantize, round trip, sliding, ttt, done; None
+    # while training) and since when, so the progress cell does not sit at 100% for a minute.
+    phase: str | None = None
+    phase_at: float | None = None
     queued_at: float = Field(default_factory=now)
     staged_at: float | None = None
     started_at: float | None = None
