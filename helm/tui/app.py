@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import Any
 
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.screen import ModalScreen, Screen
+from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
 from helm.tui import commands as cmds
-from helm.tui import ops
+from helm.tui import moves, ops
 from helm.tui.data import Snapshot, load_snapshot
 from helm.tui.flows import AppFlows
 from helm.tui.fmt import Palette
@@ -45,7 +46,9 @@ class HelmApp(App[None]):
     CSS_PATH = "helm.tcss"
     TITLE = "helm"
     BINDINGS = cmds.bindings_for(cmds.APP)
-    COMMANDS = App.COMMANDS | {cmds.HelmCommands}
+    # helm's commands only: Textual's system commands (Keys, Screenshot, Maximize ...) would
+    # sit beside ours under other names and keys; the theme picker is the registry's `theme`.
+    COMMANDS = {cmds.HelmCommands}
 
     def __init__(
         self,
@@ -165,8 +168,23 @@ class HelmApp(App[None]):
     def _update_header(self) -> None:
         self.main.query_one("#header").update(self.main.header(self.snapshot))  # type: ignore[attr-defined]
 
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """None: the palette is the registry's (``COMMANDS``), this only guards a provider
+        that asks for the system commands anyway."""
+        return ()
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "move":
+            # Declined (False) while an Input has the focus or nothing can move: the key
+            # then goes on to the focused widget (home/end edit the filter's text).
+            return moves.target(self.screen.focused) is not None
         return not (isinstance(self.screen, ModalScreen) and action in _BLOCKED_IN_DIALOGS)
+
+    def action_move(self, where: str) -> None:
+        """j/k, g/G, Home/End, PageUp/PageDown on whatever has the focus (``moves``)."""
+        focused: Widget | None = self.screen.focused
+        if focused is not None:
+            moves.move(focused, where)
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
@@ -192,10 +210,13 @@ class HelmApp(App[None]):
 
     # Navigation and the app-wide keys (the flows are ``self.flows``) ------------------------
     def action_back(self) -> None:
-        if self.screen is self.main:
-            if not self.main.clear_filter() and self.main.maximized is not None:
-                self.main.minimize()
-        elif len(self.screen_stack) > 1:
+        """Escape: clear the filter, else unzoom, else go back one screen."""
+        screen = self.screen
+        if screen is self.main and self.main.clear_filter():
+            return
+        if screen.maximized is not None:
+            screen.minimize()
+        elif screen is not self.main and len(self.screen_stack) > 1:
             self.pop_screen()
 
     def action_help(self) -> None:

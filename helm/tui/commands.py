@@ -30,6 +30,12 @@ MAIN = "main"
 DETAIL = "detail"
 PLOT = "plot"
 VIEW = "view"  # read-only screens opened from main (diff, plot): they only go back
+HELP = "help"  # the help screen (?)
+DIALOG = "dialog"  # every small dialog (broadcast, pin, swarm, confirm)
+CONFIRM = "confirm"  # the yes/no question before anything destructive
+PROMOTE = "promote"  # the promotion wizard (P): form -> plan -> progress
+
+MOVE = "app.move"  # resolved on the app: it moves whatever widget has the focus
 
 
 @dataclass(frozen=True)
@@ -56,13 +62,34 @@ class Command:
         )
 
 
+def _move(ident: str, key: str, description: str, where: str) -> Command:
+    """A movement key: app-wide and priority (a DataTable's own ``home`` scrolls sideways),
+    but the app declines it while an Input has the focus, so typing and editing still work."""
+    return Command(ident, key, description, f"{MOVE}('{where}')", (APP,), False, True, False)
+
+
 REGISTRY: tuple[Command, ...] = (
+    # Movement (k9s / lazygit): the focused table, log, list or help moves.
+    _move("cursor_down", "j", "down (also ↓)", "down"),
+    _move("cursor_up", "k", "up (also ↑)", "up"),
+    _move("top", "g,home", "first row / top", "top"),
+    _move("bottom", "G,end", "last row / bottom", "bottom"),
+    _move("page_down", "pagedown", "page down", "page_down"),
+    _move("page_up", "pageup", "page up", "page_up"),
+    # The main screen.
     Command("pane_agents", "1", "agents & jobs", "focus_pane('agents')", (MAIN,), show=False),
     Command("pane_leaderboard", "2", "leaderboard", "focus_pane('leaderboard')", (MAIN,), False),
     Command("pane_feed", "3", "feed", "focus_pane('feed')", (MAIN,), show=False),
     Command("pane_fleet", "4", "fleet", "focus_pane('fleet')", (MAIN,), show=False),
     Command("next_pane", "tab", "next pane", "app.focus_next", (MAIN,), show=False, palette=False),
+    Command("zoom", "z", "zoom pane", "zoom", (MAIN, DETAIL), show=False),
     Command("open", "enter", "run detail", "open_detail", (MAIN,), show=False),
+    # The run detail's tabs.
+    Command("tab_log", "1", "log tab", "show_tab('tab-log')", (DETAIL,), show=False),
+    Command("tab_diff", "2", "diff tab", "show_tab('tab-diff')", (DETAIL,), show=False),
+    Command("prev_tab", "left_square_bracket", "prev tab", "cycle_tab(-1)", (DETAIL,)),
+    Command("next_tab", "right_square_bracket", "next tab", "cycle_tab(1)", (DETAIL,)),
+    # Steering and views.
     Command("broadcast", "b", "broadcast", "app.broadcast", (APP,)),
     Command("pin", "p", "pin base", "pin", (MAIN, DETAIL)),
     Command("diff", "d", "diff", "diff", (MAIN, DETAIL)),
@@ -72,16 +99,25 @@ REGISTRY: tuple[Command, ...] = (
     Command("swarm", "s", "swarm", "swarm", (MAIN,)),
     Command("community", "a", "community PRs (audits)", "community", (MAIN,), show=False),
     Command("filter", "slash", "filter", "filter", (MAIN,)),
-    Command("plot", "g", "progress plot", "app.plot", (APP,), show=False),
-    Command("zoom", "z", "zoom pane", "zoom", (MAIN,), show=False),
+    Command("plot", "v", "progress plot", "app.plot", (APP,), show=False),
     Command("refresh_rate", "r", "refresh rate", "app.cycle_rate", (APP,), show=False),
     Command("pause", "space", "pause / resume", "app.toggle_pause", (APP,), show=False),
+    Command("theme", "T", "change theme", "app.change_theme", (APP,), show=False),
     Command(
-        "back", "escape", "back / clear", "app.back", (MAIN, DETAIL, VIEW), False, False, False
+        "back", "escape", "back / unzoom / clear", "app.back", (MAIN, DETAIL, VIEW), False, False
     ),
     Command("help", "question_mark", "help", "app.help", (APP,)),
     Command("palette", "ctrl+p", "command palette", "app.command_palette", (APP,), False, True),
     Command("quit", "q", "quit", "app.quit", (APP,)),
+    # Help and the dialogs (enter in a dialog's input is the input's own submit).
+    Command("help_close", "escape,question_mark,q", "close help", "dismiss", (HELP,), False),
+    Command("dialog_close", "escape", "close", "dismiss_none", (DIALOG,), False, palette=False),
+    Command("confirm_yes", "y", "yes", "answer(True)", (CONFIRM,), palette=False),
+    Command("confirm_no", "n", "no", "answer(False)", (CONFIRM,), palette=False),
+    # The promotion wizard (helm/tui/screens/promote.py; keys from its author, helper D).
+    Command("promote_confirm", "y", "yes, queue and promote", "confirm", (PROMOTE,)),
+    Command("promote_back", "n", "back to the form", "back", (PROMOTE,)),
+    Command("promote_close", "escape", "close the wizard", "close", (PROMOTE,)),
 )
 """Every command, in the order the help screen shows them."""
 
@@ -129,7 +165,16 @@ def key_of(command: Command, keymap: dict[str, str]) -> str:
 
 def display_key(key: str) -> str:
     """A key as the help screen shows it (``question_mark`` -> ``?``)."""
-    names = {"question_mark": "?", "slash": "/", "space": "space", "escape": "esc"}
+    names = {
+        "question_mark": "?",
+        "slash": "/",
+        "space": "space",
+        "escape": "esc",
+        "left_square_bracket": "[",
+        "right_square_bracket": "]",
+        "pagedown": "pgdn",
+        "pageup": "pgup",
+    }
     return ",".join(names.get(k.strip(), k.strip()) for k in key.split(","))
 
 

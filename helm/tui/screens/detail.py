@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Footer, Log, RichLog, Static, TabbedContent, TabPane
@@ -37,6 +37,8 @@ READ_CHUNK = 1 << 20
 class RunDetailScreen(HelmScreen):
     CONTEXT = cmds.DETAIL
     BINDINGS = cmds.bindings_for(cmds.DETAIL)
+    AUTO_FOCUS = "#log"  # j/k/g/G scroll the log from the start, not the tab strip
+    TABS = ("tab-log", "tab-diff")
     TAIL_POLL_S = 0.1
     MAX_LINES = 20_000
     CURVE_REDRAW_S = 0.5  # the log follows every line; the chart needs no more than 2 fps
@@ -58,19 +60,48 @@ class RunDetailScreen(HelmScreen):
             yield Static(id="info")
             yield Chart(lambda: self.helm.palette, id="curve")
         with TabbedContent(id="tabs"):
-            with TabPane("log", id="tab-log"):
+            # Each tab's label starts with the key that shows it (``tab_log``/``tab_diff``).
+            with TabPane(f"{self._key('tab_log')} log", id="tab-log"):
                 yield Log(id="log", max_lines=self.MAX_LINES, auto_scroll=True)
-            with TabPane("diff vs parent", id="tab-diff"):
+            with TabPane(f"{self._key('tab_diff')} diff vs parent", id="tab-diff"):
                 yield RichLog(id="diff", wrap=False, max_lines=20_000)
         yield Footer()
 
+    def _key(self, command_id: str) -> str:
+        """The key the user presses for a command now (their ``[keys]`` applied)."""
+        keymap: dict[str, str] = getattr(self.app, "keymap", {})
+        return cmds.display_key(cmds.key_of(cmds.BY_ID[command_id], keymap))
+
     def _title(self) -> str:
         what = f"run #{self.run_id}" if self.run_id is not None else f"job #{self.job_id}"
-        return f"{what}  ·  esc back"
+        tabs = f"{self._key('prev_tab')} {self._key('next_tab')} tabs"
+        return f"{what}  ·  {tabs}  ·  {self._key('zoom')} zoom  ·  {self._key('back')} back"
 
     def on_mount(self) -> None:
         self.query_one("#curve", Chart).set_data(ChartData(empty="no loss lines yet"))
         self.snapshot_updated()
+
+    # Tabs and zoom --------------------------------------------------------------------------
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = tab
+
+    def action_cycle_tab(self, step: int) -> None:
+        tabs = self.query_one("#tabs", TabbedContent)
+        i = self.TABS.index(tabs.active) if tabs.active in self.TABS else 0
+        tabs.active = self.TABS[(i + step) % len(self.TABS)]
+
+    @on(TabbedContent.TabActivated)
+    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        """The shown tab's content takes the focus, so the movement keys scroll it."""
+        content = "#log" if event.pane.id == "tab-log" else "#diff"
+        self.query_one(content).focus()
+
+    def action_zoom(self) -> None:
+        """Maximise the log or the diff (whichever has the focus); again, or esc, restores."""
+        if self.maximized is not None:
+            self.minimize()
+        elif self.focused is not None and self.focused.id in ("log", "diff"):
+            self.maximize(self.focused, container=False)
 
     # Selection for the shared actions -----------------------------------------------------
     def selected_run_id(self) -> int | None:

@@ -6,34 +6,43 @@ work in a worker. That keeps dialogs trivially testable and free of store access
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 
+from helm.tui import commands as cmds
+from helm.tui import composer
 from helm.tui.ops import PinRequest, parse_pin
 
 
 class Dialog(ModalScreen):
-    """Escape closes any dialog with no result."""
+    """Escape closes any dialog with no result. Keys come from the registry (``DIALOG``)."""
 
-    BINDINGS = [Binding("escape", "dismiss_none", "close", show=False)]
+    CONTEXT = cmds.DIALOG
+    BINDINGS = cmds.bindings_for(cmds.DIALOG)
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
 
+    def key(self, command_id: str) -> str:
+        """The key the user presses for a command now (their ``[keys]`` applied)."""
+        keymap: dict[str, str] = getattr(self.app, "keymap", {})
+        return cmds.display_key(cmds.key_of(cmds.BY_ID[command_id], keymap))
+
 
 class ConfirmScreen(Dialog):
-    """Destructive actions ask first; ``y``/``enter`` confirm, ``n``/``escape`` decline."""
+    """Destructive actions ask first; ``y`` confirms, ``n`` or ``escape`` declines (the
+    focused button answers ``enter``: "No" has the focus, so a stray enter declines)."""
 
-    BINDINGS = [
-        Binding("y", "answer(True)", "yes"),
-        Binding("n,escape", "answer(False)", "no"),
-    ]
+    CONTEXT = cmds.CONFIRM
+    BINDINGS = cmds.bindings_for(cmds.CONFIRM)
 
     def __init__(self, question: str, *, yes: str = "Yes") -> None:
         super().__init__(classes="dialog")
@@ -44,8 +53,8 @@ class ConfirmScreen(Dialog):
         with Vertical(classes="box"):
             yield Static(self.question, classes="question")
             with Horizontal(classes="buttons"):
-                yield Button(f"{self.yes} (y)", variant="error", id="yes")
-                yield Button("No (n)", id="no")
+                yield Button(f"{self.yes} ({self.key('confirm_yes')})", variant="error", id="yes")
+                yield Button(f"No ({self.key('confirm_no')})", id="no")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -65,32 +74,90 @@ class BroadcastRequest:
 
 
 class BroadcastScreen(Dialog):
-    """A one-line composer; ``enter`` sends. Targets are optional; saved texts can be re-used."""
+    """A one-line composer; ``enter`` sends. Targets are optional; saved texts can be re-used.
 
-    def __init__(self, agents: list[str], saved: list[str]) -> None:
+    It says who is listening (``composer``): the sweep agents follow only their grammar,
+    coding agents read prose; it suggests what those present can follow and checks the
+    text against the grammar as it is typed. ``present`` are the agents (name, driver,
+    state) and ``runs`` the leaderboard's (their ``env`` names the knobs to suggest); by
+    default both come from the app's last snapshot.
+    """
+
+    def __init__(
+        self,
+        agents: list[str],
+        saved: list[str],
+        *,
+        present: Sequence[composer.AgentLike] | None = None,
+        runs: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
         super().__init__(classes="dialog")
         self.agents = agents
         self.saved = saved
+        self._present = present
+        self._runs = runs
+        self.suggestions: list[composer.Suggestion] = []
+
+    def _snapshot_parts(self) -> tuple[Sequence[composer.AgentLike], Sequence[Mapping[str, Any]]]:
+        snap = getattr(self.app, "snapshot", None)
+        present = self._present if self._present is not None else getattr(snap, "agents", ())
+        runs = self._runs if self._runs is not None else getattr(snap, "leaderboard", ())
+        return present, runs
+
+    def _audience(self) -> composer.Audience:
+        present, _ = self._snapshot_parts()
+        return composer.audience(present, self._targets() or None)
 
     def compose(self) -> ComposeResult:
+        present, runs = self._snapshot_parts()
+        aud = composer.audience(present)
+        self.suggestions = composer.suggestions(aud, runs)
+        example = self.suggestions[0].text if self.suggestions else "sweep KEY=a,b"
         with Vertical(classes="box wide"):
             yield Label("Broadcast a directive  [dim](enter sends · esc closes)[/]")
-            yield Input(placeholder="e.g. try int5 for MLP weights", id="text")
+            yield Input(placeholder=f"e.g. {example}", id="text")
             yield Input(
                 placeholder=f"to: all {len(self.agents)} agents (or a1,a2)",
                 id="targets",
             )
+            yield Static(composer.describe(aud), id="audience", classes="hint", markup=False)
+            yield Static("", id="verdict", markup=False)
             if self.saved:
                 yield Label("[dim]earlier directives (enter re-uses)[/]")
                 yield OptionList(*[t[:200] for t in self.saved], id="saved")
+            if self.suggestions:
+                yield Label("[dim]suggestions for the agents present (enter fills)[/]")
+                yield OptionList(*[self._option(s) for s in self.suggestions], id="suggestions")
+
+    @staticmethod
+    def _option(s: composer.Suggestion) -> Text:
+        who = "all agents" if s.who == composer.SWEEP else "prose readers only"
+        return Text.assemble(s.text[:160], (f"  · {who}", "dim"))
 
     def on_mount(self) -> None:
         self.query_one("#text", Input).focus()
 
+    def _targets(self) -> tuple[str, ...]:
+        raw = self.query_one("#targets", Input).value
+        return tuple(n.strip() for n in raw.replace(" ", ",").split(",") if n.strip())
+
+    @on(Input.Changed)
+    def _changed(self) -> None:
+        """Who can follow the text, for the agents it would go to now."""
+        text = self.query_one("#text", Input).value
+        self.query_one("#verdict", Static).update(composer.verdict(text, self._audience()))
+
     @on(OptionList.OptionSelected, "#saved")
     def _reuse(self, event: OptionList.OptionSelected) -> None:
+        self._fill(self.saved[event.option_index])
+
+    @on(OptionList.OptionSelected, "#suggestions")
+    def _suggest(self, event: OptionList.OptionSelected) -> None:
+        self._fill(self.suggestions[event.option_index].text)
+
+    def _fill(self, text: str) -> None:
         box = self.query_one("#text", Input)
-        box.value = self.saved[event.option_index]
+        box.value = text
         box.focus()
 
     @on(Input.Submitted)
@@ -100,8 +167,7 @@ class BroadcastScreen(Dialog):
             self.notify("the directive is empty", severity="warning")
             self.query_one("#text", Input).focus()
             return
-        raw = self.query_one("#targets", Input).value
-        names = tuple(n.strip() for n in raw.replace(" ", ",").split(",") if n.strip())
+        names = self._targets()
         unknown = sorted(set(names) - set(self.agents))
         if unknown:
             self.notify(f"unknown agent(s): {', '.join(unknown)}", severity="error")

@@ -27,6 +27,13 @@ PANES = (
 )
 
 
+class Pane(Container):
+    """One of the four panes: its table with the border title; ``z`` maximises it whole
+    (a plain Container cannot be focused, so Textual would refuse to maximise it)."""
+
+    ALLOW_MAXIMIZE = True
+
+
 class MainScreen(HelmScreen):
     CONTEXT = cmds.MAIN
     BINDINGS = cmds.bindings_for(cmds.MAIN)
@@ -44,7 +51,7 @@ class MainScreen(HelmScreen):
             for column, panes in (("left", PANES[:2]), ("right", PANES[2:])):
                 with Vertical(id=column):
                     for name, title, columns in panes:
-                        with Container(classes="pane", id=f"pane-{name}") as pane:
+                        with Pane(classes="pane", id=f"pane-{name}") as pane:
                             pane.border_title = title
                             yield KeyedTable(columns, id=name)
         yield Input(placeholder="filter (enter keeps, esc clears)", id="filter")
@@ -133,9 +140,10 @@ class MainScreen(HelmScreen):
         self.table(name).focus()
 
     def action_zoom(self) -> None:
+        """Maximise the focused pane (its border and title too); again, or esc, restores."""
         if self.maximized is not None:
             self.minimize()
-        elif isinstance(self.focused, KeyedTable) and self.focused.parent is not None:
+        elif isinstance(self.focused, KeyedTable) and isinstance(self.focused.parent, Pane):
             self.maximize(self.focused.parent, container=False)
 
     def action_open_detail(self) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, RichLog, Static
 
@@ -23,13 +22,18 @@ _WHERE = {
     cmds.DETAIL: "run detail",
     cmds.VIEW: "views",
     cmds.PLOT: "plot",
+    cmds.HELP: "help",
+    cmds.DIALOG: "dialogs",
+    cmds.CONFIRM: "yes/no question",
+    cmds.PROMOTE: "promote wizard",
 }
 
 
 class HelpScreen(ModalScreen):
     """Every command of the registry with the key that runs it now (the keymap applied)."""
 
-    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "close")]
+    CONTEXT = cmds.HELP
+    BINDINGS = cmds.bindings_for(cmds.HELP)
 
     def __init__(self, keymap: dict[str, str]) -> None:
         super().__init__(classes="dialog")
@@ -37,7 +41,7 @@ class HelpScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         table: DataTable[str] = DataTable(id="help", cursor_type="row", zebra_stripes=True)
-        table.border_title = "keys  (remap in config.toml [keys], by id)"
+        table.border_title = r"keys  (remap in config.toml \[keys], by id)"
         yield table
 
     def on_mount(self) -> None:
