@@ -62,6 +62,23 @@ def _identity(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return author, github
 
 
+# The option a PromoteError names (``exc.field``), in this front end's words.
+_FLAGS = {
+    "author": "--author (or $HELM_AUTHOR, or git's user.name)",
+    "github_id": "--github-id (or $HELM_GITHUB_ID, or git's github.user)",
+    "name": "--name",
+    "seeds": "--seeds",
+    "track": "--track",
+    "git": "--git CLONE --branch NAME",
+}
+
+
+def _failure(exc: Exception) -> CommandError:
+    field = getattr(exc, "field", None)
+    hint = f" (set {_FLAGS[field]})" if field in _FLAGS else ""
+    return CommandError(f"{exc}{hint}")
+
+
 def _confirm(question: str, yes: bool) -> bool:
     if yes:
         return True
@@ -112,19 +129,28 @@ def _promote(args: argparse.Namespace) -> int:
         report = getattr(exc, "report", None)
         if report is not None:
             print(render_report(report), file=sys.stderr)
-        raise CommandError(str(exc)) from exc
+        raise _failure(exc) from exc
     plan = prepared.plan
     if args.dry_run:
         if args.json:
-            print_json({"dry_run": True, "folder": str(prepared.target), **plan.to_json()})
+            print_json(
+                {
+                    "dry_run": True,
+                    "folder": str(prepared.target),
+                    "track": prepared.track,
+                    **plan.to_json(),
+                }
+            )
         else:
-            print(plan.describe())
+            print(prepared.describe())
             print(f"would write {prepared.target}")
         return 0
-    print(plan.describe(), file=sys.stderr)
+    print(prepared.describe(), file=sys.stderr)
     if plan.to_queue:
         n = len(plan.to_queue)
         question = f"Queue {n} run(s), about {plan.gpu_hours:.3f} GPU-hours?"
+        if prepared.warning:
+            question = f"{prepared.warning}. {question}"
         if not _confirm(question, args.yes):
             print("nothing queued", file=sys.stderr)
             return 1
@@ -176,7 +202,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=ID, metavar="RUN")
     p.add_argument("--seeds", type=SEEDS, default=(42, 1337, 2025), help="default 42,1337,2025")
-    p.add_argument("--track", choices=("record", "non-record"), default="record")
+    p.add_argument(
+        "--track",
+        choices=("record", "non-record"),
+        default=None,
+        help="default: record when the runs so far can pass its rules, else non-record",
+    )
     p.add_argument("--name", help="folder and record name (default <agent>_run<RUN>)")
     p.add_argument("--author", help="default $HELM_AUTHOR, else git's user.name")
     p.add_argument("--github-id", help="default $HELM_GITHUB_ID, else git's github.user")

@@ -10,13 +10,16 @@ is spent.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from helm.models.jobs import find_job
 from helm.models.runs import get_run, runs_with_code
 from helm.models.states import FINISHED_RUN, IN_FLIGHT_RUN
 from helm.promote import sources as src
 from helm.workspace import Workspace
+
+if TYPE_CHECKING:
+    from helm.promote.feasibility import Feasibility
 
 DEFAULT_SEEDS = (42, 1337, 2025)
 # The script seeds numpy, which takes 0 .. 2**32 - 1 (the store keeps seeds as 64-bit
@@ -25,12 +28,24 @@ MAX_SEED = 2**32 - 1
 
 
 class PromoteError(RuntimeError):
-    """The promotion cannot go on; the message says why (and names the seed if one failed)."""
+    """The promotion cannot go on; the message says why (and names the seed if one failed).
 
-    def __init__(self, message: str, *, seed: int | None = None, report: Any = None) -> None:
+    ``field`` names the option at fault (``author``, ``github_id``, ``name``, ...) so that each
+    front end can point at it in its own words: the CLI's flag, the wizard's input.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        seed: int | None = None,
+        report: Any = None,
+        field: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.seed = seed
         self.report = report
+        self.field = field
 
 
 @dataclass
@@ -53,6 +68,9 @@ class Plan:
     est_s_per_seed: float
     est_source: str
     notes: list[str] = field(default_factory=list)
+    # seed -> its scored run of this code and config (the evidence of the feasibility check)
+    scored: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
+    feasibility: Feasibility | None = None  # set by ``promote.prepare`` (it knows the SOTA)
 
     @property
     def run_id(self) -> int:
@@ -84,6 +102,7 @@ class Plan:
             "gpu_hours": self.gpu_hours,
             "gpu_hours_max": self.gpu_hours_max,
             "notes": self.notes,
+            "feasibility": self.feasibility.to_json() if self.feasibility else None,
         }
 
     def describe(self) -> str:
@@ -106,6 +125,8 @@ class Plan:
         else:
             lines.append("cost: nothing to queue")
         lines += [f"note: {n}" for n in self.notes]
+        if self.feasibility is not None:
+            lines += self.feasibility.lines()
         return "\n".join(lines)
 
 
@@ -148,12 +169,14 @@ def plan_promotion(
 ) -> Plan:
     """Decide, for each seed, reuse / wait / queue; raises PromoteError for a bad run."""
     if not seeds:
-        raise PromoteError("no seeds to promote with")
+        raise PromoteError("no seeds to promote with", field="seeds")
     if len(set(seeds)) != len(seeds):
-        raise PromoteError(f"seeds repeat: {list(seeds)}")
+        raise PromoteError(f"seeds repeat: {list(seeds)}", field="seeds")
     for seed in seeds:
         if not 0 <= seed <= MAX_SEED:
-            raise PromoteError(f"seed {seed} is out of range: seeds are 0..{MAX_SEED}", seed=seed)
+            raise PromoteError(
+                f"seed {seed} is out of range: seeds are 0..{MAX_SEED}", seed=seed, field="seeds"
+            )
     with ws.db(write=False) as db:
         run = get_run(db, run_id)
     if run["status"] not in FINISHED_RUN or run.get("val_bpb") is None:
@@ -191,4 +214,6 @@ def plan_promotion(
     own_seed = src.effective_seed(ws, run)
     if own_seed not in seeds:
         notes.append(f"the run's own seed {own_seed} is not among the seeds: it is not used")
-    return Plan(run, slots, int(run.get("gpus") or 1), limit, est, source, notes)
+    plan = Plan(run, slots, int(run.get("gpus") or 1), limit, est, source, notes)
+    plan.scored = finished
+    return plan

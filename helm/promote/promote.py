@@ -38,7 +38,9 @@ PROMOTE_PRIORITY = 10  # the operator's explicit request goes ahead of the agent
 @dataclass
 class PromoteOptions:
     seeds: tuple[int, ...] = DEFAULT_SEEDS
-    track: str = "record"  # record | non-record
+    # record | non-record | None: record when the runs so far can pass its rules, else
+    # non-record (``feasibility.resolve_track``)
+    track: str | None = None
     name: str | None = None
     author: str | None = None
     github_id: str | None = None
@@ -57,7 +59,9 @@ class PromoteOptions:
 class Event:
     """Progress for the CLI and the wizard: one line of text, and the seed it concerns."""
 
-    kind: str  # queued | progress | done | failed | validating | written | git
+    # queued | progress (a state change) | step (a tenth of the run) | done | validating |
+    # written | git
+    kind: str
     text: str
     seed: int | None = None
 
@@ -72,8 +76,28 @@ class Prepared:
     name: str
     date: str
     target: Path
-    sota: float | None
+    sota: float | None  # what the validator tests against (None: no significance test)
     preflight: Report | None = None
+    track_line: str = ""  # which track, and why (the default, as asked, or a warning)
+
+    @property
+    def track(self) -> str:
+        """The track decided by ``prepare`` (the option itself may have been left to it)."""
+        return self.opts.track or "record"
+
+    @property
+    def warning(self) -> str | None:
+        """Set when the operator asked for a record the feasibility check rules out."""
+        feas = self.plan.feasibility
+        if self.track != "record" or feas is None or feas.reachable is not False:
+            return None
+        n = len(self.plan.to_queue)
+        after = f" after {n} new run(s) have trained" if n else ""
+        return f"a record is out of reach: the validator will refuse the folder{after}"
+
+    def describe(self) -> str:
+        """The plan, the feasibility verdict and the track: what --dry-run and the wizard show."""
+        return f"{self.plan.describe()}\ntrack: {self.track_line}"
 
 
 @dataclass
@@ -114,17 +138,19 @@ def prepare(
     ``require_identity=False`` (a dry run) plans without an author and GitHub id: asking
     what a promotion would cost should not need the submission's metadata yet.
     """
-    if opts.track not in fd.TRACKS:
-        raise PromoteError(f"unknown track {opts.track!r}: record or non-record")
+    if opts.track is not None and opts.track not in fd.TRACKS:
+        raise PromoteError(f"unknown track {opts.track!r}: record or non-record", field="track")
     if not require_identity:  # placeholders for the pre-flight folder, which is thrown away
         opts = replace(
             opts, author=opts.author or "(dry run)", github_id=opts.github_id or "dry-run"
         )
-    for key, flag in (("author", "--author"), ("github_id", "--github-id")):
+    for key, what in (("author", "an author"), ("github_id", "a GitHub id")):
         if not (getattr(opts, key) or "").strip():
-            raise PromoteError(f"{flag} is required: a record's submission.json names it")
+            raise PromoteError(
+                f"{what} is required: a record's submission.json names it", field=key
+            )
     if (opts.git is None) != (opts.branch is None):
-        raise PromoteError("--git and --branch go together")
+        raise PromoteError("a clone and a branch go together", field="git")
     if opts.git is not None and opts.branch is not None:
         from helm.promote.gitexport import GitExportError, check_clone
 
@@ -132,19 +158,24 @@ def prepare(
             check_clone(Path(opts.git), opts.branch)
         except GitExportError as exc:
             raise PromoteError(str(exc)) from exc
+    from golf_task.validate import DEFAULT_SOTA
+    from helm.promote.feasibility import assess, resolve_track
+
     plan = plan_promotion(ws, run_id, opts.seeds, time_limit_s=opts.time_limit_s)
+    # the record rules, judged from the runs already scored, before any GPU time is spent
+    plan.feasibility = assess(ws, plan, opts.sota if opts.sota is not None else DEFAULT_SOTA)
+    track, track_line = resolve_track(opts.track, plan.feasibility)
+    opts = replace(opts, track=track)
     name = fd.clean_name(opts.name) if opts.name else _default_name(plan.run)
     date = opts.date or dt.datetime.now(dt.UTC).date().isoformat()
     root = opts.out if opts.out is not None else ws.submissions_dir
-    target = fd.folder_path(Path(root), opts.track, date, name)
+    target = fd.folder_path(Path(root), track, date, name)
     if target.exists():
-        raise PromoteError(f"{target} exists: choose another --name")
+        raise PromoteError(f"{target} exists: choose another name", field="name")
     sota = None
-    if opts.track == "record":
-        from golf_task.validate import DEFAULT_SOTA
-
+    if track == "record":
         sota = opts.sota if opts.sota is not None else DEFAULT_SOTA
-    prepared = Prepared(plan, opts, name, date, target, sota)
+    prepared = Prepared(plan, opts, name, date, target, sota, track_line=track_line)
     prepared.preflight = _preflight(ws, prepared)
     return prepared
 
@@ -164,7 +195,7 @@ def _preflight(ws: Workspace, p: Prepared) -> Report:
     result = _seed_result(ws, run, src.effective_seed(ws, run) or 0)
     with fd.scratch(p.target, beside=False) as work:
         _write(ws, p, work, [result], diff_text="")
-        report, blocking = fd.validate(work, track=p.opts.track, sota=None)
+        report, blocking = fd.validate(work, track=p.track, sota=None)
     if blocking:
         raise PromoteError(
             f"run {run['id']} is refused before any run is queued: {fd.failure_text(blocking)}",
@@ -225,13 +256,29 @@ def _queue(ws: Workspace, p: Prepared, slot: SeedSlot) -> int:
     return run_id
 
 
-def _progress_text(seed: int, run: dict[str, Any], job: dict[str, Any] | None) -> str:
+STEP_EVENTS = 10  # step progress is told at every tenth of the run, not at every poll
+
+
+def _state_text(seed: int, run: dict[str, Any], job: dict[str, Any] | None) -> str:
+    """Where a seed's run stands (its run status, job state and host): a change is an event."""
     if job is None:
         return f"seed {seed}: run #{run['id']} {run['status']}"
-    step = f" step {job['step']}/{job['total_steps']}" if job.get("step") is not None else ""
-    bpb = f" val_bpb {job['val_bpb']:.4f}" if job.get("val_bpb") is not None else ""
     host = f" on {job['host']}" if job.get("host") else ""
-    return f"seed {seed}: run #{run['id']} job #{job['id']} {job['state']}{host}{step}{bpb}"
+    return f"seed {seed}: run #{run['id']} job #{job['id']} {job['state']}{host}"
+
+
+def _step_text(seed: int, job: dict[str, Any] | None) -> tuple[int, str] | None:
+    """(tenth of the run reached, its line) while a job reports steps, else None.
+
+    The store's step moves with every streamed log line, so a line per change would repeat
+    the same sentence hundreds of times per seed; a tenth is what a person reads as progress.
+    """
+    if job is None or job.get("step") is None or not job.get("total_steps"):
+        return None
+    step, total = int(job["step"]), int(job["total_steps"])
+    tenth = min(STEP_EVENTS, step * STEP_EVENTS // total)
+    bpb = f" val_bpb {job['val_bpb']:.4f}" if job.get("val_bpb") is not None else ""
+    return tenth, f"seed {seed}: step {step}/{total} ({100 * step // total}%){bpb}"
 
 
 def _cancel(ws: Workspace, run_ids: list[int]) -> None:
@@ -250,16 +297,21 @@ def _wait(
     """Poll until every seed's run has a result; the first failure cancels ours and raises."""
     pending = {s.seed: int(s.run_id) for s in slots if s.action != "reuse" and s.run_id}
     done: dict[int, dict[str, Any]] = {}
-    last: dict[int, str] = {}
+    last: dict[int, str] = {}  # the state last told, per seed
+    tenths: dict[int, int] = {}  # the tenth of the run last told, per seed
     while pending:
         for seed, run_id in list(pending.items()):
             with ws.db(write=False) as db:
                 run = get_run(db, run_id)
                 job = find_job(db, run.get("job_id"))
-            text = _progress_text(seed, run, job)
+            text = _state_text(seed, run, job)
             if last.get(seed) != text:
                 last[seed] = text
                 emit(Event("progress", text, seed))
+            step = _step_text(seed, job) if run["status"] in IN_FLIGHT_RUN else None
+            if step is not None and step[0] > tenths.get(seed, 0):
+                tenths[seed] = step[0]
+                emit(Event("step", step[1], seed))
             # ended without a score: crashed, cancelled, or finished but unscored
             if run["status"] in ENDED_RUN and (
                 run["status"] not in FINISHED_RUN or run.get("val_bpb") is None
@@ -308,7 +360,7 @@ def execute(ws: Workspace, p: Prepared, on_event: OnEvent | None = None) -> Prom
     emit(Event("validating", f"validating {p.target.name}"))
     with fd.scratch(p.target) as work:
         data = _write(ws, p, work, results, diff_text=diff_text)
-        report, blocking = fd.validate(work, track=p.opts.track, sota=p.sota)
+        report, blocking = fd.validate(work, track=p.track, sota=p.sota)
         if blocking:
             sub = _record(ws, p, data, report, status=FAILED)
             raise PromoteError(
@@ -318,7 +370,7 @@ def execute(ws: Workspace, p: Prepared, on_event: OnEvent | None = None) -> Prom
             )
         from helm.promote.readme import append_verdict
 
-        append_verdict(work / "README.md", report, p.opts.track)
+        append_verdict(work / "README.md", report, p.track)
         final = fd.move_into_place(work, p.target)
     sub_id = _record(ws, p, data, report, status=WRITTEN)
     emit(Event("written", f"wrote {final}"))
@@ -367,7 +419,7 @@ def _write(
         "name": p.name,
         "blurb": p.opts.blurb or (run.get("description") or p.name),
         "date": p.date,
-        "track": p.opts.track,
+        "track": p.track,
         "hardware": _hardware(run),
         "pytorch_version": facts.pytorch,
         "helm": {
@@ -392,7 +444,7 @@ def _record(
             db,
             run_id=p.plan.run_id,
             name=p.name,
-            track=p.opts.track,
+            track=p.track,
             path=str(p.target),
             seeds=p.opts.seeds,
             status=status,

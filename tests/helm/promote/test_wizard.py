@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from textual.app import App
-from textual.widgets import Button, Input, Static
+from textual.widgets import Button, Input, RadioButton, Static
 
 from helm.tui.screens.promote import PromoteScreen
 from helm.workspace import Workspace
@@ -72,11 +72,13 @@ async def test_wizard_plans_and_asks_before_any_gpu_time(task_ws: Workspace, kit
     async with app.run_test(size=(120, 44)) as pilot:
         screen = app.screen
         assert isinstance(screen, PromoteScreen)
-        # no author yet: the plan step refuses with the reason, on the form
+        # no author yet: the plan step refuses with the reason, on the form, in words (a
+        # person reads a form: no command-line flag), and the cursor goes to that input
         screen.query_one("#plan-btn", Button).press()  # as a click, minus geometry
         error = screen.query_one("#error", Static)
-        await _until(pilot, lambda: "--author is required" in str(error.render()))
-        assert screen.step == "form"
+        await _until(pilot, lambda: "an author is required" in str(error.render()))
+        assert "--" not in str(error.render())
+        assert screen.step == "form" and screen.focused is screen.query_one("#author", Input)
 
         screen.query_one("#author", Input).value = "Test Author"
         screen.query_one("#github", Input).value = "tester"
@@ -98,3 +100,58 @@ async def test_wizard_plans_and_asks_before_any_gpu_time(task_ws: Workspace, kit
     assert app.results == [None]
     assert _counts(task_ws) == before
     assert not (task_ws.submissions_dir / "records").exists()
+
+
+async def test_the_wizard_defaults_to_non_record_when_a_record_is_out_of_reach(
+    task_ws: Workspace, kit
+) -> None:  # noqa: ANN001
+    """val_bpb 1.2 against the default SOTA 1.061: no number of seeds makes it a record."""
+    run_id = _finished_run(task_ws, kit)
+    before = _counts(task_ws)
+    app = Host(task_ws, run_id)
+    async with app.run_test(size=(120, 44)) as pilot:
+        screen = app.screen
+        reach = screen.query_one("#reach", Static)
+        # judged as the wizard opens, from the run already scored: the form says so
+        await _until(pilot, lambda: "out of reach" in str(reach.render()))
+        assert "mean val_bpb 1.20000 over 1 scored seed(s)" in str(reach.render())
+        assert screen.query_one("#non-record", RadioButton).value
+        assert not screen.query_one("#record", RadioButton).value
+
+        screen.query_one("#author", Input).value = "Test Author"
+        screen.query_one("#github", Input).value = "tester"
+        await pilot.press("enter")  # in the author input: plan
+        await _until(pilot, lambda: screen.step == "confirm")
+        plan = str(screen.query_one("#plan", Static).render())
+        assert "a record is out of reach because mean val_bpb 1.20000" in plan
+        assert "track: non-record (the default, since a record is out of reach)" in plan
+        assert "track_non_record_16mb" in plan and "WARNING" not in plan
+        assert _counts(task_ws) == before  # the verdict came before any GPU time
+
+        # back, against a SOTA it clears: the default track follows the plan's verdict
+        await pilot.press("n")
+        screen.query_one("#sota", Input).value = "10"
+        screen.query_one("#plan-btn", Button).press()
+        await _until(pilot, lambda: screen.step == "confirm")
+        plan = str(screen.query_one("#plan", Static).render())
+        assert "a record is within reach" in plan and "track: record (the default" in plan
+        assert screen.query_one("#record", RadioButton).value
+        assert _counts(task_ws) == before
+
+
+async def test_the_chosen_track_is_the_only_one_drawn_as_chosen(task_ws: Workspace) -> None:
+    """Textual draws ``▐●▌`` for a radio button on and off alike (colour alone differs)."""
+    app = Host(task_ws, 1)  # no run 1: the form still draws; planning would say so
+    async with app.run_test(size=(120, 44)) as pilot:
+        screen = app.screen
+        record = screen.query_one("#record", RadioButton)
+        other = screen.query_one("#non-record", RadioButton)
+        await pilot.pause()
+
+        def glyphs() -> tuple[str, str]:
+            return record.render().plain[:3], other.render().plain[:3]
+
+        assert glyphs() == ("▐●▌", "▐○▌")
+        await pilot.click("#non-record")
+        assert other.value and not record.value
+        assert glyphs() == ("▐○▌", "▐●▌")
