@@ -30,6 +30,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "helm.cli.pin_cmds": ("pin",),
     "helm.cli.audit_cmds": ("audit",),
     "helm.cli.demo_cmd": ("demo",),
+    "helm.cli.serve_cmd": ("serve",),
 }
 GROUP_MODULES = tuple(GROUPS)
 
