@@ -53,7 +53,7 @@ def test_run_detail(snap_compare, make_app: MakeApp) -> None:
 def test_progress_plot(snap_compare, make_app: MakeApp) -> None:
     async def ready(pilot: Pilot) -> None:
         await _main_ready(pilot)
-        await pilot.press("g")
+        await pilot.press("v")  # the progress plot (g is "top" since issue 16)
         await pilot.pause(0.3)
 
     assert snap_compare(_frozen(make_app), terminal_size=SIZE, run_before=ready)
