@@ -101,3 +101,18 @@ def duration(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def gpu_hours(seconds: float | None) -> str:
+    """GPU-seconds as GPU-hours: ``0.62``, ``12.4``, ``<0.01`` for a few seconds."""
+    if seconds is None:
+        return MISSING
+    hours = max(0.0, seconds) / 3600.0
+    if 0 < hours < 0.005:
+        return "<0.01"
+    return f"{hours:.1f}" if hours >= 10 else f"{hours:.2f}"
+
+
+def money(value: float | None) -> str:
+    """USD to the cent: ``$12.40``; ``-`` when unknown (a try ran on a host without a price)."""
+    return MISSING if value is None else f"${value:,.2f}"

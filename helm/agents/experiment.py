@@ -6,7 +6,8 @@ commit (``refs/runs/<id>``) with its environment, duplicates are refused, the ve
 noise-aware rule of ``keeprule`` against the branch's best (on a new base, until a change is
 kept: the base's mean over its reference runs, ``report.branch_start``), a discard or crash
 puts the worktree back on the branch's best, and every result (crashes included) reaches
-the feed.
+the feed. At 100% of a budget (``helm.agents.budget``: the campaign's or the agent's) no run
+is queued: the request is refused with the reason before the worktree is touched.
 
 Before each experiment the agent moves onto a newly pinned base: its branch is *reset* onto
 the base (not merged: the operator chose that code; the old work stays reachable through its
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from helm.agents import budget as bud
 from helm.agents import config as cfg
 from helm.agents import taskrepo as tr
 from helm.agents.keeprule import decide, seed_spread
@@ -200,6 +202,8 @@ def run_experiment(
     conf = cfg.load(ws.config_path)
     backend = backend or RemoteBackend()
     with agent_lock(ws, req.agent):
+        # before anything moves: a refused run leaves the worktree (the agent's edit) as is
+        bud.check_queue(ws, req.agent)  # BudgetReached at 100%; posts each 80%/100% once
         move_onto_base(ws, req.agent)
         row = _agent_row(ws, req.agent)
         wt = tr.ensure_worktree(ws, req.agent)

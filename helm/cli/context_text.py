@@ -10,6 +10,7 @@ from typing import Any
 
 from golf_task.limits import ARTIFACT_CAP_BYTES
 from helm import fmt
+from helm.agents.budget import context_lines
 from helm.models.base import pin_label
 
 
@@ -33,6 +34,25 @@ def _base_figures(stats: dict[str, Any] | None) -> str:
     return f"mean val_bpb {mean}{plus} over {stats['n']} reference {runs} ({runs} {ids})"
 
 
+def usage_text(usage: dict[str, Any] | None) -> str:
+    """``$12.40 · 0.62 GPU-h`` from a ``Usage.to_json()`` (money "-" when unknown)."""
+    if not usage:
+        return fmt.MISSING
+    return f"{fmt.money(usage['money'])} · {fmt.gpu_hours(usage['gpu_seconds'])} GPU-h"
+
+
+def _spent_line(ctx: dict[str, Any]) -> str | None:
+    """What the GPUs cost so far: the campaign's total, and the agent's own share."""
+    campaign = (ctx.get("usage") or {}).get("campaign")
+    if campaign is None:
+        return None
+    line = f"Spent so far: campaign {usage_text(campaign)}"
+    me = ctx.get("agent")
+    if me and me.get("usage") is not None:
+        line += f"; you {usage_text(me['usage'])}"
+    return line + "."
+
+
 def render_context(ctx: dict[str, Any]) -> str:
     out: list[str] = []
     me = ctx.get("agent")
@@ -43,6 +63,12 @@ def render_context(ctx: dict[str, Any]) -> str:
             f"You are agent {me['name']} (driver {me['driver']}, branch {me['branch']}). "
             f"Runs: {me['runs']}, keeps: {me['keeps']}, your best: {best_s}."
         )
+    spent = _spent_line(ctx)
+    if spent:
+        out.append(spent)
+    budget = context_lines(ctx.get("budget"))
+    if budget:
+        out += ["", *budget]
     out.append("")
     out.append("## Directives from the operator (obey, then `helm directive ack ID`)")
     if ctx["directives"]:

@@ -24,6 +24,8 @@ from helm.cli.common import (
     workspace,
 )
 
+BUDGET_EXIT = 3  # `helm exp run` refused: a budget is reached (1: failed, 2: usage)
+
 
 def _agent_from_cwd(ws) -> str | None:  # noqa: ANN001
     """The agent whose worktree contains the current directory, if any."""
@@ -80,6 +82,7 @@ class _Stop:
 
 
 def _exp_run(args: argparse.Namespace) -> int:
+    from helm.agents.budget import BudgetReached
     from helm.agents.experiment import ExperimentError, ExpRequest, run_experiment
 
     ws = workspace(args)
@@ -104,6 +107,9 @@ def _exp_run(args: argparse.Namespace) -> int:
             res = run_experiment(
                 ws, req, on_progress=_progress(stream), poll_s=args.poll, should_stop=stop
             )
+    except BudgetReached as exc:  # its own exit code: an agent's script can stop on it
+        print(f"helm: {exc}", file=sys.stderr)
+        return BUDGET_EXIT
     except ExperimentError as exc:
         raise CommandError(str(exc)) from exc
     return _print_result(args, res)

@@ -1,4 +1,4 @@
-"""``helm host add|ls|check|rm|trust``: the boxes jobs run on.
+"""``helm host add|ls|set|check|rm|trust``: the boxes jobs run on.
 
 Handlers import the remote package only when they run (asyncssh is slow to import).
 """
@@ -50,6 +50,7 @@ def host_dict(host: Mapping[str, Any]) -> dict:
         "checked_at": host["checked_at"],
         "check": json.loads(host["check_json"] or "{}"),
         "slurm": json.loads(host.get("slurm_json") or "{}") or None,
+        "price_per_gpu_hour": host.get("price_per_gpu_hour"),
     }
 
 
@@ -110,6 +111,7 @@ def _add(args: argparse.Namespace) -> None:
                 python=args.python,
                 launcher=args.launcher,
                 env=env,
+                price=args.price,
             )
             out = host_dict(host.model_dump())
     except ValueError as exc:
@@ -152,13 +154,24 @@ def _ls(args: argparse.Namespace) -> None:
         print_json(hosts)
         return
     print_table(
-        ["NAME", "KIND", "TARGET", "GPUS", "DETECTED", "REACHABLE", "CHECKED", "PROBLEMS"],
+        [
+            "NAME",
+            "KIND",
+            "TARGET",
+            "GPUS",
+            "$/GPU-H",
+            "DETECTED",
+            "REACHABLE",
+            "CHECKED",
+            "PROBLEMS",
+        ],
         [
             (
                 h["name"],
                 h["kind"],
                 h["target"] or ("this machine" if h["kind"] == "slurm" else "local"),
                 h["gpus"],
+                fmt_price(h["price_per_gpu_hour"]),
                 _gpu_summary(h["check"]),
                 {True: "yes", False: "no", None: "?"}[h["reachable"]]
                 + ("" if h["enabled"] else " (disabled)"),
@@ -168,6 +181,41 @@ def _ls(args: argparse.Namespace) -> None:
             for h in hosts
         ],
     )
+
+
+def fmt_price(price: float | None) -> str:
+    """A price per GPU-hour for a table ("-": unknown, so money on that host is unknown)."""
+    return "-" if price is None else f"{price:.2f}"
+
+
+def parse_price(text: str) -> float | None:
+    """``--price``'s value: USD per GPU-hour, or ``none`` / ``-`` for "unknown"."""
+    if text.strip().lower() in ("none", "-", ""):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a price: {text!r} (USD per GPU-hour, or none)"
+        ) from None
+
+
+def _set(args: argparse.Namespace) -> None:
+    """Edit a host in place; for now its price (the jobs it ran keep what they cost)."""
+    from helm.models.hosts import get_host
+    from helm.remote.hosts import set_price
+
+    ws = workspace(args)
+    try:
+        with ws.db(write=True) as db:
+            set_price(db, args.name, args.price)
+            out = host_dict(get_host(db, args.name))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.json:
+        print_json(out)
+    else:
+        print(f"host {args.name}: {fmt_price(args.price)} USD per GPU-hour")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -331,10 +379,13 @@ def _confirm_changed(name: str, yes: bool) -> None:
         raise CommandError("not trusted; the old key stays")
 
 
+_PRICE_HELP = "what one GPU-hour there costs, in USD (none: unknown; money shows '-')"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     h = sub.add_parser("host", help="the boxes jobs run on (SSH or this machine)")
     hs = h.add_subparsers(
-        dest="host_cmd", required=True, metavar="{add,ls,check,disable,enable,rm,trust}"
+        dest="host_cmd", required=True, metavar="{add,ls,set,check,disable,enable,rm,trust}"
     )
     p = add_leaf(hs, "add", _add, "register a box", listing=True)
     p.add_argument("name")
@@ -365,6 +416,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help='multi-process launcher, e.g. "torchrun --standalone --nproc_per_node={nproc}"',
     )
     p.add_argument("--env", action="append", metavar="K=V", help="environment for every job")
+    p.add_argument("--price", type=parse_price, metavar="USD_PER_GPU_HOUR", help=_PRICE_HELP)
     slurm = p.add_argument_group("Slurm hosts (with --slurm)")
     slurm.add_argument("--partition", metavar="P", help="partition to submit to (required)")
     slurm.add_argument("--account", metavar="A", help="account to charge (sbatch --account)")
@@ -397,6 +449,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="jobs helm keeps submitted to Slurm at once (default 4); the rest wait in helm",
     )
     add_leaf(hs, "ls", _ls, "list hosts with their last check", listing=True)
+    p = add_leaf(hs, "set", _set, "edit a host: its price per GPU-hour", listing=True)
+    p.add_argument("name")
+    p.add_argument(
+        "--price", type=parse_price, required=True, metavar="USD_PER_GPU_HOUR", help=_PRICE_HELP
+    )
     p = add_leaf(hs, "check", _check, "probe a host: GPUs, python, torch, data, disk", listing=True)
     p.add_argument("name")
     p = add_leaf(hs, "disable", _set_enabled, "place no new jobs on a host (drain it)")

@@ -102,7 +102,7 @@ def _ensure_daemon(ws) -> None:  # noqa: ANN001 - Workspace, imported lazily
 def _promote(args: argparse.Namespace) -> int:
     from helm.models.db import NotFound
     from helm.promote.plan import PromoteError
-    from helm.promote.promote import PromoteOptions, execute, prepare
+    from helm.promote.promote import PromoteOptions, check_budget, execute, prepare
     from helm.promote.render import render_report
 
     if (args.git is None) != (args.branch is None):
@@ -122,6 +122,7 @@ def _promote(args: argparse.Namespace) -> int:
         branch=args.branch,
         time_limit_s=args.time_limit,
         poll_s=args.poll,
+        past_budget=args.past_budget,
     )
     try:
         prepared = prepare(ws, args.run, opts, require_identity=not args.dry_run)
@@ -146,6 +147,10 @@ def _promote(args: argparse.Namespace) -> int:
             print(f"would write {prepared.target}")
         return 0
     print(prepared.describe(), file=sys.stderr)
+    try:  # refused before the question, not after it (execute checks again)
+        check_budget(ws, prepared)
+    except PromoteError as exc:
+        raise _failure(exc) from exc
     if plan.to_queue:
         n = len(plan.to_queue)
         question = f"Queue {n} run(s), about {plan.gpu_hours:.3f} GPU-hours?"
@@ -230,6 +235,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="say what would be queued and cost")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before queueing")
+    p.add_argument(
+        "--past-budget",
+        action="store_true",
+        help="queue the seeds even when the campaign budget is reached",
+    )
     p.add_argument(
         "--poll", type=bounded_float(0.01, 3600.0, "seconds"), default=1.0, help=argparse.SUPPRESS
     )

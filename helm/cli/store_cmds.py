@@ -14,6 +14,7 @@ from helm.cli.common import (
     ID,
     LIMIT,
     MAX_TEXT_BYTES,
+    CommandError,
     add_leaf,
     agent_name,
     nonempty,
@@ -125,7 +126,7 @@ def _directive_ack(args: argparse.Namespace) -> None:
 # Runs and leaderboard ----------------------------------------------------------------------------
 def _print_runs(rows: list[dict], *, ranked: bool) -> None:
     headers = ["RANK"] if ranked else []
-    headers += ["RUN", "AGENT", "STATUS", "VAL_BPB", "BYTES", "STEPS", "DESCRIPTION"]
+    headers += ["RUN", "AGENT", "STATUS", "VAL_BPB", "BYTES", "STEPS", "GPU-H", "$", "DESCRIPTION"]
     table = []
     for r in rows:
         cells = [r["rank"]] if ranked else []
@@ -136,6 +137,8 @@ def _print_runs(rows: list[dict], *, ranked: bool) -> None:
             fmt.score(r["val_bpb"]),
             fmt.byte_count(r["bytes_total"]),
             r["steps"],
+            fmt.gpu_hours(r["gpu_seconds"]),
+            fmt.money(r["money"]),
             r["description"][:60],
         ]
         table.append(cells)
@@ -143,10 +146,11 @@ def _print_runs(rows: list[dict], *, ranked: bool) -> None:
 
 
 def _runs(args: argparse.Namespace) -> None:
+    from helm.models.costs import with_usage
     from helm.models.runs import list_runs
 
     with workspace(args).db(write=False) as db:
-        rows = list_runs(db, agent=args.by, status=args.status, limit=args.limit)
+        rows = with_usage(db, list_runs(db, agent=args.by, status=args.status, limit=args.limit))
     if args.json:
         print_json(rows)
         return
@@ -157,10 +161,11 @@ def _runs(args: argparse.Namespace) -> None:
 
 
 def _leaderboard(args: argparse.Namespace) -> None:
+    from helm.models.costs import with_usage
     from helm.models.runs import leaderboard
 
     with workspace(args).db(write=False) as db:
-        rows = leaderboard(db, limit=args.limit)
+        rows = with_usage(db, leaderboard(db, limit=args.limit))
     if args.json:
         print_json(rows)
     else:
@@ -169,11 +174,17 @@ def _leaderboard(args: argparse.Namespace) -> None:
 
 # Context and claims --------------------------------------------------------------------------------
 def _context(args: argparse.Namespace) -> None:
+    from helm.agents.budget import BudgetError, context_budget
     from helm.models.context import context
 
     agent = agent_name(args, required=False)
-    with workspace(args).db(write=False) as db:
+    ws = workspace(args)
+    with ws.db(write=False) as db:
         ctx = context(db, agent)
+        try:
+            ctx["budget"] = context_budget(ws, db, agent)
+        except BudgetError as exc:
+            raise CommandError(str(exc)) from exc
     if args.json:
         print_json(ctx)
         return

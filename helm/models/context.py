@@ -8,6 +8,7 @@ from helm.models.agents import get_agent
 from helm.models.audits import recent_audits
 from helm.models.base import base_of
 from helm.models.claims import live_claims
+from helm.models.costs import Usage, agent_usage, campaign_usage
 from helm.models.db import Db
 from helm.models.directives import list_directives
 from helm.models.feed import list_feed
@@ -17,7 +18,9 @@ from helm.models.runs import leaderboard, run_counts
 
 def context(db: Db, agent: str | None, *, top: int = 5, feed: int = 10) -> dict[str, Any]:
     """The agent itself, the base (the pin, with its figures under ``stats``:
-    ``helm.models.base``), its pending directives, the leaderboard, feed and claims."""
+    ``helm.models.base``), its pending directives, the leaderboard, feed and claims, and
+    what the GPUs cost so far (``usage``: the campaign's, and the agent's own under
+    ``agent.usage``), so an agent can weigh an expensive idea against what is left."""
     me: dict[str, Any] | None = None
     if agent is not None:
         row = get_agent(db, agent)
@@ -32,6 +35,7 @@ def context(db: Db, agent: str | None, *, top: int = 5, feed: int = 10) -> dict[
             "runs": runs,
             "keeps": keeps,
             "best": best[0] if best else None,
+            "usage": agent_usage(db).get(agent, Usage()).to_json(),
         }
     pin = latest_pin(db)
     base = base_of(db, pin["id"]) if pin else None
@@ -47,4 +51,5 @@ def context(db: Db, agent: str | None, *, top: int = 5, feed: int = 10) -> dict[
         "feed": list_feed(db, limit=feed),
         "claims": live_claims(db),
         "audits": recent_audits(db),
+        "usage": {"campaign": campaign_usage(db).to_json()},
     }

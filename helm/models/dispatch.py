@@ -21,6 +21,7 @@ from typing import Protocol
 from sqlmodel import Session, col, select
 
 from golf_task.log_summary import LogSummary
+from helm.models.costs import add_try, try_gpu_seconds
 from helm.models.db import NotFound
 from helm.models.engine import Store
 from helm.models.states import ACTIVE_JOB, IN_FLIGHT_RUN, TERMINAL_JOB, JobState, RunStatus
@@ -311,6 +312,22 @@ def gpu_type(host: Host | None) -> str | None:
     return None
 
 
+def end_try(s: Session, job: Job, end: float) -> float:
+    """Add the try that ends now to the job's GPU-seconds and cost; returns its seconds.
+
+    Called at every end of a try (finish, lost, retry_for_cache) while the try's fields
+    (host, ``staged_at``, ``started_at``, ``backend_id``) still describe it, and only for a
+    try that holds its place (``staging``/``running``), so no end is counted twice.
+    """
+    if job.state not in ACTIVE_JOB:
+        return 0.0
+    seconds = try_gpu_seconds(job.gpus, job.staged_at, job.started_at, job.backend_id, end)
+    host = s.exec(select(Host).where(Host.name == job.host)).first() if job.host else None
+    price = host.price_per_gpu_hour if host is not None else None
+    job.gpu_seconds, job.cost = add_try(job.gpu_seconds or 0.0, job.cost, seconds, price)
+    return seconds
+
+
 def finish(
     store: Store,
     job_id: int,
@@ -327,11 +344,12 @@ def finish(
         job = s.get(Job, job_id)
         if job is None:
             return None
+        job.finished_at = time.time()
+        end_try(s, job, job.finished_at)
         job.state = state
         job.exit_code = exit_code
         job.error = error
         job.queue_reason = None
-        job.finished_at = time.time()
         job.log_offset = offset
         if summary is not None:
             job.step = summary.step
@@ -397,6 +415,7 @@ def lost(store: Store, jobs_dir: Path, job_id: int, reason: str) -> Job | None:
         if job is None or job.state in TERMINAL_JOB:
             return job
         event(s, job_id, JobState.LOST, job.host, reason)
+        end_try(s, job, time.time())
         if job.cancel_requested:
             job.state = JobState.CANCELLED
             job.error = f"cancelled ({reason})"
@@ -460,6 +479,7 @@ def retry_for_cache(store: Store, jobs_dir: Path, job_id: int, note: str) -> Job
         if done is not None:
             return None
         event(s, job_id, JobState.FAILED, job.host, note)
+        end_try(s, job, time.time())
         _requeue(s, jobs_dir, job, note, f"retry {job.attempts + 1}: once, on a fresh cache")
         return job
 

@@ -34,6 +34,7 @@ HOST_COLUMNS = frozenset(
         "reachable",
         "check_json",
         "slurm_json",
+        "price_per_gpu_hour",
     }
 )
 """The columns of ``host`` a caller may write by name (all but ``id``; see ``tables.Host``)."""
@@ -78,6 +79,7 @@ def insert_host(
     launcher: str | None = None,
     env_json: str = "{}",
     slurm_json: str = "{}",
+    price_per_gpu_hour: float | None = None,
 ) -> int:
     """Record a new, enabled, never-checked host; returns its id (names are unique)."""
     values: dict[str, Any] = {
@@ -97,6 +99,7 @@ def insert_host(
         "created_at": time.time(),
         "check_json": "{}",
         "slurm_json": slurm_json,
+        "price_per_gpu_hour": price_per_gpu_hour,
     }
     return db.insert(insert_sql("host", values, HOST_COLUMNS), values)
 
@@ -109,6 +112,12 @@ def edit_host(db: Db, name: str, /, **fields: Any) -> None:
     sets = set_clause("host", fields, HOST_COLUMNS)
     if db.execute(f"UPDATE host SET {sets} WHERE name = :name_", {**fields, "name_": name}) == 0:
         raise NotFound(f"no host {name!r}")
+
+
+def set_host_price(db: Db, name: str, price_per_gpu_hour: float | None) -> None:
+    """What one GPU-hour on the host costs (USD; None: unknown). Tries that end from now on
+    are charged at it; what earlier tries cost stays as it was recorded."""
+    edit_host(db, name, price_per_gpu_hour=price_per_gpu_hour)
 
 
 def set_host_enabled(db: Db, name: str, enabled: bool) -> None:

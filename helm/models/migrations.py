@@ -64,8 +64,24 @@ def _v4_job_phase(ops: Operations) -> None:
         batch.add_column(sa.Column("phase_at", sa.Float(), nullable=True))
 
 
+def _v5_costs(ops: Operations) -> None:
+    """Cost on everything: a host's price per GPU-hour, and a job's GPU-seconds and money.
+
+    Hosts from before have no price (NULL: money unknown, shown "-", never a guessed zero).
+    Jobs from before count zero seconds at zero cost: their earlier tries' times were reset
+    when they were requeued, so nothing sound can be rebuilt for them.
+    """
+    with ops.batch_alter_table("host") as batch:
+        batch.add_column(sa.Column("price_per_gpu_hour", sa.Float(), nullable=True))
+    with ops.batch_alter_table("job") as batch:
+        batch.add_column(sa.Column("gpu_seconds", sa.Float(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("cost", sa.Float(), nullable=True))
+    ops.execute("UPDATE job SET cost = 0")  # known: nothing counted, nothing charged
+
+
 MIGRATIONS: dict[int, Callable[[Operations], None]] = {
     2: _v2_query_indexes,
     3: _v3_slurm,
     4: _v4_job_phase,
+    5: _v5_costs,
 }

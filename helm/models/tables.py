@@ -54,6 +54,7 @@ class Host(SQLModel, table=True):
     reachable: bool | None = None
     check_json: str = "{}"  # last `host check`: gpus, versions, disk, data presence, error
     slurm_json: str = "{}"  # a Slurm host's settings (helm.remote.slurm_conf.SlurmSettings)
+    price_per_gpu_hour: float | None = None  # USD per GPU-hour; None: unknown (money "-")
 
 
 class Agent(SQLModel, table=True):
@@ -173,6 +174,12 @@ class Job(SQLModel, table=True):
     started_at: float | None = None
     finished_at: float | None = None
     heartbeat_at: float | None = None
+    # GPU-seconds held over every try (helm.models.costs.try_gpu_seconds, added as each try
+    # ends) and what they cost at their hosts' prices: None once any try had no price.
+    # (gpu_seconds has a server default, as the migration's: a row written by plain SQL
+    # starts at zero; cost has none, so that an ORM insert of None stores NULL, not 0)
+    gpu_seconds: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    cost: float | None = 0.0
 
 
 class JobEvent(SQLModel, table=True):

@@ -53,6 +53,7 @@ class PromoteOptions:
     priority: int = PROMOTE_PRIORITY
     poll_s: float = 1.0
     date: str | None = None  # YYYY-MM-DD; default today (UTC)
+    past_budget: bool = False  # queue the seeds even at 100% of the campaign budget
 
 
 @dataclass
@@ -332,9 +333,23 @@ def _wait(
     return done
 
 
+def check_budget(ws: Workspace, p: Prepared) -> None:
+    """Seeds to queue at 100% of the campaign budget need ``past_budget`` (``--past-budget``):
+    a promotion is the operator's explicit spend, but still one a budget should not hide."""
+    from helm.agents.budget import BudgetReached, check_queue
+
+    if not any(s.action == "queue" for s in p.plan.slots):
+        return
+    try:
+        check_queue(ws, None, past_budget=p.opts.past_budget)
+    except BudgetReached as exc:
+        raise PromoteError(f"{exc}; --past-budget queues the seeds anyway") from exc
+
+
 def execute(ws: Workspace, p: Prepared, on_event: OnEvent | None = None) -> PromoteResult:
     """Queue, wait, write, validate, move, record (see the module docstring)."""
     emit = on_event or (lambda _e: None)
+    check_budget(ws, p)
     mine: list[int] = []
     try:
         for slot in p.plan.slots:

@@ -8,6 +8,7 @@ one place; the rows themselves are read and written by ``helm.models.hosts``.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Mapping
@@ -97,6 +98,7 @@ def add_host(
     python: str | None = None,
     launcher: str | None = None,
     env: Mapping[str, str] | None = None,
+    price: float | None = None,
 ) -> Host:
     """Register a box from what the operator typed, in the caller's transaction.
 
@@ -118,6 +120,7 @@ def add_host(
         raise ValueError(f"host {name!r} exists; remove it first (helm host rm {name})")
     if gpus is not None and gpus < 1:
         raise ValueError("--gpus must be at least 1")
+    check_price(price)
     env = dict(env or {})
     check_env_keys(env)
     public, secrets = classify(ws.root, env)  # the one rule, config.toml's names included
@@ -150,9 +153,22 @@ def add_host(
         env_json=json.dumps(public),
         identity=str(Path(identity).expanduser()) if identity else None,
         slurm_json=slurm.to_json() if slurm is not None else "{}",
+        price_per_gpu_hour=price,
     )
     SecretStore(ws.root).put(f"host:{name}", secrets)
     return load_host(session, name)
+
+
+def check_price(price: float | None) -> None:
+    """A price per GPU-hour is a finite amount of at least zero (None: unknown)."""
+    if price is not None and not (math.isfinite(price) and price >= 0):
+        raise ValueError(f"--price must be a number of USD per GPU-hour, at least 0: {price}")
+
+
+def set_price(db: Db, name: str, price: float | None) -> None:
+    """Change a host's price per GPU-hour (NotFound if there is no such host)."""
+    check_price(price)
+    hosts.set_host_price(db, name, price)
 
 
 def remove_host(ws: Workspace, db: Db, name: str) -> None:

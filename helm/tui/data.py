@@ -22,6 +22,7 @@ from helm.models.base import (
     pooled_seed_spread,
     seed_counts,
 )
+from helm.models.costs import Usage, campaign_usage
 from helm.models.db import Db, NotFound, Row
 from helm.models.directives import list_directives
 from helm.models.feed import list_feed
@@ -175,6 +176,8 @@ class Snapshot:
     jobs_running: int = 0
     jobs_queued: int = 0
     runs_total: int = 0
+    usage: Usage = field(default_factory=Usage)  # the campaign's GPU-time and money so far
+    budget: str | None = None  # the budget's header part once one is at 80% or more
 
     @property
     def agents_running(self) -> int:
@@ -366,9 +369,12 @@ def load_snapshot(
         directives = tuple(_directive(d) for d in list_directives(db, limit=20))
         feed = tuple(list_feed(db, limit=feed_rows))
         runs_total = count_runs(db)
+        taken_at = clock()
+        usage = campaign_usage(db, taken_at)  # two small queries: stored sums, running tries
+        budget = _budget_line(ws, db, taken_at)
     on_agent_rows = {a.job.id for a in agents if a.job is not None}
     return Snapshot(
-        taken_at=clock(),
+        taken_at=taken_at,
         agents=agents,
         jobs=tuple(j for j in jobs if j.id not in on_agent_rows),
         leaderboard=tuple(board),
@@ -383,7 +389,23 @@ def load_snapshot(
         jobs_running=sum(1 for j in jobs if j.state != JobState.QUEUED),
         jobs_queued=sum(1 for j in jobs if j.state == JobState.QUEUED),
         runs_total=runs_total,
+        usage=usage,
+        budget=budget,
     )
+
+
+def _budget_line(ws: Workspace, db: Db, now: float) -> str | None:
+    """The header's budget part (``budget 85% $425.00/$500.00``), None while every budget is
+    below 80% or none is set; a ``[budget]`` table with a typo says so instead of hiding."""
+    from helm.agents.budget import BudgetError, budget_state, header_text, load_budget
+
+    try:
+        budget = load_budget(ws)
+    except BudgetError as exc:
+        return f"budget: {exc}"[:60]
+    if budget.empty:
+        return None
+    return header_text(budget_state(db, budget, now))
 
 
 # The run detail and the plot read more than a snapshot; they load their own rows. -----------

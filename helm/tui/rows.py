@@ -204,7 +204,9 @@ def header_text(
     snap: Snapshot | None, pal: Palette, *, rate: float, paused: bool, marked: int | None
 ) -> Text:
     """The one-line summary: swarm, jobs, GPUs, the best kept run, the base (``base run #14
-    1.2804 ±0.0003 (n=3)``: its runs' mean, spread and count), directives, refresh state."""
+    1.2804 ±0.0003 (n=3)``: its runs' mean, spread and count), what the GPUs cost so far
+    (``spent $12.40 · 0.62 GPU-h``; money "-" when a host has no price), directives, refresh
+    state."""
     t = Text()
     if snap is None:
         return pal.muted_text("helm · loading…")
@@ -227,6 +229,10 @@ def header_text(
         b = snap.base
         label = pin_label(b.pin, short=True)
         part("base", base_text(label[:32], b.mean, b.spread, b.n), pal.accent)
+    u = snap.usage  # after the base: on a narrow screen the base is what stays in view
+    part("spent", f"{fmt.money(u.cost)} · {fmt.gpu_hours(u.gpu_seconds)} GPU-h")
+    if snap.budget:
+        t.append(f"  {snap.budget}", style=pal.error if "reached" in snap.budget else pal.warning)
     if snap.directives:
         d = snap.directives[0]
         style = pal.warning if d.acked < d.total else pal.success

@@ -20,6 +20,7 @@ RUN_KEYS = {
     "id", "agent", "parent_id", "branch", "commit", "description", "status", "env", "seed",
     "gpus", "val_bpb", "val_loss", "bytes_total", "bytes_code", "train_time_ms", "steps",
     "host", "gpu_type", "job_id", "created_at", "finished_at", "tail",
+    "gpu_seconds", "gpu_hours", "money",
 }  # fmt: skip
 FEED_KEYS = {"id", "agent", "kind", "text", "run_id", "tags", "created_at"}
 
@@ -150,7 +151,11 @@ def test_context_has_everything_an_agent_needs(seeded: Workspace, helm) -> None:
     helm("feed", "post", "note", "--agent", "bob")
     helm("claim", "add", "trying EMA 0.998", "--agent", "bob")
     ctx = helm("context", "--agent", "alice", "--json").json()
-    assert set(ctx) == {"agent", "base", "directives", "leaderboard", "feed", "claims", "audits"}
+    assert set(ctx) == {
+        "agent", "base", "directives", "leaderboard", "feed", "claims", "audits", "usage",
+        "budget",
+    }  # fmt: skip
+    assert ctx["budget"] is None  # no [budget] in config.toml
     assert ctx["agent"]["name"] == "alice"
     assert ctx["agent"]["runs"] == 2 and ctx["agent"]["keeps"] == 1
     assert ctx["agent"]["best"]["val_bpb"] == 1.30
@@ -195,9 +200,12 @@ def test_context_text_separates_failed_and_unverified_audits(seeded: Workspace, 
 def test_tables_print_scores_and_missing_values_one_way(seeded: Workspace, helm) -> None:
     lines = helm("leaderboard").out.splitlines()
     assert lines[0].split() == [
-        "RANK", "RUN", "AGENT", "STATUS", "VAL_BPB", "BYTES", "STEPS", "DESCRIPTION",
+        "RANK", "RUN", "AGENT", "STATUS", "VAL_BPB", "BYTES", "STEPS", "GPU-H", "$",
+        "DESCRIPTION",
     ]  # fmt: skip
-    assert lines[1].split() == ["1", "3", "bob", "keep", "1.2500", "-", "-", "int5", "mlp"]
+    assert lines[1].split() == [
+        "1", "3", "bob", "keep", "1.2500", "-", "-", "0.00", "$0.00", "int5", "mlp",
+    ]  # fmt: skip
     crash = next(ln for ln in helm("runs").out.splitlines() if "boom" in ln)
     assert crash.split()[:5] == ["4", "bob", "crash", "-", "-"]  # no score, no size
 
@@ -226,3 +234,21 @@ def test_agent_commands_stay_off_the_orm(ws: Workspace) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "acknowledged directive" in proc.stdout
+
+
+def test_context_tells_an_agent_its_budget_is_spent(seeded: Workspace, helm) -> None:
+    """A GPU-hour budget already used up: the agent reads it in ``helm context`` (text and
+    JSON) before it tries to queue, and what it means for its next run."""
+    from helm.models.tables import Job
+
+    with seeded.store.write() as s:  # an ended job of alice's that held 2 GPU-hours
+        s.add(Job(agent="alice", state="succeeded", gpus=1, gpu_seconds=7200.0, cost=0.0))
+    seeded.config_path.write_text("[budget]\ngpu_hours = 1\n")
+    ctx = helm("context", "--agent", "alice", "--json").json()
+    assert ctx["budget"]["level"] == "stop", ctx["budget"]
+    text = helm("context", "--agent", "alice").out
+    assert "## Budget" in text and "budget reached" in text, text
+    assert "`helm exp run` refuses" in text
+    seeded.config_path.write_text("[budget]\ngpu_hourz = 1\n")  # a typo is said, not ignored
+    res = helm("context", "--agent", "alice")
+    assert res.code == 1 and "budget" in res.err and "Traceback" not in res.err

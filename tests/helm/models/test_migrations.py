@@ -139,7 +139,7 @@ def test_shipped_migration_upgrades_a_version_1_store_to_a_fresh_one(url: str) -
         if conn.dialect.name == "postgresql":
             for table in ("run", "job"):
                 conn.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN seed TYPE INTEGER"))
-        for table, column in V3_COLUMNS + V4_COLUMNS:  # schema 3's Slurm, 4's phase columns
+        for table, column in V3_COLUMNS + V4_COLUMNS + V5_COLUMNS:  # 3 Slurm, 4 phase, 5 cost
             conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN {column}"))
         conn.execute(sa.text("UPDATE helm_meta SET value = '1' WHERE key = 'schema_version'"))
     assert not v2 & _index_names(store)
@@ -159,7 +159,7 @@ def test_shipped_migration_upgrades_a_version_1_store_to_a_fresh_one(url: str) -
         assert agent_names(SqlaDb(s.connection())) == ["a1", "a2"]
     assert _deliveries(upgraded, did) == ["a1", "a2"]
     with upgraded.engine.connect() as conn:
-        for table, column in V3_COLUMNS + V4_COLUMNS:
+        for table, column in V3_COLUMNS + V4_COLUMNS + V5_COLUMNS:
             assert column in {c["name"] for c in inspect(conn).get_columns(table)}, column
         # rows written before schema 3 read as what they were: SSH/local hosts, plain jobs
         assert conn.execute(sa.text("SELECT slurm_json FROM host")).scalars().all() == ["{}"]
@@ -167,8 +167,15 @@ def test_shipped_migration_upgrades_a_version_1_store_to_a_fresh_one(url: str) -
         # and before schema 4, a job with no phase (training, or over)
         phases = conn.execute(sa.text("SELECT phase, phase_at FROM job")).all()
         assert [tuple(p) for p in phases] == [(None, None)]
+        # and before schema 5, a host without a price, a job that held nothing known
+        assert conn.execute(sa.text("SELECT price_per_gpu_hour FROM host")).scalars().all() == [
+            None
+        ]
+        costs = conn.execute(sa.text("SELECT gpu_seconds, cost FROM job")).all()
+        assert [tuple(c) for c in costs] == [(0.0, 0.0)]
     upgraded.close()
 
 
 V3_COLUMNS = (("host", "slurm_json"), ("job", "backend_id"), ("job", "queue_reason"))
 V4_COLUMNS = (("job", "phase"), ("job", "phase_at"))
+V5_COLUMNS = (("host", "price_per_gpu_hour"), ("job", "gpu_seconds"), ("job", "cost"))

@@ -1,0 +1,208 @@
+"""What the GPUs cost: GPU-seconds and money per try, job, run, agent, directive, campaign.
+
+A try holds its GPUs from placement (``job.staged_at``) to its end on a box; on a Slurm host
+(``job.backend_id`` set) from Slurm's start (``job.started_at``), since a job pending in
+Slurm's queue holds none. Every end of a try adds its seconds to ``job.gpu_seconds`` and its
+price to ``job.cost`` (``helm.models.dispatch``); ``job.cost`` turns NULL for good once any
+try ran on a host without a price, so a total never looks cheaper than it was. The sums here
+add the running tries of live jobs up to now, so a budget sees a long run while it runs.
+
+Plain SQL over ``Db`` (no ORM): ``helm context`` reads these on the agents' fast path.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from helm.models.db import Db, Row, in_list
+from helm.models.states import ACTIVE_JOB
+
+
+@dataclass(frozen=True)
+class Usage:
+    """GPU-seconds held and what they cost.
+
+    ``money`` sums the tries whose host had a price; ``money_known`` is False when any try
+    ran on a host without one (then ``money`` is a lower bound and ``cost`` is None).
+    """
+
+    gpu_seconds: float = 0.0
+    money: float = 0.0
+    money_known: bool = True
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.gpu_seconds / 3600.0
+
+    @property
+    def cost(self) -> float | None:
+        """The money, or None when part of it is unknown (shown as "-")."""
+        return self.money if self.money_known else None
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.gpu_seconds + other.gpu_seconds,
+            self.money + other.money,
+            self.money_known and other.money_known,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The figures ``--json`` carries (money null when unknown)."""
+        return {
+            "gpu_seconds": round(self.gpu_seconds, 3),
+            "gpu_hours": round(self.gpu_hours, 6),
+            "money": None if self.cost is None else round(self.cost, 6),
+        }
+
+
+def try_gpu_seconds(
+    gpus: int,
+    staged_at: float | None,
+    started_at: float | None,
+    backend_id: str | None,
+    end: float,
+) -> float:
+    """GPU-seconds one try held up to ``end``: wall seconds times its GPUs.
+
+    The one definition of a try's cost in time (the dispatcher at each end of a try, and the
+    sums below for tries still running). A Slurm try counts from Slurm's start, not from its
+    submission: while it pends it holds nothing; one that never started held nothing.
+    """
+    begin = started_at if backend_id is not None else staged_at
+    if begin is None:  # a row without its placement time: from its start, at least
+        begin = started_at
+    if begin is None:
+        return 0.0
+    return max(0.0, end - begin) * max(1, int(gpus or 1))
+
+
+def try_cost(gpu_seconds: float, price_per_gpu_hour: float | None) -> float | None:
+    """The money of ``gpu_seconds`` on a host at that price; None when it has no price."""
+    if price_per_gpu_hour is None:
+        return None
+    return gpu_seconds / 3600.0 * float(price_per_gpu_hour)
+
+
+def add_try(
+    total_seconds: float, total_cost: float | None, seconds: float, price: float | None
+) -> tuple[float, float | None]:
+    """A job's ``(gpu_seconds, cost)`` after one more try: cost stays NULL once unknown.
+
+    A try that held nothing (a Slurm job cancelled while pending) leaves the cost as it was,
+    priced or not.
+    """
+    if seconds <= 0:
+        return total_seconds, total_cost
+    cost = try_cost(seconds, price)
+    if total_cost is None or cost is None:
+        return total_seconds + seconds, None
+    return total_seconds + seconds, total_cost + cost
+
+
+_LIVE = (
+    "SELECT {key} AS k, j.gpus, j.staged_at, j.started_at, j.backend_id, "
+    "h.price_per_gpu_hour AS price FROM job j LEFT JOIN host h ON h.name = j.host "
+    "WHERE {states}{where}"
+)
+_ENDED = (
+    "SELECT {key} AS k, COALESCE(SUM(j.gpu_seconds), 0) AS s, COALESCE(SUM(j.cost), 0) AS m, "
+    "SUM(CASE WHEN j.cost IS NULL THEN 1 ELSE 0 END) AS unknown FROM job j{where}{group}"
+)
+
+
+def _usage_by(
+    db: Db,
+    key: str | None,
+    where: str = "",
+    params: dict[str, Any] | None = None,
+    now: float | None = None,
+) -> dict[Any, Usage]:
+    """Usage of jobs (``job j``) grouped by column ``key`` of ``j`` (a fixed name; None: all
+    in one, under the key 0), the tries already ended (stored sums) plus the running ones up
+    to ``now`` (the wall clock by default; the TUI passes its own clock). ``where`` is a
+    condition on ``j`` with its values bound in ``params``."""
+    params = dict(params or {})
+    col = f"j.{key}" if key else "0"
+    group = f" GROUP BY j.{key}" if key else ""
+    out: dict[Any, Usage] = {}
+    sql = _ENDED.format(key=col, where=f" WHERE {where}" if where else "", group=group)
+    for r in db.rows(sql, params):
+        out[r["k"]] = Usage(float(r["s"] or 0), float(r["m"] or 0), not int(r["unknown"] or 0))
+    states = in_list("j.state", sorted(ACTIVE_JOB), params, "live")
+    live = _LIVE.format(key=col, states=states, where=f" AND {where}" if where else "")
+    now = time.time() if now is None else now
+    for r in db.rows(live, params):
+        seconds = try_gpu_seconds(r["gpus"], r["staged_at"], r["started_at"], r["backend_id"], now)
+        if seconds <= 0:
+            continue
+        cost = try_cost(seconds, r["price"])
+        out[r["k"]] = out.get(r["k"], Usage()) + Usage(seconds, cost or 0.0, cost is not None)
+    return out
+
+
+def campaign_usage(db: Db, now: float | None = None) -> Usage:
+    """Everything the campaign's jobs held, running tries included (up to ``now``)."""
+    return _usage_by(db, None, now=now).get(0, Usage())
+
+
+def agent_usage(db: Db, now: float | None = None) -> dict[str, Usage]:
+    """{agent: Usage} for every agent that queued a job (jobs without an agent left out)."""
+    found = _usage_by(db, "agent", "j.agent IS NOT NULL", now=now)
+    return {str(k): u for k, u in found.items()}
+
+
+def run_usage(db: Db, run_ids: Iterable[int], now: float | None = None) -> dict[int, Usage]:
+    """{run id: Usage} of these runs' jobs (a run queued again has several); a run without
+    a job is absent (its usage is ``Usage()``)."""
+    ids = sorted({int(i) for i in run_ids})
+    if not ids:
+        return {}
+    params: dict[str, Any] = {}
+    cond = in_list("j.run_id", ids, params, "run")
+    return {int(k): u for k, u in _usage_by(db, "run_id", cond, params, now).items()}
+
+
+def directive_runs(db: Db) -> dict[int, list[int]]:
+    """{directive id: run ids} an agent made after acking the directive, up to its next ack.
+
+    What a directive bought is the agent's work under it: a run belongs to the latest
+    directive that agent had acked when the run was created.
+    """
+    acks = db.rows(
+        "SELECT directive_id, agent, acked_at FROM directive_delivery "
+        "WHERE acked_at IS NOT NULL ORDER BY agent, acked_at, directive_id"
+    )
+    by_agent: dict[str, list[Row]] = {}
+    for a in acks:
+        by_agent.setdefault(a["agent"], []).append(a)
+    out: dict[int, list[int]] = {int(a["directive_id"]): [] for a in acks}
+    if not by_agent:
+        return out
+    params: dict[str, Any] = {}
+    cond = in_list("agent", sorted(by_agent), params, "a")
+    runs = db.rows(f"SELECT id, agent, created_at FROM run WHERE {cond} ORDER BY id", params)
+    for r in runs:
+        mine = by_agent[r["agent"]]
+        i = bisect.bisect_right([float(a["acked_at"]) for a in mine], float(r["created_at"]))
+        if i:
+            out[int(mine[i - 1]["directive_id"])].append(int(r["id"]))
+    return out
+
+
+def directive_usage(db: Db, now: float | None = None) -> dict[int, Usage]:
+    """{directive id: Usage} of the runs made under it (see ``directive_runs``), for every
+    acked directive (``Usage()`` when none ran yet)."""
+    runs = directive_runs(db)
+    per_run = run_usage(db, [r for ids in runs.values() for r in ids], now)
+    return {d: sum((per_run.get(r, Usage()) for r in ids), Usage()) for d, ids in runs.items()}
+
+
+def with_usage(db: Db, rows: list[Row]) -> list[Row]:
+    """Run rows (``runs.run_json`` shapes) with their ``gpu_seconds``, ``gpu_hours`` and
+    ``money`` (None when unknown) added, in one query, for ``helm runs`` / ``leaderboard``."""
+    per_run = run_usage(db, [r["id"] for r in rows])
+    return [{**r, **per_run.get(int(r["id"]), Usage()).to_json()} for r in rows]
