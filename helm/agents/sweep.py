@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from helm.agents import budget as bud
 from helm.agents import config as cfg
 from helm.agents import taskrepo as tr
 from helm.agents.directives import GrammarError, deliver, parse_directive
@@ -57,6 +59,7 @@ class SweepAgent:
         backend: Backend | None = None,
         poll_s: float = 1.0,
         seed: int | None = None,
+        budget_wait_s: float = 60.0,
     ) -> None:
         self.ws, self.agent = ws, agent
         self.should_stop = should_stop
@@ -66,6 +69,9 @@ class SweepAgent:
         self.path = ws.agents_dir / agent / "sweep.json"
         self.state = self._load()
         self.stopped_by_directive = False
+        self.budget_wait_s = budget_wait_s
+        self._held: Proposal | None = None  # refused at the budget: the next run, once allowed
+        self._budget_line: str | None = None  # the refusal being waited out (logged once)
 
     # State ------------------------------------------------------------------------------------
     def _load(self) -> SweepState:
@@ -91,6 +97,8 @@ class SweepAgent:
             try:
                 self.step()
                 failures = 0
+            except bud.BudgetReached as exc:  # not a failure: wait until the budget allows
+                self._wait_for_budget(exc)
             except Exception as exc:  # one bad step must not end the agent
                 import traceback
 
@@ -103,6 +111,18 @@ class SweepAgent:
             if self.stopped_by_directive:
                 return
 
+    def _wait_for_budget(self, exc: bud.BudgetReached) -> None:
+        """At the budget no new job is queued (``helm.agents.budget``): say so once in the
+        log and on the agent's row (the feed has the crossing already), then recheck every
+        ``budget_wait_s``. Directives are still read on each recheck, so ``stop`` works."""
+        line = str(exc)
+        if line != self._budget_line:
+            print(f"sweep {self.agent}: {line}; waiting", file=sys.stderr, flush=True)
+            self._budget_line = line
+        with self.ws.db(write=True) as db:
+            update_agent(db, self.agent, state="waiting", note=line[:200])
+        self._idle(self.budget_wait_s)
+
     def step(self) -> ExpResult | None:
         """One directive check and (usually) one experiment."""
         move_onto_base(self.ws, self.agent)
@@ -112,7 +132,13 @@ class SweepAgent:
         self._obey(deliver(self.ws, self.agent, wt, "sweep"))
         if self.stopped_by_directive:
             return None
-        proposal = self.next_proposal()
+        bud.check_queue(self.ws, self.agent)  # BudgetReached before a proposal is used up
+        if self._budget_line is not None:
+            print(f"sweep {self.agent}: budget allows runs again; resuming", file=sys.stderr)
+            self._budget_line = None
+            with self.ws.db(write=True) as db:
+                update_agent(db, self.agent, note=None)
+        proposal, self._held = self._held or self.next_proposal(), None
         if proposal is None:
             if self.state.exhausted_at is None:
                 self.state.exhausted_at = time.time()
@@ -124,19 +150,23 @@ class SweepAgent:
                 )
             self._idle(10.0)
             return None
-        res = run_experiment(
-            self.ws,
-            ExpRequest(
-                self.agent,
-                proposal.description,
-                env=proposal.changes,
-                baseline=proposal.baseline,
-                seed=proposal.seed,
-            ),
-            backend=self.backend,
-            poll_s=self.poll_s,
-            should_stop=self.should_stop,
-        )
+        try:
+            res = run_experiment(
+                self.ws,
+                ExpRequest(
+                    self.agent,
+                    proposal.description,
+                    env=proposal.changes,
+                    baseline=proposal.baseline,
+                    seed=proposal.seed,
+                ),
+                backend=self.backend,
+                poll_s=self.poll_s,
+                should_stop=self.should_stop,
+            )
+        except bud.BudgetReached:  # reached since the check above: keep it for later
+            self._held = proposal
+            raise
         self.learn(proposal, res)
         return res
 

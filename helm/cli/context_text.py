@@ -53,6 +53,19 @@ def _spent_line(ctx: dict[str, Any]) -> str | None:
     return line + "."
 
 
+def improvement_line(imp: dict[str, Any] | None) -> str | None:
+    """``kept improvements: 3, Δbpb −0.0123 for $45.60 (−0.00027 bpb per $)``: the
+    campaign's progress over the first base for its money (``costs.improvement_per_money``);
+    None before the first base has a score."""
+    if not imp or imp.get("delta") is None:
+        return None
+    delta = fmt.signed(imp["delta"], true_minus=True)
+    line = f"kept improvements: {imp['kept']}, Δbpb {delta} for {fmt.money(imp['money'])}"
+    if imp.get("per_money") is not None:
+        line += f" ({fmt.signed(imp['per_money'], 5, true_minus=True)} bpb per $)"
+    return line
+
+
 def render_context(ctx: dict[str, Any]) -> str:
     out: list[str] = []
     me = ctx.get("agent")
@@ -66,6 +79,9 @@ def render_context(ctx: dict[str, Any]) -> str:
     spent = _spent_line(ctx)
     if spent:
         out.append(spent)
+    gained = improvement_line(ctx.get("improvement"))
+    if gained:
+        out.append(gained)
     budget = context_lines(ctx.get("budget"))
     if budget:
         out += ["", *budget]

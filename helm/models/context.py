@@ -8,7 +8,7 @@ from helm.models.agents import get_agent
 from helm.models.audits import recent_audits
 from helm.models.base import base_of
 from helm.models.claims import live_claims
-from helm.models.costs import Usage, agent_usage, campaign_usage
+from helm.models.costs import Usage, agent_usage, campaign_usage, improvement_per_money
 from helm.models.db import Db
 from helm.models.directives import list_directives
 from helm.models.feed import list_feed
@@ -20,7 +20,8 @@ def context(db: Db, agent: str | None, *, top: int = 5, feed: int = 10) -> dict[
     """The agent itself, the base (the pin, with its figures under ``stats``:
     ``helm.models.base``), its pending directives, the leaderboard, feed and claims, and
     what the GPUs cost so far (``usage``: the campaign's, and the agent's own under
-    ``agent.usage``), so an agent can weigh an expensive idea against what is left."""
+    ``agent.usage``), so an agent can weigh an expensive idea against what is left, and what
+    that money bought (``improvement``: ``costs.improvement_per_money``)."""
     me: dict[str, Any] | None = None
     if agent is not None:
         row = get_agent(db, agent)
@@ -52,4 +53,5 @@ def context(db: Db, agent: str | None, *, top: int = 5, feed: int = 10) -> dict[
         "claims": live_claims(db),
         "audits": recent_audits(db),
         "usage": {"campaign": campaign_usage(db).to_json()},
+        "improvement": improvement_per_money(db),
     }

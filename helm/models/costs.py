@@ -206,3 +206,107 @@ def with_usage(db: Db, rows: list[Row]) -> list[Row]:
     ``money`` (None when unknown) added, in one query, for ``helm runs`` / ``leaderboard``."""
     per_run = run_usage(db, [r["id"] for r in rows])
     return [{**r, **per_run.get(int(r["id"]), Usage()).to_json()} for r in rows]
+
+
+# What the money bought --------------------------------------------------------------------------
+def _counts(db: Db, run_ids: Iterable[int]) -> list[Row]:
+    """``id, val_bpb, base_pin_id`` of these runs that count (kept by the keep rule, or
+    promoted: ``runs.best_kept_run``'s rule) and have a score."""
+    from helm.models.states import RunStatus
+    from helm.models.submissions import WRITTEN
+
+    ids = sorted({int(i) for i in run_ids})
+    if not ids:
+        return []
+    params: dict[str, Any] = {"keep": RunStatus.KEEP.value, "written": WRITTEN}
+    cond = in_list("id", ids, params, "r")
+    return db.rows(
+        f"SELECT id, val_bpb, base_pin_id, baseline FROM run WHERE {cond} AND val_bpb IS NOT NULL "
+        "AND (status = :keep OR id IN (SELECT run_id FROM submission WHERE status = :written)) "
+        "ORDER BY id",
+        params,
+    )
+
+
+def _best_delta(db: Db, rows: list[Row]) -> tuple[int | None, float | None]:
+    """The run among ``rows`` (``_counts``) furthest below its own base (``base.base_of``
+    of the pin it ran on, else the current one), and that Δ; (None, None) when no row has a
+    Δ (a reference run is part of its base: it measured the base, it bought nothing)."""
+    from helm.models.base import base_pin_id, bases_of
+    from helm.models.pins import latest_pin
+
+    current = latest_pin(db)
+    cur_id = int(current["id"]) if current else None
+    bases = bases_of(db, [base_pin_id(r, cur_id) for r in rows])
+    best: tuple[int | None, float | None] = (None, None)
+    for r in rows:
+        stats = bases.get(base_pin_id(r, cur_id) or -1)
+        d = stats.delta(int(r["id"]), float(r["val_bpb"])) if stats else None
+        if d is not None and (best[1] is None or d < best[1]):
+            best = (int(r["id"]), d)
+    return best
+
+
+def directive_report(db: Db, now: float | None = None) -> list[dict[str, Any]]:
+    """Per directive, newest first: what its runs cost and the best Δbpb they bought.
+
+    ``helm directives``: "what did 'try int5 for MLP' cost and what did it buy". The runs
+    are ``directive_runs``' (made after an ack, up to that agent's next); the gain is the
+    best kept (or promoted) run among them against its base, None when none beat a base.
+    """
+    rows = db.rows("SELECT id, text, created_at FROM directive ORDER BY id DESC")
+    runs = directive_runs(db)
+    per_run = run_usage(db, [r for ids in runs.values() for r in ids], now)
+    out: list[dict[str, Any]] = []
+    for d in rows:
+        ids = runs.get(int(d["id"]), [])
+        usage = sum((per_run.get(r, Usage()) for r in ids), Usage())
+        kept = _counts(db, ids)
+        best_run, best_delta = _best_delta(db, kept)
+        out.append(
+            {
+                "id": int(d["id"]),
+                "text": d["text"],
+                "created_at": d["created_at"],
+                "runs": ids,
+                "kept": len(kept),
+                **usage.to_json(),
+                "best_run": best_run,
+                "best_delta": best_delta,
+            }
+        )
+    return out
+
+
+def improvement_per_money(db: Db, now: float | None = None) -> dict[str, Any]:
+    """The campaign's gain for its money: ``kept`` improvements (kept runs that are not
+    reference runs), ``delta`` (the best kept run's val_bpb minus the first base's mean:
+    the whole campaign's progress), ``money`` (the campaign's, None when part is unknown)
+    and ``per_money`` (Δbpb per $, None without a Δ or a known, non-zero spend).
+
+    Read by ``helm context`` so an agent (and the operator) sees whether spending more is
+    still buying anything."""
+    from helm.models.base import base_of
+    from helm.models.runs import best_kept_run
+    from helm.models.states import RunStatus
+
+    kept = db.rows(
+        "SELECT COUNT(*) AS n FROM run WHERE status = :keep AND baseline = :no "
+        "AND val_bpb IS NOT NULL",
+        {"keep": RunStatus.KEEP.value, "no": False},
+    )[0]["n"]
+    first = db.rows("SELECT id FROM pin ORDER BY id LIMIT 1")
+    base = base_of(db, int(first[0]["id"])) if first else None
+    best = best_kept_run(db)
+    delta = None
+    if base is not None and base.mean is not None and best is not None:
+        delta = float(best["val_bpb"]) - base.mean
+    money = campaign_usage(db, now).cost
+    per = delta / money if delta is not None and money else None
+    return {
+        "kept": int(kept or 0),
+        "delta": delta,
+        "best_run": int(best["id"]) if best is not None else None,
+        "money": money,
+        "per_money": per,
+    }

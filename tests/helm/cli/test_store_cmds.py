@@ -153,7 +153,7 @@ def test_context_has_everything_an_agent_needs(seeded: Workspace, helm) -> None:
     ctx = helm("context", "--agent", "alice", "--json").json()
     assert set(ctx) == {
         "agent", "base", "directives", "leaderboard", "feed", "claims", "audits", "usage",
-        "budget",
+        "budget", "improvement",
     }  # fmt: skip
     assert ctx["budget"] is None  # no [budget] in config.toml
     assert ctx["agent"]["name"] == "alice"
