@@ -38,6 +38,7 @@ from helm.workspace import Workspace
 SERVICE_FACTORIES: list[str] = [
     "helm.remote.service:make_service",
     "helm.agents.supervisor:make_service",
+    "helm.agents.abort_service:make_service",
 ]
 
 

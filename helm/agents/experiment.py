@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from helm.agents import budget as bud
 from helm.agents import config as cfg
 from helm.agents import taskrepo as tr
+from helm.agents.abort_service import NO_ABORT_ENV, abort_evidence, abort_text
 from helm.agents.keeprule import decide, seed_spread
 from helm.agents.report import ExpResult, branch_start, build_result, feed_text
 from helm.models.agents import get_agent, update_agent
@@ -121,6 +122,7 @@ class ExpRequest:
     force: bool = False
     baseline: bool = False
     wait: bool = True
+    no_abort: bool = False  # never early-aborted (the job's env says so, not the run's)
 
 
 @contextmanager
@@ -258,7 +260,7 @@ def run_experiment(
             job_id = backend.submit(
                 ws,
                 export,
-                env=full_env,
+                env={**full_env, NO_ABORT_ENV: "1"} if req.no_abort else full_env,
                 gpus=req.gpus or conf.gpus,
                 seed=req.seed,
                 agent=req.agent,
@@ -416,6 +418,9 @@ def finalize(ws: Workspace, run_id: int) -> ExpResult:
             return build_result(db, run, verdict=run["status"])
         if run["status"] not in ENDED_RUN:
             raise ExperimentError(f"run {run_id} is still {run['status']}")
+        evidence = abort_evidence(run) if run["status"] == RunStatus.ABORTED else None
+        if evidence is not None and "note" in evidence:
+            return build_result(db, run, verdict=run["status"])  # reported already
         agent = run["agent"]
         best, best_bpb = branch_start(db, agent, run["base_pin_id"])
         spread, _dof = seed_spread(seed_scores(db))
@@ -423,6 +428,12 @@ def finalize(ws: Workspace, run_id: int) -> ExpResult:
         pin = find_pin(db, run["base_pin_id"])
     if run["status"] == RunStatus.CANCELLED:
         verdict_status, note = RunStatus.CANCELLED.value, "cancelled before it finished"
+    elif run["status"] == RunStatus.ABORTED:  # counted like a discard: back to the best
+        ev = (evidence or {}).get("early_abort", {})
+        verdict_status = RunStatus.ABORTED.value
+        note = (
+            "stopped early, hopeless against the base: " + abort_text(run_id, ev).split(": ", 1)[-1]
+        )
     else:
         v = decide(
             run["val_bpb"] if run["status"] == RunStatus.DONE else None,
@@ -435,6 +446,8 @@ def finalize(ws: Workspace, run_id: int) -> ExpResult:
         if v.improvement is not None and best is not None and best_bpb != best["val_bpb"]:
             note += " against the base's mean"  # the branch is still on its reference
     fields: dict[str, Any] = {"status": verdict_status, "verdict_note": note}
+    if verdict_status == RunStatus.ABORTED:  # the evidence stays, the note joins it
+        fields["verdict_note"] = json.dumps({**(evidence or {}), "note": note})
     if run.get("finished_at") is None:
         fields["finished_at"] = time.time()
     if verdict_status == RunStatus.CRASH:
@@ -444,7 +457,10 @@ def finalize(ws: Workspace, run_id: int) -> ExpResult:
         run = get_run(db, run_id)
         res = build_result(db, run, verdict=verdict_status, start=(best, best_bpb))
         res.note = note
-        post_feed(db, feed_text(res), agent=agent, kind="result", run_id=run_id)
+        text = feed_text(res)
+        if verdict_status == RunStatus.ABORTED:
+            text = f"run {run_id} ABORTED: {res.description} \u2014 {note}"
+        post_feed(db, text, agent=agent, kind="result", run_id=run_id)
         update_agent(db, agent, state="thinking", current_run_id=None, last_seen_at=time.time())
     wt = worktree_of(ws, row)
     if wt.is_dir() and row["base_pin_id"] == run["base_pin_id"]:

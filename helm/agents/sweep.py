@@ -312,6 +312,16 @@ class SweepAgent:
                 run_id=res.run_id,
             )
             return
+        if p.kind in ("local", "random", "queued") and res.verdict == "aborted":
+            # stopped early, worse than the base beyond the noise: a discard with no score
+            label = p.description.split(": sweep ", 1)[-1]
+            self._post(
+                f"{label}: aborted early, worse than the base (discarded)", run_id=res.run_id
+            )
+            if p.kind == "queued" and p.directive_id is not None:
+                self._sweep_progress(p, None)
+            self._save()
+            return
         if p.kind in ("local", "random", "queued") and res.verdict in ("keep", "discard"):
             if res.val_bpb is None or res.best_before is None:
                 return
@@ -332,7 +342,7 @@ class SweepAgent:
                 self._sweep_progress(p, delta)
         self._save()
 
-    def _sweep_progress(self, p: Proposal, delta: float) -> None:
+    def _sweep_progress(self, p: Proposal, delta: float | None) -> None:
         did = str(p.directive_id)
         key, value = next(iter(p.changes.items()))
         results = self.state.sweeps.setdefault(did, {})

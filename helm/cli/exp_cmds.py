@@ -100,6 +100,7 @@ def _exp_run(args: argparse.Namespace) -> int:
         force=args.force,
         baseline=args.baseline,
         wait=args.wait,
+        no_abort=args.no_abort,
     )
     stream = sys.stderr if args.json else sys.stdout
     try:
@@ -170,6 +171,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--baseline",
         action="store_true",
         help="a reference run: kept unless it crashes; the branch's best is measured from it",
+    )
+    p.add_argument(
+        "--no-abort",
+        action="store_true",
+        help="never stop this run early, however far behind its base it falls",
     )
     p.add_argument("--poll", type=bounded_float(0.01, 3600.0, "seconds"), default=float(os.environ.get("HELM_POLL_S", 1.0)),
                    help=argparse.SUPPRESS)  # fmt: skip

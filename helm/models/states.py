@@ -21,6 +21,7 @@ class RunStatus(StrEnum):
     DONE = "done"  # finished and scored, no verdict asked (helm job run, promotion seeds)
     CRASH = "crash"  # ended without a score
     CANCELLED = "cancelled"
+    ABORTED = "aborted"  # stopped early by the early-abort rule: hopeless, like a discard
 
 
 class JobState(StrEnum):
@@ -43,7 +44,8 @@ IN_FLIGHT_RUN = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 """Runs whose job has not ended yet."""
 
 ENDED_RUN = frozenset(set(RunStatus) - IN_FLIGHT_RUN)
-"""Runs that will not change again (finished, crashed, cancelled)."""
+"""Runs that will not change again (finished, crashed, cancelled, aborted). An aborted run is
+ended but not finished: it has no score, so it is never ranked (not in ``FINISHED_RUN``)."""
 
 ACTIVE_JOB = frozenset({JobState.STAGING, JobState.RUNNING})
 """Jobs that hold GPUs on a host."""

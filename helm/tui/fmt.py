@@ -23,6 +23,7 @@ _STATUS_ROLE = {
     "discard": "muted",
     "crash": "error",
     "cancelled": "muted",
+    "aborted": "warning",  # stopped early by the early-abort rule: a discard with no score
     "running": "accent",
     "queued": "muted",
     # jobs

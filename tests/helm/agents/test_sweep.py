@@ -153,3 +153,16 @@ def test_a_value_that_crashed_is_remembered(task_ws, agent, fake_backend_class) 
     assert SweepAgent(task_ws, agent).state.crashed == sa.state.crashed  # persisted
     texts = _posts(task_ws, "insight")
     assert any("crashed the script; not trying that value again" in t for t in texts)
+
+
+def test_an_aborted_run_is_learnt_as_a_discard(task_ws, agent) -> None:  # noqa: ANN001
+    """The early-abort service stopped the run (worse than the base beyond the noise): the
+    sweep counts it like a discard (an insight says so), never as a crash that bans the value."""
+    from helm.agents.report import ExpResult
+    from helm.agents.search import Proposal
+
+    sa = SweepAgent(task_ws, agent, poll_s=0.01, seed=0)
+    p = Proposal({"MATRIX_LR": "2.5"}, "local: sweep MATRIX_LR=2.5", kind="local")
+    sa.learn(p, ExpResult(run_id=None, verdict="aborted", note="early abort at step 34"))
+    assert sa.state.crashed == []  # not a broken value: an unpromising one
+    assert any("aborted early, worse than the base" in t for t in _posts(task_ws, "insight"))
