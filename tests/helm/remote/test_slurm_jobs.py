@@ -26,6 +26,18 @@ from helm.remote.loopback import LoopbackSshd
 from helm.remote.slurmlab import LocalSlurm
 from helm.workspace import Workspace
 
+# Numbered lines like LINES, but holding after ``hold_at`` lines until a file "go" appears in
+# the job's folder (the shared filesystem: the test creates it).
+HOLD = """
+import os, time
+for i in range({n}):
+    while i == {hold_at} and not os.path.exists("go"):
+        time.sleep(0.05)
+    print(f"line {{i:05d}} " + "x" * 40, flush=True)
+    time.sleep({pause})
+print("final_int8_zlib_roundtrip_exact val_loss:2.00000000 val_bpb:1.40000000", flush=True)
+"""
+
 
 def _submit(ws: Workspace, body: str, **kw) -> int:
     kw.setdefault("time_limit_s", 120)
@@ -50,17 +62,21 @@ async def test_pending_running_completed_streamed_and_scored(
 ) -> None:
     ws, lab = cluster_ws, slurm_lab
     blocker_run, waiter_run = new_run(ws, description="2 GPUs"), new_run(ws, description="1")
-    n = 150  # ~5 s: the second job waits in Slurm meanwhile
+    n = 150
     async with Dispatcher(ws, SLURM_FAST):
-        blocker = _submit(ws, LINES.format(n=n, pause=0.03), gpus=2, run_id=blocker_run)
+        # the blocker holds both GPUs until the test has seen the second job wait (a loaded
+        # machine must not let it finish first), then prints the rest
+        blocker = _submit(ws, HOLD.format(n=n, hold_at=50, pause=0.01), gpus=2, run_id=blocker_run)
         running = await wait_state(ws, blocker, "running", timeout=30)
         waiter = _submit(ws, LINES.format(n=20, pause=0.01), gpus=1, run_id=waiter_run)
-        # both GPUs are the blocker's: Slurm holds the second job, and helm shows why
-        pending = await wait_until(ws, waiter, lambda j: j.queue_reason is not None, timeout=30)
+        # both GPUs are the blocker's: Slurm holds the second job, and helm shows why (Slurm
+        # says Priority for a moment before Resources)
+        pending = await wait_until(ws, waiter, lambda j: j.queue_reason == "Resources", timeout=30)
         assert pending.state == "staging" and pending.backend_id
-        assert pending.queue_reason == "Resources", pending.queue_reason
         assert slurm_state(lab, pending.backend_id) == "PENDING"
         assert pending.started_at is None  # no GPU-time while Slurm keeps it waiting
+        assert running.remote_dir
+        (Path(running.remote_dir) / "go").touch()
         for job_id in (blocker, waiter):
             done = await wait_state(ws, job_id, "succeeded", "failed", "lost", timeout=60)
             assert done.state == "succeeded", done.error

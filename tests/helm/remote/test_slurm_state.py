@@ -134,7 +134,9 @@ def test_real_22_05_json_is_read(live: Live) -> None:
     assert (never.nodes, never.start_time, never.elapsed_s, never.exit_code) == (None,) * 4
     rq = by["requeued"]  # back in the queue: its start_time is only Slurm's estimate
     assert (rq.state, rq.reason, rq.restarts, rq.start_time) == ("PENDING", "BeginTime", 1, None)
-    assert (by["cancelled"].state, by["cancelled"].signal) == ("CANCELLED", 15)  # scancel's TERM
+    cancelled = by["cancelled"]  # scancel's TERM, where Slurm recorded one (22.05 does not
+    assert cancelled.state == "CANCELLED"  # always: a loaded node can report 0:0)
+    assert cancelled.signal in (15, None) and cancelled.exit_code in (0, None)
     # sbatch refused --gres=gpu:3 and printed no id, yet the controller keeps a record of it.
     (left,) = [j for sid, j in jobs.items() if sid not in live.ids.values()]
     assert (left.state, left.reason) == ("FAILED", "BadConstraints")
