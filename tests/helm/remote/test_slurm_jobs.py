@@ -142,7 +142,8 @@ async def test_cancel_while_slurm_holds_it_leaves_no_environment_behind(
     wait_idle(slurm_here)
     add_slurm_host(ws, slurm_here)
     async with Dispatcher(ws, SLURM_FAST):
-        blocker = _submit(ws, LINES.format(n=300, pause=0.02), gpus=2)
+        # holds both GPUs until cancelled below, however slow the machine
+        blocker = _submit(ws, HOLD.format(n=300, hold_at=5, pause=0.02), gpus=2)
         await wait_state(ws, blocker, "running")
         held = submit_job(
             ws, ws.store, {"train_gpt.py": LINES.format(n=5, pause=0.01)},
