@@ -264,11 +264,7 @@ class SlurmJobWatcher(JobWatcher):
         """Cancel or time limit: scancel (Slurm sends TERM, then KILL after its KillWait);
         asked again after ``cancel_grace_s`` with KILL should the job still be there."""
         if self._kill is None:
-            reason = None
-            if self.ctx.is_cancelled(self.id):
-                reason = "cancelled"
-            elif self.job.started_at and time.time() - self.job.started_at > self.job.time_limit_s:
-                reason = "time limit"
+            reason = self._kill_reason()
             if reason is not None:
                 self.log.info("job %s: %s, scancel %s", self.id, reason, sid)
                 await cancel(self.box, sid)

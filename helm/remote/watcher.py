@@ -306,14 +306,19 @@ class JobWatcher:
             )
             self.job.log_offset = stream.offset  # a re-drive (after a failed write) starts here
 
+    def _kill_reason(self) -> str | None:
+        """Why the try must stop now: an operator's cancel, or its time limit (from its start
+        on a node), else None. Boxes and Slurm hosts stop it differently, for these reasons."""
+        if self.ctx.is_cancelled(self.id):
+            return "cancelled"
+        if self.job.started_at and time.time() - self.job.started_at > self.job.time_limit_s:
+            return "time limit"
+        return None
+
     async def _maybe_kill(self, pid: int) -> None:
         s = self.ctx.settings
         if self._kill is None:
-            reason = None
-            if self.ctx.is_cancelled(self.id):
-                reason = "cancelled"
-            elif self.job.started_at and time.time() - self.job.started_at > self.job.time_limit_s:
-                reason = "time limit"
+            reason = self._kill_reason()
             if reason is not None:
                 self.log.info("job %s: %s, sending TERM to group %s", self.id, reason, pid)
                 await self.box.run(kill_command(pid, "TERM"), timeout=30)
