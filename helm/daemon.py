@@ -98,6 +98,40 @@ class Service(Protocol):
     async def stop(self) -> None: ...
 
 
+class RootWatch:
+    """Whether the workspace folder a long-running process serves is still there.
+
+    A campaign folder deleted under a live daemon or agent (``rm -rf`` of a finished demo)
+    must not leave them running for hours on an unlinked database, nor let them recreate a
+    half-empty folder at that path. Identity (device and inode) is compared, not just the
+    path: a folder made again at the same place (``helm demo --reset``) is another campaign.
+    One ``stat`` every ``every_s`` seconds at most, so a loop may ask on every step.
+    """
+
+    def __init__(self, root: Path, *, every_s: float = 2.0) -> None:
+        self.root = root
+        self.every_s = every_s
+        st = root.stat()
+        self._identity = (st.st_dev, st.st_ino)
+        self._next = time.monotonic() + every_s
+        self._gone = False
+
+    def gone(self) -> bool:
+        if self._gone:
+            return True
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.every_s
+        try:
+            st = self.root.stat()
+        except OSError:
+            self._gone = True
+        else:
+            self._gone = (st.st_dev, st.st_ino) != self._identity
+        return self._gone
+
+
 @dataclass
 class DaemonPaths:
     lock: Path
@@ -180,6 +214,7 @@ class Daemon:
         self._started: list[Service] = []
         self._state_fault = FaultStreak(self.log, "writing daemon.json")
         self._pid_error: OSError | None = None
+        self._root = RootWatch(ws.root, every_s=heartbeat_s)
 
     def acquire(self) -> bool:
         self._lock_fh = open(self.paths.lock, "a+")  # noqa: SIM115  (held for the lifetime)
@@ -195,6 +230,8 @@ class Daemon:
         return True
 
     def _write_state(self, status: str) -> None:
+        if self._root.gone():  # writing would make the deleted folder again
+            return
         state = {
             "pid": os.getpid(),
             "status": status,
@@ -274,6 +311,10 @@ class Daemon:
         )
         tasks = [asyncio.create_task(self._service_loop(s)) for s in self.services]
         while not self._stop.is_set():
+            if self._root.gone():  # nothing left to serve, and nowhere to record it
+                self.log.warning("workspace %s is gone: stopping", self.ws.root)
+                self._stop.set()
+                break
             self._write_state("running")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.heartbeat_s)
@@ -287,7 +328,8 @@ class Daemon:
                 self.log.exception("service %s: stop failed", s.name)
         self._write_state("stopped")
         with contextlib.suppress(OSError):
-            self.paths.pid.unlink()
+            if not self._root.gone():
+                self.paths.pid.unlink()
         self.log.info("stopped cleanly")
 
 

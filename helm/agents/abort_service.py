@@ -1,7 +1,8 @@
 """The daemon's early-abort service: stop running jobs that cannot matter, and say why.
 
 Every few seconds it reads the live jobs whose run was made on a pinned base by an agent, is
-not one of that base's reference runs (``run.baseline``) and was not started with
+not one of that base's reference runs (``run.baseline``) nor a screen (``run.screen``:
+short already, on a schedule of its own) and was not started with
 ``helm exp run --no-abort`` (the job's env carries ``HELM_NO_ABORT=1``; the run's env, its
 identity for duplicates and diffs, is left alone). Promotion seeds are the operator's runs
 (``run.agent`` is NULL): never judged. Each job's streamed log copy
@@ -192,6 +193,8 @@ class AbortService:
                     continue
                 if not run.get("agent") or run.get("baseline") or not run.get("base_pin_id"):
                     continue  # a promotion seed (the operator's), a reference, or no base
+                if run.get("screen"):
+                    continue  # a screen is short already, and its schedule is not the base's
                 env = json.loads(job["env_json"] or "{}")
                 if env.get(NO_ABORT_ENV) == "1" or job.get("cancel_requested"):
                     continue

@@ -23,6 +23,14 @@ campaign alike; the file only needs the keys a campaign wants to change. The doc
     keys = []                    # only these knobs (default: every numeric one found)
     exclude = ["ITERATIONS", ...]  # never these
 
+    [agents.screen]
+    enabled = false              # screen every experiment first (helm exp run --screen)
+    gpus = 1                     # a screen's GPUs
+    steps_frac = 0.25            # ... and its share of the full run's steps
+    k = 1.0                      # a screen must beat the base's by k x its spread ...
+    min_delta = 0.0              # ... and by this many bpb
+    env = {TTT = "0", EVAL_STRIDE = "0"}   # set on screens only (a cheaper evaluation)
+
     [agents.drivers]
     claude = "claude -p {prompt} --dangerously-skip-permissions"   # override a preset
 """
@@ -84,6 +92,23 @@ class SweepConfig:
     exclude: tuple[str, ...] = DEFAULT_SWEEP_EXCLUDE
 
 
+DEFAULT_SCREEN_ENV: dict[str, str] = {"TTT": "0", "EVAL_STRIDE": "0"}
+"""Screens skip test-time training and the sliding-window score: both only refine the final
+number, cost minutes on a real box, and a screen is compared only with another screen."""
+
+
+@dataclass(frozen=True)
+class ScreenConfig:
+    """How a candidate is screened before its full run (see ``helm.agents.screen``)."""
+
+    enabled: bool = False
+    gpus: int = 1
+    steps_frac: float = 0.25
+    k: float = 1.0
+    min_delta: float = 0.0
+    env: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SCREEN_ENV))
+
+
 @dataclass(frozen=True)
 class AgentsConfig:
     stall_s: float = 900.0
@@ -94,6 +119,7 @@ class AgentsConfig:
     gpus: int = 1
     keep: KeepRule = field(default_factory=KeepRule)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    screen: ScreenConfig = field(default_factory=ScreenConfig)
     drivers: dict[str, str] = field(default_factory=dict)
 
 
@@ -130,6 +156,7 @@ def parse(data: dict[str, Any]) -> AgentsConfig:
         keys=tuple(_pick(sweep_t, "keys", [], list)),
         exclude=tuple(_pick(sweep_t, "exclude", list(DEFAULT_SWEEP_EXCLUDE), list)),
     )
+    screen = _screen(a.get("screen", {}))
     backoff = _pick(a, "backoff_s", [5.0, 300.0], list)
     if len(backoff) != 2 or not all(isinstance(x, int | float) for x in backoff):
         raise ConfigError("[agents] backoff_s must be [first, cap] in seconds")
@@ -143,7 +170,29 @@ def parse(data: dict[str, Any]) -> AgentsConfig:
         gpus=int(_pick(a, "gpus", 1, int)),
         keep=keep,
         sweep=sweep,
+        screen=screen,
         drivers={str(k): str(v) for k, v in drivers.items()},
+    )
+
+
+def _screen(t: Any) -> ScreenConfig:
+    if not isinstance(t, dict):
+        raise ConfigError("[agents.screen] must be a table")
+    num = (int, float)
+    frac = float(_pick(t, "steps_frac", ScreenConfig.steps_frac, num))
+    if not 0.0 < frac <= 1.0:
+        raise ConfigError(f"[agents.screen] steps_frac must be in (0, 1], not {frac}")
+    gpus = int(_pick(t, "gpus", ScreenConfig.gpus, int))
+    if gpus < 1:
+        raise ConfigError(f"[agents.screen] gpus must be at least 1, not {gpus}")
+    env = _pick(t, "env", dict(DEFAULT_SCREEN_ENV), dict)
+    return ScreenConfig(
+        enabled=bool(_pick(t, "enabled", False, bool)),
+        gpus=gpus,
+        steps_frac=frac,
+        k=float(_pick(t, "k", ScreenConfig.k, num)),
+        min_delta=float(_pick(t, "min_delta", ScreenConfig.min_delta, num)),
+        env={str(k): str(v) for k, v in env.items()},
     )
 
 

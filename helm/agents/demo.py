@@ -7,14 +7,23 @@ count instead of its wall-clock cap: see DEMO_OVERRIDES), then either opens
 the TUI or, headless, lets the swarm work for S seconds. At the end it stops what it started:
 its agents (each cancels its job in flight), any job of theirs still queued, and the daemon
 if it was not running before, and it summarises the runs made during the demo.
+
+The demo keeps to a folder of its own (``default_root``: ``$XDG_DATA_HOME/helm-demo``, a
+sibling of the default campaign, never inside it) unless ``--home`` names one, and starts
+afresh every time unless asked to resume: a directive, pin or sweep queue left by an earlier
+demo must never act in a later one, and nothing it makes may reach the user's campaign.
+``prepare`` marks the folders it makes (``MARKER``) and deletes only marked ones.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from helm.models.agents import list_agents
@@ -32,6 +41,74 @@ LOCAL_HOST = "local"
 # which drowns every effect in scheduling noise. A fixed step count keeps the comparisons
 # about the change that was made.
 DEMO_OVERRIDES = {"ITERATIONS": "24", "MAX_WALLCLOCK_SECONDS": "0"}
+
+
+MARKER = ".helm-demo"
+MARKER_TEXT = "made by `helm demo`; `helm demo` may delete this folder to start afresh\n"
+
+
+class DemoFolderError(Exception):
+    """The demo's folder cannot be used or reset as asked (the reason is for the user)."""
+
+
+def default_root() -> Path:
+    """``$XDG_DATA_HOME/helm-demo`` (else ``~/.local/share/helm-demo``), whatever HELM_HOME
+    says: HELM_HOME names the user's campaign, the one place the demo must stay out of."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return (base / "helm-demo").resolve()
+
+
+def _still_running(ws: Workspace) -> str | None:
+    """What of an earlier demo still runs in ``ws`` (a ``--keep-running`` one), if anything."""
+    from helm.agents import procs
+    from helm.daemon import is_running
+
+    pid = is_running(ws)
+    if pid is not None:
+        return f"its daemon (pid {pid})"
+    if ws.agents_dir.is_dir():
+        for d in sorted(ws.agents_dir.iterdir()):
+            pid = procs.alive_pid(ws, d.name)
+            if pid is not None:
+                return f"agent {d.name} (pid {pid})"
+    return None
+
+
+def prepare(root: Path, *, resume: bool, reset: bool, explicit: bool, log: Log) -> Workspace:
+    """The demo's workspace at ``root``, made ready as asked.
+
+    A folder that is missing or empty is made and marked. A marked one is deleted and made
+    again (a fresh demo) unless ``resume``. An unmarked folder with something in it is never
+    deleted: ``reset`` refuses it; without ``reset`` the demo runs in it as it is only when
+    the user named it (``explicit``: ``--home`` wins) and refuses the default path.
+    """
+    root = root.expanduser().resolve()
+    marked = (root / MARKER).is_file()
+    used = root.exists() and (not root.is_dir() or any(root.iterdir()))
+    if used and not marked:
+        if reset or not explicit:
+            raise DemoFolderError(
+                f"{root} was not made by `helm demo` (no {MARKER} in it): not touching it; "
+                "move it away or pass --home DIR"
+            )
+        log(f"{root} is not a demo folder: running in it as it is")
+        return Workspace(root).ensure()
+    if used and not resume:
+        running = _still_running(Workspace(root))
+        if running:
+            raise DemoFolderError(
+                f"an earlier demo still runs in {root}: {running}; stop it "
+                f"(`helm --home {root} swarm down` and `helm --home {root} daemon stop`) "
+                "or pass --resume"
+            )
+        log(f"starting afresh: removing the earlier demo in {root} (--resume continues it)")
+        shutil.rmtree(root)
+    elif used:
+        log(f"resuming the earlier demo in {root}")
+    ws = Workspace(root).ensure()
+    (root / MARKER).write_text(MARKER_TEXT)  # new, emptied or already marked: ours
+    return ws
 
 
 @dataclass
@@ -70,7 +147,7 @@ def start(ws: Workspace, n_agents: int, log: Log) -> DemoHandle:
 
     since = time.time()
     ws.ensure()
-    log(f"workspace {ws.root}")
+    log(f"demo workspace {ws.root}")
     log("building the tiny offline dataset (first time: under a minute)")
     make_tiny(ws.data_dir, log=log)
     tr.ensure_task_repo(ws)

@@ -18,25 +18,35 @@ from __future__ import annotations
 
 import fcntl
 import json
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from helm.agents import budget as bud
 from helm.agents import config as cfg
+from helm.agents import screen
 from helm.agents import taskrepo as tr
 from helm.agents.abort_service import NO_ABORT_ENV, abort_evidence, abort_text
+from helm.agents.jobq import (
+    Backend,
+    Candidate,
+    DuplicateRun,
+    ExperimentError,
+    Progress,
+    RemoteBackend,
+    StopRequested,
+    queue_run,
+    wait_run,
+)
 from helm.agents.keeprule import decide, seed_spread
 from helm.agents.report import ExpResult, branch_start, build_result, feed_text
 from helm.models.agents import get_agent, update_agent
 from helm.models.base import pin_label
 from helm.models.db import Db, Row
 from helm.models.feed import post_feed
-from helm.models.jobs import find_job
 from helm.models.pins import find_pin, latest_pin
 from helm.models.runs import (
     branch_best,
@@ -46,69 +56,25 @@ from helm.models.runs import (
     find_run_at_commit,
     get_run,
     in_flight_runs,
-    insert_run,
     reference_run,
     seed_scores,
     update_run,
 )
-from helm.models.states import ENDED_RUN, TERMINAL_JOB, JobState, RunStatus
+from helm.models.states import ENDED_RUN, RunStatus
 from helm.remote.secrets import SecretStore, agent_scope, scrub, take_env
 from helm.workspace import Workspace
 
-Progress = Callable[[dict[str, Any]], None]
-
-
-class ExperimentError(RuntimeError):
-    """The experiment could not be started (bad state, conflicting base move ...)."""
-
-
-class StopRequested(Exception):
-    """Raised inside a wait (from a signal handler) to cancel the experiment in flight."""
-
-
-class Backend(Protocol):
-    """How a run becomes a job; the default is helm/remote's queue."""
-
-    def submit(
-        self,
-        ws: Workspace,
-        code_dir: Path,
-        *,
-        env: dict[str, str],
-        gpus: int,
-        seed: int | None,
-        agent: str,
-        run_id: int,
-        time_limit_s: float,
-    ) -> int: ...
-
-    def cancel(self, ws: Workspace, job_id: int) -> None: ...
-
-
-class RemoteBackend:
-    """Jobs through ``helm.remote.jobs`` (placed and watched by the daemon)."""
-
-    def submit(self, ws, code_dir, *, env, gpus, seed, agent, run_id, time_limit_s) -> int:  # type: ignore[no-untyped-def]
-        from helm.remote.jobs import submit_job
-
-        job = submit_job(
-            ws,
-            ws.store,
-            code_dir,
-            env=env,
-            gpus=gpus,
-            seed=seed,
-            agent=agent,
-            run_id=run_id,
-            time_limit_s=time_limit_s,
-            priority=0,
-        )
-        return int(job.id)
-
-    def cancel(self, ws: Workspace, job_id: int) -> None:
-        from helm.remote.jobs import request_cancel
-
-        request_cancel(ws, job_id)
+__all__ = [
+    "Backend",
+    "ExpRequest",
+    "ExperimentError",
+    "RemoteBackend",
+    "StopRequested",
+    "finalize",
+    "move_onto_base",
+    "run_experiment",
+    "wait_run",
+]
 
 
 @dataclass
@@ -123,6 +89,7 @@ class ExpRequest:
     baseline: bool = False
     wait: bool = True
     no_abort: bool = False  # never early-aborted (the job's env says so, not the run's)
+    screen: bool | None = None  # screen first; None: as [agents.screen] enabled says
 
 
 @contextmanager
@@ -199,96 +166,158 @@ def run_experiment(
     should_stop: Callable[[], bool] | None = None,
 ) -> ExpResult:
     """The whole protocol for one experiment; see the module docstring."""
-    from git import Repo
-
     conf = cfg.load(ws.config_path)
     backend = backend or RemoteBackend()
     with agent_lock(ws, req.agent):
         # before anything moves: a refused run leaves the worktree (the agent's edit) as is
         bud.check_queue(ws, req.agent)  # BudgetReached at 100%; posts each 80%/100% once
         move_onto_base(ws, req.agent)
-        row = _agent_row(ws, req.agent)
-        wt = tr.ensure_worktree(ws, req.agent)
-        with ws.db(write=False) as db:
-            busy = in_flight_runs(db, req.agent)
-        if busy and not req.force:
-            raise ExperimentError(
-                f"agent {req.agent} has run {busy[0]['id']} in flight; `helm exp wait "
-                f"{busy[0]['id']}` first (or --force)"
-            )
-        repo = Repo(wt)
-        prev_head = repo.head.commit.hexsha
-        # every value entering here (the agent's env, run.env as the agent left it, --env)
-        # passes the one secret rule: run.env, the commit, the run and the job hold ***
-        run_env = _take(ws, req, {**tr.read_env(wt), **req.env})
-        tr.write_env(wt, run_env)
-        tree = tr.stage_tree(wt)
-        changed = repo.git.diff("--cached", "--name-only").splitlines()
-        agent_env = json.loads(row.get("env_json") or "{}")
-        masked_agent_env = _take(ws, req, agent_env)  # a row from before secrets were masked
-        full_env = {**masked_agent_env, **run_env}
-        env_s = canonical_env(full_env)
-        chash = tr.code_hash(wt, tree)
-        with ws.db(write=False) as db:
-            dup = None if req.force else find_duplicate(db, chash, env_s, req.seed)
-            best = branch_best(db, req.agent, row["base_pin_id"])
-        if dup is not None:
-            restore = best["commit"] if best else prev_head
-            tr.reset_to(wt, restore)
-            return _duplicate_result(ws, dup)
-        description = scrub(
-            req.description.strip(),
-            SecretStore(ws.root).get(agent_scope(req.agent)).values(),
-        ) or _describe(
-            tr.parse_env(tr.show_file(wt, prev_head, tr.ENV_FILE) or ""), run_env, changed
-        )
-        commit = tr.commit_staged(wt, description)
-        with ws.db(write=True) as db:
-            # checked again under the write lock: two agents may propose the same run at once
-            dup = None if req.force else find_duplicate(db, chash, env_s, req.seed)
-            if dup is None:
-                run_id = _insert_run(
-                    db, req, row, conf, prev_head, commit, chash, env_s, description
-                )
-        if dup is not None:
-            tr.reset_to(wt, best["commit"] if best else prev_head)
-            return _duplicate_result(ws, dup)
-        tr.keep_ref(wt, run_id, commit)
-        export = ws.agents_dir / req.agent / f"export-{run_id}"
-        try:
-            tr.export_commit(wt, commit, export)
-            job_id = backend.submit(
+        cand = _commit(ws, req)
+        if isinstance(cand, ExpResult):
+            return cand
+        screen_id = None
+        if screen.wanted(req.screen, req.baseline, conf.screen):
+            gate = screen.screen_first(
                 ws,
-                export,
-                env={**full_env, NO_ABORT_ENV: "1"} if req.no_abort else full_env,
-                gpus=req.gpus or conf.gpus,
+                cand,
                 seed=req.seed,
-                agent=req.agent,
-                run_id=run_id,
-                time_limit_s=conf.time_limit_s,
+                backend=backend,
+                conf=conf,
+                full_gpus=req.gpus or conf.gpus,
+                on_progress=on_progress,
+                poll_s=poll_s,
+                should_stop=should_stop,
             )
-        except BaseException:
-            with ws.db(write=True) as db:
-                update_run(db, run_id, status=RunStatus.CRASH, tail="could not queue the job")
-            tr.reset_to(wt, best["commit"] if best else prev_head)
-            raise
-        finally:
-            shutil.rmtree(export, ignore_errors=True)
+            if gate.result is not None:  # screened out, crashed or cancelled: no full run
+                cand.restore()
+                return gate.result
+            screen_id = gate.screen_run_id
+            try:  # the screens may have spent what was left
+                bud.check_queue(ws, req.agent)
+            except bud.BudgetReached:
+                cand.uncommit()
+                raise
+        return _run_full(ws, req, cand, conf, backend, screen_id, on_progress, poll_s, should_stop)
+
+
+def _commit(ws: Workspace, req: ExpRequest) -> Candidate | ExpResult:
+    """Write run.env, commit the worktree's change and describe it; a duplicate's result
+    instead when this code, environment and seed ran already (the worktree then goes back)."""
+    from git import Repo
+
+    row = _agent_row(ws, req.agent)
+    wt = tr.ensure_worktree(ws, req.agent)
+    with ws.db(write=False) as db:
+        busy = in_flight_runs(db, req.agent)
+    if busy and not req.force:
+        raise ExperimentError(
+            f"agent {req.agent} has run {busy[0]['id']} in flight; `helm exp wait "
+            f"{busy[0]['id']}` first (or --force)"
+        )
+    repo = Repo(wt)
+    prev_head = repo.head.commit.hexsha
+    # every value entering here (the agent's env, run.env as the agent left it, --env)
+    # passes the one secret rule: run.env, the commit, the run and the job hold ***
+    run_env = _take(ws, req, {**tr.read_env(wt), **req.env})
+    tr.write_env(wt, run_env)
+    tree = tr.stage_tree(wt)
+    changed = repo.git.diff("--cached", "--name-only").splitlines()
+    agent_env = json.loads(row.get("env_json") or "{}")
+    masked_agent_env = _take(ws, req, agent_env)  # a row from before secrets were masked
+    if masked_agent_env != agent_env:
         with ws.db(write=True) as db:
-            update_run(db, run_id, job_id=job_id)
-            fields: dict[str, Any] = {"state": "training", "current_run_id": run_id}
-            if masked_agent_env != agent_env:
-                fields["env_json"] = json.dumps(masked_agent_env, sort_keys=True)
-            update_agent(db, req.agent, last_seen_at=time.time(), **fields)
-        if not req.wait:
-            with ws.db(write=False) as db:
-                return build_result(db, get_run(db, run_id), verdict="queued")
-        try:
-            wait_run(ws, run_id, on_progress=on_progress, poll_s=poll_s, should_stop=should_stop)
-        except StopRequested:
-            backend.cancel(ws, job_id)
-            wait_run(ws, run_id, poll_s=poll_s, timeout_s=60.0, cancel_on_timeout=True)
-        return finalize(ws, run_id)
+            update_agent(db, req.agent, env_json=json.dumps(masked_agent_env, sort_keys=True))
+    full_env = {**masked_agent_env, **run_env}
+    chash = tr.code_hash(wt, tree)
+    with ws.db(write=False) as db:
+        dup = None if req.force else find_duplicate(db, chash, canonical_env(full_env), req.seed)
+        best = branch_best(db, req.agent, row["base_pin_id"])
+    if dup is not None:
+        tr.reset_to(wt, best["commit"] if best else prev_head)
+        return _duplicate_result(ws, dup)
+    description = scrub(
+        req.description.strip(),
+        SecretStore(ws.root).get(agent_scope(req.agent)).values(),
+    ) or _describe(tr.parse_env(tr.show_file(wt, prev_head, tr.ENV_FILE) or ""), run_env, changed)
+    commit = tr.commit_staged(wt, description)
+    return Candidate(
+        req.agent,
+        wt,
+        prev_head,
+        commit,
+        chash,
+        full_env,
+        masked_agent_env,
+        description,
+        best,
+        row["base_pin_id"],
+    )
+
+
+def _run_full(
+    ws: Workspace,
+    req: ExpRequest,
+    cand: Candidate,
+    conf: cfg.AgentsConfig,
+    backend: Backend,
+    screen_id: int | None,
+    on_progress: Progress | None,
+    poll_s: float,
+    should_stop: Callable[[], bool] | None,
+) -> ExpResult:
+    """Queue the full run of the candidate, wait for it and judge it by the keep rule."""
+    env_s = canonical_env(cand.env)
+
+    def fields(db: Db) -> dict[str, Any]:
+        parent = find_run_at_commit(db, req.agent, cand.prev_head)
+        return {
+            "parent_id": parent["id"] if parent else None,
+            "branch": tr.branch_of(req.agent),
+            "code_hash": cand.code_hash,
+            "description": cand.description,
+            "env_json": env_s,
+            "base_pin_id": cand.base_pin_id,
+            "baseline": req.baseline or reference_run(db, req.agent, cand.base_pin_id) is None,
+            "screen_run_id": screen_id,
+        }
+
+    def duplicate(db: Db) -> Row | None:
+        # checked again under the write lock: two agents may propose the same run at once
+        return None if req.force else find_duplicate(db, cand.code_hash, env_s, req.seed)
+
+    try:
+        run_id, job_id = queue_run(
+            ws,
+            backend,
+            cand.wt,
+            commit=cand.commit,
+            env={**cand.env, NO_ABORT_ENV: "1"} if req.no_abort else cand.env,
+            gpus=req.gpus or conf.gpus,
+            seed=req.seed,
+            agent=req.agent,
+            time_limit_s=conf.time_limit_s,
+            fields=fields,
+            duplicate=duplicate,
+        )
+    except DuplicateRun as dup:
+        cand.restore()
+        return _duplicate_result(ws, dup.row)
+    except BaseException:
+        cand.restore()
+        raise
+    with ws.db(write=True) as db:
+        update_agent(
+            db, req.agent, last_seen_at=time.time(), state="training", current_run_id=run_id
+        )
+    if not req.wait:
+        with ws.db(write=False) as db:
+            return build_result(db, get_run(db, run_id), verdict="queued")
+    try:
+        wait_run(ws, run_id, on_progress=on_progress, poll_s=poll_s, should_stop=should_stop)
+    except StopRequested:
+        backend.cancel(ws, job_id)
+        wait_run(ws, run_id, poll_s=poll_s, timeout_s=60.0, cancel_on_timeout=True)
+    return finalize(ws, run_id)
 
 
 def _take(ws: Workspace, req: ExpRequest, env: dict[str, str]) -> dict[str, str]:
@@ -299,96 +328,12 @@ def _take(ws: Workspace, req: ExpRequest, env: dict[str, str]) -> dict[str, str]
         raise ExperimentError(str(exc)) from exc
 
 
-def _insert_run(
-    db: Db,
-    req: ExpRequest,
-    row: Row,
-    conf: cfg.AgentsConfig,
-    prev_head: str,
-    commit: str,
-    chash: str,
-    env_s: str,
-    description: str,
-) -> int:
-    """Record the run (queued) with its parent, base and reference flag."""
-    parent = find_run_at_commit(db, req.agent, prev_head)
-    return insert_run(
-        db,
-        agent=req.agent,
-        parent_id=parent["id"] if parent else None,
-        branch=tr.branch_of(req.agent),
-        commit=commit,
-        code_hash=chash,
-        description=description,
-        status=RunStatus.QUEUED,
-        env_json=env_s,
-        seed=req.seed,
-        gpus=req.gpus or conf.gpus,
-        base_pin_id=row["base_pin_id"],
-        baseline=req.baseline or reference_run(db, req.agent, row["base_pin_id"]) is None,
-    )
-
-
 def _duplicate_result(ws: Workspace, dup: Row) -> ExpResult:
     with ws.db(write=False) as db:
         res = build_result(db, dup, verdict="duplicate")
     res.note = f"same code, environment and seed as run {dup['id']} ({dup['status']}); not rerun"
     res.duplicate_of = dup["id"]
     return res
-
-
-def wait_run(
-    ws: Workspace,
-    run_id: int,
-    *,
-    on_progress: Progress | None = None,
-    poll_s: float = 1.0,
-    timeout_s: float | None = None,
-    cancel_on_timeout: bool = False,
-    grace_s: float = 30.0,
-    should_stop: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
-    """Poll the store until the run has a result; reports job progress when it changes.
-
-    The daemon writes the result on the run when its job ends; if a job is terminal but the
-    run still has no result after ``grace_s`` (say, a daemon killed at the wrong moment), the
-    job's own state decides: failed -> crash, cancelled -> cancelled.
-    """
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    last: tuple[Any, ...] = ()
-    beat = 0.0
-    while True:
-        with ws.db(write=False) as db:
-            run = get_run(db, run_id)
-            job = find_job(db, run["job_id"])
-        if run["status"] in ENDED_RUN:
-            return run
-        if job is not None:
-            key = (job["state"], job["step"], job["val_bpb"], job["host"])
-            if on_progress and key != last:
-                on_progress(job)
-            last = key
-            over = job["state"] in TERMINAL_JOB
-            if over and job["finished_at"] and time.time() - job["finished_at"] > grace_s:
-                # the daemon ended the job but wrote no result on the run: judge by the job
-                cancelled = job["state"] == JobState.CANCELLED
-                status = RunStatus.CANCELLED if cancelled else RunStatus.CRASH
-                with ws.db(write=True) as db:
-                    update_run(db, run_id, status=status, finished_at=time.time())
-                continue
-        if should_stop is not None and should_stop():
-            raise StopRequested
-        if time.monotonic() - beat > 10:
-            beat = time.monotonic()
-            with ws.db(write=True) as db:
-                update_agent(db, run["agent"] or "", last_seen_at=time.time())
-        if deadline is not None and time.monotonic() > deadline:
-            if cancel_on_timeout:
-                with ws.db(write=True) as db:
-                    update_run(db, run_id, status=RunStatus.CANCELLED, finished_at=time.time())
-                continue
-            raise TimeoutError(f"run {run_id} has no result after {timeout_s:.0f}s")
-        time.sleep(poll_s)
 
 
 def _tail(ws: Workspace, run: Row, lines: int = 50) -> str | None:

@@ -23,8 +23,11 @@ from helm.workspace import Workspace
 
 
 def agent_dir(ws: Workspace, agent: str) -> Path:
+    """The agent's folder, made if missing, but never the workspace itself: a probe of a
+    deleted campaign (the supervisor's, in its last second) must not bring its folder back."""
     path = ws.agents_dir / agent
-    path.mkdir(parents=True, exist_ok=True)
+    if ws.root.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

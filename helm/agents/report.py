@@ -21,6 +21,7 @@ from helm.models.base import BaseStats, base_of, base_pin_id
 from helm.models.db import Db, Row
 from helm.models.pins import latest_pin
 from helm.models.runs import best_kept_run, branch_best
+from helm.models.states import RunStatus
 
 
 @dataclass
@@ -50,6 +51,9 @@ class ExpResult:
     duplicate_of: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     tail: str | None = None
+    # a screen's numbers (``screen_facts``): the run is a screen, or a full run that came
+    # through one; a screen's own val_bpb is never compared with full runs' scores
+    screen: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,6 +110,9 @@ def build_result(
     top = best_kept_run(db, exclude_run=run.get("id"))
     bpb = run.get("val_bpb")
     size = run.get("bytes_total")
+    facts = screen_facts(db, run)
+    if run.get("screen"):  # a screen's score is at a fraction of the steps: no full-run Δ
+        base, top, best_bpb, bpb, size = None, None, None, None, None
     return ExpResult(
         run_id=run.get("id"),
         verdict=verdict,
@@ -131,7 +138,29 @@ def build_result(
         host=run.get("host"),
         env=json.loads(run.get("env_json") or "{}"),
         tail=run.get("tail") if verdict == "crash" else None,
+        screen=facts,
     )
+
+
+def screen_facts(db: Db, run: Row) -> dict[str, Any] | None:
+    """The screen a result reports: the run itself when it is a screen, else the screen a
+    full run came through; with the base's screen it was judged against."""
+    from helm.models.runs import find_run
+
+    row = run if run.get("screen") else find_run(db, run.get("screen_run_id"))
+    if row is None:
+        return None
+    ref = find_run(db, row.get("screen_ref_id"))
+    ref_bpb = ref["val_bpb"] if ref else None
+    return {
+        "run_id": row["id"],
+        "status": row["status"],
+        "val_bpb": row["val_bpb"],
+        "ref_run_id": ref["id"] if ref else None,
+        "ref_bpb": ref_bpb,
+        "delta": _delta(row["val_bpb"], ref_bpb),
+        "note": row.get("verdict_note") or "",
+    }
 
 
 def signed(x: float) -> str:
@@ -163,15 +192,20 @@ def feed_text(r: ExpResult) -> str:
         return f"{head}: {r.description} \u2014 {_last_line(r.tail)}"
     if r.verdict == "cancelled":
         return f"{head}: {r.description}"
+    if r.verdict == RunStatus.SCREEN_FAIL:
+        return f"{head}: {r.description} \u2014 {r.note}"
     bpb = fmt.score(r.val_bpb)
     size = (
         f"size {fmt.MISSING}"
         if r.bytes_total is None
         else f"{fmt.byte_count(r.bytes_total)} B (headroom {r.headroom:,})"
     )
+    screened = ""
+    if r.screen is not None:
+        screened = f" (screen run {r.screen['run_id']} {_d(r.screen['delta'])} vs the base's)"
     return (
         f"{head}: val_bpb {bpb} (vs best {_d(r.delta_best)}, vs base {_d(r.delta_base)}, "
-        f"vs leader {_d(r.delta_leader)}), {size} \u2014 {r.description}"
+        f"vs leader {_d(r.delta_leader)}), {size} \u2014 {r.description}{screened}"
     )
 
 
@@ -188,6 +222,12 @@ def summary_text(r: ExpResult) -> str:
         lines.append(
             f"  vs best     {_d(r.delta_best)}   vs base {_d(r.delta_base)}   "
             f"vs leader {_d(r.delta_leader)}"
+        )
+    if r.screen is not None:
+        sc = r.screen
+        lines.append(
+            f"  screen      run {sc['run_id']} {fmt.score(sc['val_bpb'])} vs the base's screen "
+            f"{fmt.score(sc['ref_bpb'])} (run {sc['ref_run_id']}): {_d(sc['delta'])}"
         )
     if r.base_pin is not None:
         lines.append(f"  base        {base_text(r.base_pin, r.base_bpb, r.base_spread, r.base_n)}")

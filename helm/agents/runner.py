@@ -18,18 +18,34 @@ import time
 import traceback
 
 from helm.agents import procs
+from helm.daemon import RootWatch
 from helm.models.agents import update_agent
 from helm.models.runs import in_flight_runs
 from helm.workspace import Workspace
 
 
 class Stopper:
-    """A flag set by SIGTERM/SIGINT; every loop in the agent polls it."""
+    """A flag set by SIGTERM/SIGINT/SIGHUP, or by the workspace going away; every loop in
+    the agent polls it.
 
-    def __init__(self) -> None:
+    Both drivers (the sweep loop and ``CodingRunner``, which stops its CLI) already poll this
+    on every step, so watching the workspace here covers every kind of agent: one whose
+    campaign folder was deleted (a demo removed while it ran) stops within seconds instead
+    of training into nothing.
+    """
+
+    def __init__(self, watch: RootWatch | None = None) -> None:
         self.stopped = False
+        self.watch = watch
+
+    @property
+    def workspace_gone(self) -> bool:
+        return self.watch is not None and self.watch.gone()
 
     def __call__(self) -> bool:
+        if not self.stopped and self.workspace_gone:
+            print(f"[{time.strftime('%F %T')}] the workspace is gone: stopping", flush=True)
+            self.stopped = True
         return self.stopped
 
     def handle(self, _signum: int, _frame: object) -> None:
@@ -84,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if lock is None:
         print(f"agent {args.agent} is already running", file=sys.stderr)
         return 0
-    stopper = Stopper()
+    stopper = Stopper(RootWatch(ws.root))
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, stopper.handle)
     print(f"[{time.strftime('%F %T')}] agent {args.agent} starting (pid {procs.os.getpid()})")
@@ -104,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         code = 1
     finally:
-        with ws.db(write=True) as db:
-            update_agent(db, args.agent, pid=None, state="stopped", current_run_id=None)
+        if not stopper.workspace_gone:  # else there is no record left to update
+            with ws.db(write=True) as db:
+                update_agent(db, args.agent, pid=None, state="stopped", current_run_id=None)
         print(f"[{time.strftime('%F %T')}] agent {args.agent} exiting ({code})", flush=True)
         lock.close()
     return code

@@ -61,6 +61,8 @@ class AgentSupervisor:
         from helm.agents.experiment import worktree_of
         from helm.agents.taskrepo import ensure_worktree
 
+        if not self.ws.root.is_dir():  # deleted: the daemon stops at its next beat
+            return
         conf = cfg.load(self.ws.config_path)
         first, cap = conf.backoff_s
         with self.ws.db(write=False) as db:

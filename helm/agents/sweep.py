@@ -17,7 +17,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from helm.agents import budget as bud
@@ -28,11 +28,13 @@ from helm.agents.experiment import Backend, ExpRequest, move_onto_base, run_expe
 from helm.agents.keeprule import seed_spread
 from helm.agents.knobs import Knob, discover
 from helm.agents.report import ExpResult, signed
+from helm.agents.screen import screen_env
 from helm.agents.search import Proposal, candidate_keys, propose
 from helm.models.agents import get_agent, update_agent
 from helm.models.directives import ack_directive
 from helm.models.feed import post_feed
 from helm.models.runs import canonical_env, find_duplicate, reference_run, seed_scores
+from helm.models.states import RunStatus
 from helm.workspace import Workspace
 
 
@@ -47,6 +49,7 @@ class SweepState:
     sweeps: dict[str, dict[str, float | None]] = field(default_factory=dict)
     exhausted_at: float | None = None
     crashed: list[str] = field(default_factory=list)  # "KEY=value" a local move crashed with
+    held: dict[str, Any] | None = None  # a proposal refused at the budget: the next run
 
 
 class SweepAgent:
@@ -70,7 +73,6 @@ class SweepAgent:
         self.state = self._load()
         self.stopped_by_directive = False
         self.budget_wait_s = budget_wait_s
-        self._held: Proposal | None = None  # refused at the budget: the next run, once allowed
         self._budget_line: str | None = None  # the refusal being waited out (logged once)
 
     # State ------------------------------------------------------------------------------------
@@ -138,7 +140,7 @@ class SweepAgent:
             self._budget_line = None
             with self.ws.db(write=True) as db:
                 update_agent(db, self.agent, note=None)
-        proposal, self._held = self._held or self.next_proposal(), None
+        proposal = self._take_held() or self.next_proposal()
         if proposal is None:
             if self.state.exhausted_at is None:
                 self.state.exhausted_at = time.time()
@@ -165,10 +167,23 @@ class SweepAgent:
                 should_stop=self.should_stop,
             )
         except bud.BudgetReached:  # reached since the check above: keep it for later
-            self._held = proposal
+            self.state.held = asdict(proposal)  # in sweep.json: a restart runs it next too
+            self._save()
             raise
         self.learn(proposal, res)
         return res
+
+    def _take_held(self) -> Proposal | None:
+        """The proposal a budget refused (a queued value is popped from the queue when it is
+        proposed, so it would otherwise be lost), once."""
+        held, self.state.held = self.state.held, None
+        if held is None:
+            return None
+        self._save()
+        try:
+            return Proposal(**held)
+        except TypeError:  # a sweep.json from another version: propose afresh
+            return None
 
     def _idle(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -219,10 +234,21 @@ class SweepAgent:
         return agent_env, discover(source), row, tr.code_hash(wt, "HEAD")
 
     def _seen(self, agent_env: dict[str, str], chash: str, seed: int | None = None):  # type: ignore[no-untyped-def]
+        """Has this change run already: in full, or (when experiments are screened) as a
+        screen that lost? Either way proposing it again would learn nothing."""
+        conf = cfg.load(self.ws.config_path)
+        knobs = self._context()[1] if conf.screen.enabled else {}
+
         def seen(env: dict[str, str]) -> bool:
+            full = {**agent_env, **env}
             with self.ws.db(write=False) as db:
-                env_s = canonical_env({**agent_env, **env})
-                return find_duplicate(db, chash, env_s, seed) is not None
+                if find_duplicate(db, chash, canonical_env(full), seed) is not None:
+                    return True
+                if not conf.screen.enabled:
+                    return False
+                senv = canonical_env(screen_env(full, knobs, conf.screen, conf.gpus))
+                shot = find_duplicate(db, chash, senv, seed, screen=True)
+                return shot is not None and shot["status"] == RunStatus.SCREEN_FAIL
 
         return seen
 
@@ -312,12 +338,14 @@ class SweepAgent:
                 run_id=res.run_id,
             )
             return
-        if p.kind in ("local", "random", "queued") and res.verdict == "aborted":
-            # stopped early, worse than the base beyond the noise: a discard with no score
+        if p.kind in ("local", "random", "queued") and res.verdict in (
+            "aborted",
+            RunStatus.SCREEN_FAIL,
+        ):
+            # stopped early, or screened out: worse than the base, a discard with no score
             label = p.description.split(": sweep ", 1)[-1]
-            self._post(
-                f"{label}: aborted early, worse than the base (discarded)", run_id=res.run_id
-            )
+            why = "aborted early" if res.verdict == "aborted" else "screened out"
+            self._post(f"{label}: {why}, worse than the base (discarded)", run_id=res.run_id)
             if p.kind == "queued" and p.directive_id is not None:
                 self._sweep_progress(p, None)
             self._save()

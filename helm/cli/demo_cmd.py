@@ -3,29 +3,48 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from helm.cli import common
 from helm.cli.common import CommandError, UsageError, add_leaf, bounded_float, print_json
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+HELP = """\
+Try helm offline: a local CPU host, tiny data, N sweep agents (TUI or --headless).
+
+The demo runs in a folder of its own, $XDG_DATA_HOME/helm-demo (else
+~/.local/share/helm-demo), whatever HELM_HOME says, and ignores HELM_DB_URL there: nothing
+it makes (its local host, pins, directives, runs) reaches your campaign. --home DIR wins
+when given. Every demo starts afresh: the earlier demo's folder is deleted first (only a
+folder helm marked as a demo's; any other is refused), so nothing an earlier demo left
+behind, such as a pending directive, can act in this one. --resume continues the earlier
+demo instead, with all it left. q, Ctrl-C, SIGTERM and a hang-up (the terminal closed,
+tmux killed, SSH dropped) all stop its agents, their jobs and its daemon."""
+
 
 @contextmanager
 def _stoppable() -> Iterator[None]:
-    """Ctrl-C and SIGTERM stop the demo cleanly (its agents, jobs and daemon), always.
+    """Ctrl-C, SIGTERM and a hang-up stop the demo cleanly (its agents, jobs and daemon).
 
     A shell without job control starts background commands with SIGINT *ignored*, and Python
     then leaves it ignored: a demo started from a script (``make demo &``, a test runner)
-    would shrug off Ctrl-C and run its agents to the end of ``--duration``. The demo owns its
-    processes, so it takes both signals for itself while it runs.
+    would shrug off Ctrl-C and run its agents to the end of ``--duration``. And its agents
+    and daemon run in sessions of their own (so that a real campaign outlives its terminal):
+    a closed terminal would leave a demo's swarm training with nobody to see it. The demo
+    owns its processes, so it takes all three signals for itself while it runs.
     """
 
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    saved = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    saved = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -40,12 +59,28 @@ def _demo(args: argparse.Namespace) -> int:
         raise UsageError("--agents must be at least 1")
     if args.duration <= 0:
         raise UsageError("--duration must be positive")
-    ws = common.workspace(args)
+    if args.resume and args.reset:
+        raise UsageError("--resume and --reset exclude each other")
     quiet = args.json
 
     def log(msg: str) -> None:
-        print(f"helm demo: {msg}", file=sys.stderr if quiet or not args.headless else sys.stdout,
-              flush=True)  # fmt: skip
+        out = sys.stderr if quiet or not args.headless else sys.stdout
+        # the terminal may have hung up: stopping must go on regardless
+        with contextlib.suppress(OSError, ValueError):
+            print(f"helm demo: {msg}", file=out, flush=True)
+
+    explicit = getattr(args, "home", None) is not None
+    root = Path(args.home) if explicit else demo.default_root()
+    try:
+        ws = demo.prepare(root, resume=args.resume, reset=args.reset, explicit=explicit, log=log)
+    except demo.DemoFolderError as exc:
+        raise CommandError(str(exc)) from exc
+    except OSError as exc:
+        raise CommandError(f"cannot prepare the demo folder {root}: {exc}") from exc
+    # the daemon and the agents inherit these: the demo's store is its own SQLite file
+    os.environ["HELM_HOME"] = str(ws.root)
+    if not explicit and os.environ.pop("HELM_DB_URL", None):
+        log("HELM_DB_URL ignored: the demo keeps its records in its own folder")
 
     run_app = None
     if not args.headless:
@@ -67,10 +102,11 @@ def _demo(args: argparse.Namespace) -> int:
         if not args.keep_running:
             demo.stop(ws, handle, log)
     result = demo.summary(ws, handle)
-    if args.json:
-        print_json(result)
-    else:
-        print(demo.render(result))
+    with contextlib.suppress(OSError, ValueError):  # no terminal left to print to (a hang-up)
+        if args.json:
+            print_json(result)
+        else:
+            print(demo.render(result))
     return 0
 
 
@@ -81,6 +117,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         _demo,
         "try helm offline: local CPU host, tiny data, N sweep agents (TUI or --headless)",
         listing=True,
+    )
+    p.description = HELP
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the earlier demo (its runs, pins and pending directives) instead of "
+        "starting afresh",
+    )
+    p.add_argument(
+        "--reset",
+        action="store_true",
+        help="start afresh (the default), and refuse rather than run in a --home folder "
+        "that is not a demo's",
     )
     p.add_argument("--agents", type=common.AGENT_COUNT, default=3, help="sweep agents (default 3)")
     p.add_argument("--headless", action="store_true", help="no TUI: run, then print a summary")

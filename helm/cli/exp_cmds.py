@@ -101,6 +101,7 @@ def _exp_run(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         wait=args.wait,
         no_abort=args.no_abort,
+        screen=args.screen,
     )
     stream = sys.stderr if args.json else sys.stdout
     try:
@@ -176,6 +177,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-abort",
         action="store_true",
         help="never stop this run early, however far behind its base it falls",
+    )
+    p.add_argument(
+        "--screen",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run a short, small screen first and the full run only if it beats the base's "
+        "screen by the noise margin (default: [agents.screen] enabled; see docs/AGENTS.md)",
     )
     p.add_argument("--poll", type=bounded_float(0.01, 3600.0, "seconds"), default=float(os.environ.get("HELM_POLL_S", 1.0)),
                    help=argparse.SUPPRESS)  # fmt: skip

@@ -221,7 +221,7 @@ def _set(args: argparse.Namespace) -> None:
 def _check(args: argparse.Namespace) -> int:
     import asyncio
 
-    from helm.models.dispatch import load_host, save_check
+    from helm.models.job_life import load_host, save_check
     from helm.remote.hosts import make_box
     from helm.remote.probe import probe_host
 

@@ -11,6 +11,7 @@ import argparse
 import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING, Any
 
 from helm.cli.common import (
     ID,
@@ -22,6 +23,9 @@ from helm.cli.common import (
     print_json,
     workspace,
 )
+
+if TYPE_CHECKING:
+    from helm.workspace import Workspace
 
 
 # diff -------------------------------------------------------------------------------------------
@@ -99,6 +103,31 @@ def _ensure_daemon(ws) -> None:  # noqa: ANN001 - Workspace, imported lazily
         print(f"started the daemon (pid {pid}) to run the queued seeds", file=sys.stderr)
 
 
+def _dry_run_budget(ws: Workspace, to_queue: int, past_budget: bool) -> dict[str, Any] | None:
+    """Where the budget stands for the plan, and whether the real promote would refuse it.
+
+    The same scopes and the same rule as ``helm.promote.promote.check_budget`` (operator's
+    jobs: ``check_queue(ws, None)``), read only: a dry run tells the feed no crossing. None
+    without a ``[budget]``; ``text`` is empty while every scope is ok (nothing to say).
+    """
+    from helm.agents.budget import budget_state, load_budget
+
+    budget = load_budget(ws)
+    if budget.empty:
+        return None
+    with ws.db(write=False) as db:
+        worst = budget_state(db, budget).worst(None)
+    if worst is None:
+        return None
+    reached = worst.level == "stop" and to_queue > 0
+    text = worst.line if worst.level != "ok" else ""
+    if reached and past_budget:
+        text += f"; --past-budget: the {to_queue} seed(s) would be queued anyway"
+    elif reached:
+        text += f"; the {to_queue} seed(s) to queue need --past-budget"
+    return {**worst.to_json(), "refused": reached and not past_budget, "text": text}
+
+
 def _promote(args: argparse.Namespace) -> int:
     from helm.models.db import NotFound
     from helm.promote.plan import PromoteError
@@ -133,6 +162,7 @@ def _promote(args: argparse.Namespace) -> int:
         raise _failure(exc) from exc
     plan = prepared.plan
     if args.dry_run:
+        budget = _dry_run_budget(ws, len(plan.to_queue), args.past_budget)
         if args.json:
             print_json(
                 {
@@ -140,10 +170,13 @@ def _promote(args: argparse.Namespace) -> int:
                     "folder": str(prepared.target),
                     "track": prepared.track,
                     **plan.to_json(),
+                    "budget": budget,
                 }
             )
         else:
             print(prepared.describe())
+            if budget is not None and budget["text"]:
+                print(budget["text"])
             print(f"would write {prepared.target}")
         return 0
     print(prepared.describe(), file=sys.stderr)

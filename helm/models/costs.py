@@ -3,7 +3,7 @@
 A try holds its GPUs from placement (``job.staged_at``) to its end on a box; on a Slurm host
 (``job.backend_id`` set) from Slurm's start (``job.started_at``), since a job pending in
 Slurm's queue holds none. Every end of a try adds its seconds to ``job.gpu_seconds`` and its
-price to ``job.cost`` (``helm.models.dispatch``); ``job.cost`` turns NULL for good once any
+price to ``job.cost`` (``helm.models.job_life``); ``job.cost`` turns NULL for good once any
 try ran on a host without a price, so a total never looks cheaper than it was. The sums here
 add the running tries of live jobs up to now, so a budget sees a long run while it runs.
 

@@ -79,9 +79,23 @@ def _v5_costs(ops: Operations) -> None:
     ops.execute("UPDATE job SET cost = 0")  # known: nothing counted, nothing charged
 
 
+def _v6_screens(ops: Operations) -> None:
+    """Screening: a run may be a screen; a full run points to the screen that earned it, a
+    candidate's screen to the base's screen it was judged against.
+
+    Old rows were all full runs (``screen`` false) and no run had a screen.
+    """
+    with ops.batch_alter_table("run") as batch:
+        batch.add_column(sa.Column("screen", sa.Boolean(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("screen_run_id", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("screen_ref_id", sa.Integer(), nullable=True))
+    ops.create_index("ix_run_screen_run_id", "run", ["screen_run_id"])
+
+
 MIGRATIONS: dict[int, Callable[[Operations], None]] = {
     2: _v2_query_indexes,
     3: _v3_slurm,
     4: _v4_job_phase,
     5: _v5_costs,
+    6: _v6_screens,
 }

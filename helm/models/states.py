@@ -22,6 +22,10 @@ class RunStatus(StrEnum):
     CRASH = "crash"  # ended without a score
     CANCELLED = "cancelled"
     ABORTED = "aborted"  # stopped early by the early-abort rule: hopeless, like a discard
+    # screens (helm.agents.screen): short, small runs that are never ranked
+    SCREENED = "screened"  # a screen that ran to the end with a score (a base's stays so)
+    SCREEN_PASS = "screen-pass"  # a candidate's screen that beat the base's: full run queued
+    SCREEN_FAIL = "screen-fail"  # one that did not: no full run, like a discard
 
 
 class JobState(StrEnum):
@@ -39,6 +43,11 @@ class JobState(StrEnum):
 FINISHED_RUN = frozenset({RunStatus.KEEP, RunStatus.DISCARD, RunStatus.DONE})
 """Runs that ran to the end and carry the verdict of a scored run (ranked when they have a
 score; a run with a score is always in one of these)."""
+
+SCREEN_RUN = frozenset({RunStatus.SCREENED, RunStatus.SCREEN_PASS, RunStatus.SCREEN_FAIL})
+"""Screens that ran to the end with a score: their scores are at a fraction of the steps, so
+they are compared only with other screens (never ranked, never a best, never a seed of a
+full run's spread)."""
 
 IN_FLIGHT_RUN = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 """Runs whose job has not ended yet."""

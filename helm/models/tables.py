@@ -126,6 +126,12 @@ class Run(SQLModel, table=True):
     base_pin_id: int | None = None
     baseline: bool = False
     verdict_note: str | None = None
+    # Screening (helm.agents.screen): a screen is a short, small run of a candidate (or of
+    # the code it changes) that is never ranked; a full run it earned points to it, and a
+    # candidate's screen points to the base's screen it was judged against.
+    screen: bool = False
+    screen_run_id: int | None = Field(default=None, index=True)
+    screen_ref_id: int | None = None
 
 
 class Job(SQLModel, table=True):

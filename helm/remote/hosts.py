@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from helm.models import hosts
 from helm.models.db import Db, db_of
-from helm.models.dispatch import load_host
+from helm.models.job_life import load_host
 from helm.models.jobs import active_job_on
 from helm.models.tables import Host
 from helm.remote.backend import Box

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from helm.models import dispatch
+from helm.models import job_life, job_queue
 from helm.models.db import Db, db_of
 from helm.models.engine import Store
 from helm.models.hosts import find_host
@@ -113,7 +113,7 @@ def submit_job(
     with _session(session_or_store) as s:
         if host is not None:
             _check_host(db_of(s), host, gpus)
-        job = dispatch.insert_job(
+        job = job_queue.insert_job(
             s,
             run_id=run_id,
             agent=agent,
@@ -133,7 +133,7 @@ def submit_job(
         snapshot_code(code, code_dir)
         if not (code_dir / entry).is_file():
             raise ValueError(f"the code has no {entry}")
-        dispatch.set_job_code(s, job, str(code_dir))
+        job_queue.set_job_code(s, job, str(code_dir))
         SecretStore(ws.root).put(f"job:{job.id}", secrets)
         return job
 
@@ -153,7 +153,7 @@ def request_cancel(ws: Workspace, job_id: int) -> Job:
 
     Returns the job as it now is (NotFound if there is none).
     """
-    job = dispatch.request_job_cancel(ws.store, job_id)
+    job = job_queue.request_job_cancel(ws.store, job_id)
     if job.state in TERMINAL_JOB:  # cancelled while queued: the daemon never sees it end
         SecretStore(ws.root).drop(f"job:{job_id}")
     return job
@@ -171,7 +171,7 @@ def wait_for_job(
     last: tuple | None = None
     while True:
         with ws.store.read() as s:
-            job = dispatch.load_job(s, job_id)
+            job = job_life.load_job(s, job_id)
         key = (job.state, job.step, job.log_offset, job.attempts, job.host)
         if key != last:
             last = key

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from golf_task.logs import LogParser, LogSummary
-from helm.models.dispatch import TAIL_LINES, read_tail
+from helm.models.job_queue import TAIL_LINES, read_tail
 
 
 class LogStream:

@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 
 from helm.daemon import FaultStreak
-from helm.models import dispatch
+from helm.models import job_life, job_queue
 from helm.models.errors import write_fault
 from helm.models.states import JOB_GPU_COUNTS, TERMINAL_JOB
 from helm.models.tables import Host, Job
@@ -140,7 +140,7 @@ class DispatchService:
             await self._tick()
 
     async def _tick(self) -> None:
-        fleet = await self.gate(dispatch.fleet_state, self.store)
+        fleet = await self.gate(job_life.fleet_state, self.store)
         hosts = {h.name: h for h in fleet.hosts}
         self.cancel_ids = fleet.cancel_ids
         self._reap_watchers()
@@ -148,7 +148,7 @@ class DispatchService:
             await self._drop_secrets()
         cancel_queued = [j.id for j in fleet.queued if j.cancel_requested and j.id is not None]
         if cancel_queued:
-            await self.gate(dispatch.cancel_queued, self.store, cancel_queued)
+            await self.gate(job_queue.cancel_queued, self.store, cancel_queued)
         for job in fleet.active:
             if job.id not in self.watchers:
                 self._attach(job, hosts.get(job.host or ""))
@@ -185,7 +185,7 @@ class DispatchService:
         self.watchers[job.id] = (task, watcher)
 
     async def _lose(self, job_id: int, reason: str) -> None:
-        job = await self.gate(dispatch.lost, self.store, self.ws.jobs_dir, job_id, reason)
+        job = await self.gate(job_queue.lost, self.store, self.ws.jobs_dir, job_id, reason)
         await self._try_ended(job_id, job)
 
     async def _try_ended(self, job_id: int, job: Job | None) -> None:
@@ -284,10 +284,10 @@ class DispatchService:
         if why is not None and not plan.placements:  # say why nothing goes to the cluster
             waiting.update({j.id: why for j in pending if j.id not in waiting})
         if waiting and enabled:
-            await self.gate(dispatch.note_waiting, self.store, waiting)
+            await self.gate(job_queue.note_waiting, self.store, waiting)
         if not plan.placements:
             return
-        claimed = await self.gate(dispatch.claim, self.store, plan.placements)
+        claimed = await self.gate(job_life.claim, self.store, plan.placements)
         self.placed += len(claimed)
         for job in claimed:
             self._attach(job, hosts[job.host or ""])
@@ -353,7 +353,7 @@ class DispatchService:
             if w is not None and w.last_seen and now - w.last_seen < self.settings.heartbeat_s
         ]
         if seen:
-            await self.gate(dispatch.heartbeat, self.store, seen)
+            await self.gate(job_life.heartbeat, self.store, seen)
 
     def _schedule_checks(self, hosts: dict[str, Host]) -> None:
         every = self.settings.check_every_s
@@ -428,7 +428,7 @@ class DispatchService:
         check = await probe_host(self._box(host), host)
         if host.kind == "slurm" and check.get("reachable") and not check.get("problems"):
             self._paused.pop(host.name, None)  # its settings work now: take jobs again
-        await self.gate(dispatch.save_check, self.store, host.name, check["reachable"], check)
+        await self.gate(job_life.save_check, self.store, host.name, check["reachable"], check)
         return check
 
 

@@ -13,7 +13,7 @@ differ, and only they are here:
   ``helm.exit`` then gives the code (a wrapper killed by a requeue writes one too, so the exit
   file alone never decides).
 - Kill: ``scancel``. What Slurm did on its own is mapped by ``slurm_state.judge``: a node
-  that failed, a preemption or a requeue is a fresh try (``dispatch.lost``: the try's log set
+  that failed, a preemption or a requeue is a fresh try (``job_queue.lost``: the try's log set
   aside, a new folder, a new submission), TIMEOUT and OUT_OF_MEMORY fail with that reason, a
   request Slurm will never start fails with Slurm's reason.
 """
@@ -27,7 +27,7 @@ import shlex
 import time
 from pathlib import Path
 
-from helm.models import dispatch
+from helm.models import job_life, job_queue
 from helm.models.states import JobState
 from helm.remote.backend import Box, BoxError
 from helm.remote.hosts import python_for
@@ -101,7 +101,7 @@ class SlurmJobWatcher(JobWatcher):
             sid = await self._submit(rdir)
             if sid is None:
                 return False
-        submitted = await self._record(dispatch.mark_submitted, self.ctx.store, self.id, sid, rdir)
+        submitted = await self._record(job_life.mark_submitted, self.ctx.store, self.id, sid, rdir)
         if submitted is not None:
             self.job = submitted
         self.job.backend_id = sid
@@ -149,7 +149,7 @@ class SlurmJobWatcher(JobWatcher):
             reason = f"host {self.host.name}: {exc.line}"
             self.log.warning("job %s not submitted: %s", self.id, reason)
             self.ctx.refused(self.host.name, reason)
-            back = await self._record(dispatch.return_to_queue, self.ctx.store, self.id, reason)
+            back = await self._record(job_queue.return_to_queue, self.ctx.store, self.id, reason)
             await self.ctx.ended(self.id, back)
             return None
 
@@ -188,7 +188,7 @@ class SlurmJobWatcher(JobWatcher):
         if outcome == Outcome.WAITING:
             reason = found.reason if found is not None else None
             if reason != self.job.queue_reason:
-                await self._record(dispatch.note_queue_reason, self.ctx.store, self.id, reason)
+                await self._record(job_queue.note_queue_reason, self.ctx.store, self.id, reason)
                 self.job.queue_reason = reason
             return False
         # a try that ended between two reads ran too (a pending one cancelled never had nodes)
@@ -226,7 +226,7 @@ class SlurmJobWatcher(JobWatcher):
     async def _started(self, rdir: str, sid: str, at: float | None) -> None:
         pid = _pid(await self.box.read_text(f"{rdir}/{PID_FILE}"))
         running = await self._record(
-            dispatch.mark_running, self.ctx.store, self.id, pid, self.job.host, rdir, started_at=at
+            job_life.mark_running, self.ctx.store, self.id, pid, self.job.host, rdir, started_at=at
         )
         if running is not None:
             self.job = running

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from golf_task.log_summary import LogSummary
 from helm.daemon import FaultStreak
-from helm.models import dispatch
+from helm.models import job_life, job_queue
 from helm.models.engine import Store
 from helm.models.errors import write_fault
 from helm.models.states import JobState
@@ -152,7 +152,7 @@ class JobWatcher:
             return
         self.log.warning("job %s lost: %s", self.id, reason)
         ctx = self.ctx
-        job = await self._record(dispatch.lost, ctx.store, ctx.ws.jobs_dir, self.id, reason)
+        job = await self._record(job_queue.lost, ctx.store, ctx.ws.jobs_dir, self.id, reason)
         await ctx.ended(self.id, job)
 
     async def _record(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -228,7 +228,7 @@ class JobWatcher:
             if not res.ok or pid is None:
                 raise LaunchError((res.stderr or res.stdout).strip()[-300:] or "no pid")
         started = await self._record(
-            dispatch.mark_running, self.ctx.store, self.id, pid, job.host, rdir
+            job_life.mark_running, self.ctx.store, self.id, pid, job.host, rdir
         )
         if started is not None:
             self.job = started
@@ -302,7 +302,7 @@ class JobWatcher:
                 break
         if got:
             await self._record(
-                dispatch.save_progress, self.ctx.store, self.id, stream.offset, stream.summary
+                job_life.save_progress, self.ctx.store, self.id, stream.offset, stream.summary
             )
             self.job.log_offset = stream.offset  # a re-drive (after a failed write) starts here
 
@@ -386,7 +386,7 @@ class JobWatcher:
         offset = stream.offset if stream is not None else self.job.log_offset
         tail = stream.tail() if stream is not None else None
         job = await self._record(
-            dispatch.finish,
+            job_life.finish,
             self.ctx.store,
             self.id,
             state,
@@ -415,10 +415,10 @@ class JobWatcher:
         if not moved:
             return f"corrupt compile cache? ({sign}); no cache of helm's to set aside"
         aside = ", ".join(f"{old} as {new}" for old, new in moved)
-        note = f"{dispatch.CACHE_RETRY} ({sign}): quarantined {aside}"
+        note = f"{job_queue.CACHE_RETRY} ({sign}): quarantined {aside}"
         ctx = self.ctx
         job = await self._record(
-            dispatch.retry_for_cache, ctx.store, ctx.ws.jobs_dir, self.id, f"{note}; retrying"
+            job_queue.retry_for_cache, ctx.store, ctx.ws.jobs_dir, self.id, f"{note}; retrying"
         )
         self.log.warning("job %s: %s%s", self.id, note, "; retrying" if job else "")
         if job is None:

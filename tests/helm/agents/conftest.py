@@ -15,7 +15,7 @@ from golf_task.log_summary import LogSummary
 from helm.agents import swarm
 from helm.agents import taskrepo as tr
 from helm.agents.experiment import RemoteBackend
-from helm.models import dispatch
+from helm.models import job_life
 from helm.models.states import JobState
 from helm.remote.scheduler import Placement
 from helm.workspace import Workspace
@@ -39,7 +39,7 @@ class FakeBackend:
     What it fakes: no daemon, no host, no GPU and no training run. What it does not fake:
     the job is queued through the real path (``RemoteBackend`` -> ``helm.remote.jobs``: the
     code snapshot and the job row), then placed, started and ended through the functions the
-    daemon's dispatcher calls (``helm.models.dispatch.claim``, ``mark_running``, ``finish``
+    daemon's dispatcher calls (``helm.models.job_life.claim``, ``mark_running``, ``finish``
     with a ``LogSummary``), which write the result on the run. Only the score is made up,
     so that the loop's tests run in seconds and their verdicts are known in advance, while
     the records they judge are exactly the daemon's (on both store engines).
@@ -73,15 +73,15 @@ class FakeBackend:
 
     def start(self, ws: Workspace, job_id: int) -> None:
         """The daemon places the job and its process starts (job and run are "running")."""
-        dispatch.claim(ws.store, [Placement(job_id, self.host, (0,))])
-        dispatch.mark_running(ws.store, job_id, 4242, self.host, f"/fake/{job_id}")
+        job_life.claim(ws.store, [Placement(job_id, self.host, (0,))])
+        job_life.mark_running(ws.store, job_id, 4242, self.host, f"/fake/{job_id}")
 
     def end(self, ws: Workspace, job_id: int, bpb: float | None) -> None:
         """The job ends: scored and succeeded, or (``bpb`` None) failed with a traceback."""
         if bpb is None:
             log = ws.job_dir(job_id) / "train.log"
             log.write_text(CRASH_LOG + "\n")
-            dispatch.finish(ws.store, job_id, JobState.FAILED, exit_code=1,
+            job_life.finish(ws.store, job_id, JobState.FAILED, exit_code=1,
                             error="exit 1", summary=LogSummary(step=1, total_steps=10),
                             offset=log.stat().st_size, tail=CRASH_LOG)  # fmt: skip
             return
@@ -94,7 +94,7 @@ class FakeBackend:
             bytes_total=self.bytes_total,
             score_line=f"final val_loss:{bpb * 0.7:.4f} val_bpb:{bpb:.4f}",
         )
-        dispatch.finish(ws.store, job_id, JobState.SUCCEEDED, exit_code=0, error=None,
+        job_life.finish(ws.store, job_id, JobState.SUCCEEDED, exit_code=0, error=None,
                         summary=summary, offset=0, tail=None)  # fmt: skip
 
     def cancel(self, ws, job_id: int) -> None:  # noqa: ANN001

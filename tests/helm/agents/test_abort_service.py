@@ -148,7 +148,7 @@ def test_loop_counts_an_aborted_run_like_a_discard(
                 return super().submit(ws, code_dir, env=env, gpus=gpus, seed=seed, agent=agent,
                                       run_id=run_id, time_limit_s=time_limit_s)  # fmt: skip
             from helm.agents.experiment import RemoteBackend
-            from helm.models import dispatch
+            from helm.models import job_life
 
             self.submitted.append({"env": dict(env), "run_id": run_id})
             job_id = RemoteBackend().submit(ws, code_dir, env=env, gpus=gpus, seed=seed,
@@ -161,7 +161,7 @@ def test_loop_counts_an_aborted_run_like_a_discard(
             assert AbortService(ws, LOG)._abort(job, run, verdict)
             with ws.db(write=False) as db:
                 assert get_job(db, job_id)["cancel_requested"]
-            dispatch.finish(ws.store, job_id, JobState.CANCELLED, exit_code=None,
+            job_life.finish(ws.store, job_id, JobState.CANCELLED, exit_code=None,
                             error="cancelled", summary=None, offset=0, tail="killed")  # fmt: skip
             return job_id
 

@@ -2,7 +2,7 @@
 posted once, per-agent budgets, and a running job never touched.
 
 A real store (both engines) and the experiment loop with the FakeBackend (real job rows,
-ended through ``helm.models.dispatch``). Where the figure itself is the point (a job that
+ended through ``helm.models.job_life``). Where the figure itself is the point (a job that
 cost $12.50), ``job.gpu_seconds``/``job.cost`` are set directly on the ended job's row; the
 running-job test instead back-dates a live try's ``staged_at`` by an hour and lets
 ``helm.models.costs`` count it up to now, as the daemon's records would.

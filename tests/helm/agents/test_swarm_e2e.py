@@ -84,7 +84,18 @@ def test_two_sweep_agents_follow_a_directive_and_a_pin(tmp_path: Path) -> None:
     )
     log = (tmp_path / "demo.err").open("w")
     demo = subprocess.Popen(
-        [*HELM, "demo", "--headless", "--agents", "2", "--duration", "600", "--json"],
+        [
+            *HELM,
+            "demo",
+            "--home",
+            str(home),
+            "--headless",
+            "--agents",
+            "2",
+            "--duration",
+            "600",
+            "--json",
+        ],
         env=_env(home),
         stdout=subprocess.PIPE,
         stderr=log,
@@ -161,7 +172,18 @@ def test_demo_headless_short(home: Path) -> None:
     and its agent's experiment loop works on the store: it records runs, and no step fails."""
     t0 = time.monotonic()
     out = subprocess.run(
-        [*HELM, "demo", "--headless", "--agents", "1", "--duration", "20", "--json"],
+        [
+            *HELM,
+            "demo",
+            "--home",
+            str(home),
+            "--headless",
+            "--agents",
+            "1",
+            "--duration",
+            "20",
+            "--json",
+        ],
         env=_env(home),
         capture_output=True,
         text=True,

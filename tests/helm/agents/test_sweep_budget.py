@@ -60,7 +60,7 @@ def test_a_run_refused_after_the_check_is_held_not_lost(
 ) -> None:
     """The budget can be reached between the driver's check and the queueing (another agent's
     run ending): the proposal it had taken (a queued sweep value, popped from its memory) is
-    the first one run once the budget allows."""
+    the first one run once the budget allows, by this process or a restarted one."""
     from helm.agents import experiment
 
     roomy, spent = SWEEP + "[budget]\ngpu_hours = 10\n", SWEEP + "[budget]\ngpu_hours = 1\n"
@@ -85,6 +85,10 @@ def test_a_run_refused_after_the_check_is_held_not_lost(
     monkeypatch.setattr(experiment.bud, "check_queue", reached_once)
     sa.run(max_steps=1)
     assert len(_runs(task_ws, agent)) == 1 and sa.state.queue == []
+    # the agent is restarted while it waits: the held proposal is in sweep.json, not lost
+    sa = SweepAgent(task_ws, agent, backend=backend, poll_s=0.01, seed=3, budget_wait_s=0.01)
+    assert sa.state.held is not None and sa.state.held["changes"] == {"MATRIX_LR": "0.03"}
     sa.run(max_steps=1)
+    assert sa.state.held is None
     newest = _runs(task_ws, agent)[0]
     assert "MATRIX_LR 0.025\u21920.03" in newest["description"]

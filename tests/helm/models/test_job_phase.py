@@ -7,7 +7,7 @@ first saw it, and a daemon restart (which re-reads the whole local log) must not
 from __future__ import annotations
 
 from golf_task.logs import LogParser
-from helm.models import dispatch
+from helm.models import job_life
 from helm.models.jobs import get_job
 from helm.models.tables import Job
 from helm.workspace import Workspace
@@ -30,7 +30,7 @@ def test_each_phase_is_stamped_once_and_a_restart_keeps_it(ws: Workspace, tiny_r
     for line in raw.splitlines(keepends=True):
         parser.feed(line)
         offset += len(line)
-        dispatch.save_progress(ws.store, jid, offset, parser.summary)
+        job_life.save_progress(ws.store, jid, offset, parser.summary)
         row = _job(ws, jid)
         if row["phase"] is None:
             assert row["phase_at"] is None
@@ -44,6 +44,6 @@ def test_each_phase_is_stamped_once_and_a_restart_keeps_it(ws: Workspace, tiny_r
 
     restarted = LogParser()  # the daemon restarts: its LogStream re-reads the local copy
     restarted.feed(raw)
-    dispatch.save_progress(ws.store, jid, offset, restarted.summary)
+    job_life.save_progress(ws.store, jid, offset, restarted.summary)
     row = _job(ws, jid)
     assert (row["phase"], row["phase_at"]) == ("done", began["done"])

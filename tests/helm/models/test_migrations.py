@@ -136,10 +136,11 @@ def test_shipped_migration_upgrades_a_version_1_store_to_a_fresh_one(url: str) -
     with store.engine.begin() as conn:  # take the store back to what schema 1 wrote
         for _table, name in sorted(v2):
             conn.execute(sa.text(f"DROP INDEX {name}"))
+        conn.execute(sa.text("DROP INDEX ix_run_screen_run_id"))  # schema 6's, with its column
         if conn.dialect.name == "postgresql":
             for table in ("run", "job"):
                 conn.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN seed TYPE INTEGER"))
-        for table, column in V3_COLUMNS + V4_COLUMNS + V5_COLUMNS:  # 3 Slurm, 4 phase, 5 cost
+        for table, column in V3_COLUMNS + V4_COLUMNS + V5_COLUMNS + V6_COLUMNS:  # 3 Slurm, 4 phase, 5 cost
             conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN {column}"))
         conn.execute(sa.text("UPDATE helm_meta SET value = '1' WHERE key = 'schema_version'"))
     assert not v2 & _index_names(store)
@@ -159,7 +160,7 @@ def test_shipped_migration_upgrades_a_version_1_store_to_a_fresh_one(url: str) -
         assert agent_names(SqlaDb(s.connection())) == ["a1", "a2"]
     assert _deliveries(upgraded, did) == ["a1", "a2"]
     with upgraded.engine.connect() as conn:
-        for table, column in V3_COLUMNS + V4_COLUMNS + V5_COLUMNS:
+        for table, column in V3_COLUMNS + V4_COLUMNS + V5_COLUMNS + V6_COLUMNS:
             assert column in {c["name"] for c in inspect(conn).get_columns(table)}, column
         # rows written before schema 3 read as what they were: SSH/local hosts, plain jobs
         assert conn.execute(sa.text("SELECT slurm_json FROM host")).scalars().all() == ["{}"]
@@ -173,9 +174,13 @@ def test_shipped_migration_upgrades_a_version_1_store_to_a_fresh_one(url: str) -
         ]
         costs = conn.execute(sa.text("SELECT gpu_seconds, cost FROM job")).all()
         assert [tuple(c) for c in costs] == [(0.0, 0.0)]
+        # and before schema 6, every run a full run without a screen
+        screens = conn.execute(sa.text("SELECT screen, screen_run_id FROM run")).all()
+        assert screens and all(tuple(r) in {(0, None), (False, None)} for r in screens)
     upgraded.close()
 
 
 V3_COLUMNS = (("host", "slurm_json"), ("job", "backend_id"), ("job", "queue_reason"))
 V4_COLUMNS = (("job", "phase"), ("job", "phase_at"))
 V5_COLUMNS = (("host", "price_per_gpu_hour"), ("job", "gpu_seconds"), ("job", "cost"))
+V6_COLUMNS = (("run", "screen"), ("run", "screen_run_id"), ("run", "screen_ref_id"))

@@ -6,7 +6,7 @@ poll that saw the store's step move (it moves with every streamed log line) wrot
 and again at the end, and a failure went both into the log and onto the error line beside it.
 
 A seed here is really queued (``helm.remote.jobs.submit_job``) and the store is moved through
-the daemon's own writes (``helm.models.dispatch``: claim, mark_running, save_progress per log
+the daemon's own writes (``helm.models.job_life``: claim, mark_running, save_progress per log
 line, finish with the parsed log); only the training process is replaced by a thread that
 writes those rows, as many steps as a real run streams, in a few seconds.
 """
@@ -26,7 +26,7 @@ from textual.widgets import Log, Static
 from golf_task.log_summary import LogSummary
 from golf_task.logs import parse_file
 from helm.agents import taskrepo as tr
-from helm.models import dispatch
+from helm.models import job_life
 from helm.models.runs import get_run, insert_run
 from helm.models.states import JobState
 from helm.promote.promote import Event, PromoteOptions, execute, prepare
@@ -95,15 +95,15 @@ class _Placement:
 def play_daemon(ws: Workspace, flight: Flight, seed: int, bpb: float, step_s: float) -> None:
     """What the daemon writes for a job that trains STEPS steps: claim, start, one progress
     row per streamed log line, then the end with the parsed log."""
-    dispatch.claim(ws.store, [_Placement(flight.job_id, "box1")])
-    dispatch.mark_running(ws.store, flight.job_id, 4242, "box1", "/remote/job")
+    job_life.claim(ws.store, [_Placement(flight.job_id, "box1")])
+    job_life.mark_running(ws.store, flight.job_id, 4242, "box1", "/remote/job")
     for step in range(1, STEPS + 1):
         summary = LogSummary(step=step, total_steps=STEPS, train_loss=3.0, last_val_bpb=None)
-        dispatch.save_progress(ws.store, flight.job_id, step * 100, summary)
+        job_life.save_progress(ws.store, flight.job_id, step * 100, summary)
         time.sleep(step_s)
     log = ws.job_dir(flight.job_id) / "train.log"
     log.write_text(_log_text(ws, seed, bpb, steps=STEPS))
-    dispatch.finish(
+    job_life.finish(
         ws.store, flight.job_id, JobState.SUCCEEDED, exit_code=0, error=None,
         summary=parse_file(log), offset=log.stat().st_size, tail="",
     )  # fmt: skip

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helm.models.dispatch import insert_job
+from helm.models.job_queue import insert_job
 from helm.models.states import JobState
 from helm.promote import promote
 from helm.promote.plan import PromoteError
@@ -69,3 +69,51 @@ def test_cli_passes_past_budget(ws: Workspace, helm, monkeypatch) -> None:  # no
     assert helm("promote", "1", "--author", "a", "--github-id", "b").code == 1
     assert helm("promote", "1", "--author", "a", "--github-id", "b", "--past-budget").code == 1
     assert seen == [False, True]
+
+
+def _candidate(ws: Workspace, kit, job_id: int) -> int:  # noqa: ANN001
+    """A scored run of the tiny config (seed 42, with its log): promoting it queues 2 seeds."""
+    from test_feasibility import scored_run  # the same committed run and log the plan reads
+
+    return scored_run(ws, kit, seed=42, bpb=4.0, job_id=job_id)
+
+
+def test_dry_run_says_the_budget_is_reached_and_what_past_budget_does(
+    task_ws: Workspace, helm, kit
+) -> None:  # noqa: ANN001
+    """The plan of a promotion whose seeds the real promote would refuse says so, in words and
+    in --json, without telling the feed (a dry run writes nothing)."""
+    run_id = _candidate(task_ws, kit, 91)
+    plain = helm("promote", str(run_id), "--dry-run", "--sota", "10")
+    assert plain.code == 0, plain.err
+    assert not [x for x in plain.out.splitlines() if x.startswith("budget")]  # no [budget]
+    assert helm("promote", str(run_id), "--dry-run", "--json").json()["budget"] is None
+
+    task_ws.config_path.write_text("[budget]\nmoney = 500.0\n")
+    _spent(task_ws, 512.3)
+    line = "budget reached: $512.30 of $500.00 (campaign)"
+    r = helm("promote", str(run_id), "--dry-run", "--sota", "10")
+    assert r.code == 0, r.err
+    assert f"{line}; the 2 seed(s) to queue need --past-budget" in r.out
+    data = helm("promote", str(run_id), "--dry-run", "--json", "--sota", "10").json()
+    assert data["budget"]["level"] == "stop" and data["budget"]["line"] == line
+    assert data["budget"]["refused"] is True
+    past = helm("promote", str(run_id), "--dry-run", "--sota", "10", "--past-budget")
+    assert f"{line}; --past-budget: the 2 seed(s) would be queued anyway" in past.out
+    data = helm("promote", str(run_id), "--dry-run", "--json", "--past-budget").json()
+    assert data["budget"]["refused"] is False
+    assert not (task_ws.root / "budget-posted.json").exists()  # no crossing told
+    with task_ws.db(write=False) as db:
+        assert db.rows("SELECT COUNT(*) AS n FROM feed_post")[0]["n"] == 0
+        assert db.rows("SELECT COUNT(*) AS n FROM job")[0]["n"] == 1  # only the spend
+
+
+def test_dry_run_at_80_percent_warns_and_refuses_nothing(task_ws: Workspace, helm, kit) -> None:  # noqa: ANN001
+    run_id = _candidate(task_ws, kit, 92)
+    task_ws.config_path.write_text("[budget]\nmoney = 500.0\n")
+    _spent(task_ws, 420.0)
+    r = helm("promote", str(run_id), "--dry-run", "--sota", "10")
+    assert "budget at 84%: $420.00 of $500.00 (campaign)" in r.out
+    assert "--past-budget" not in r.out
+    data = helm("promote", str(run_id), "--dry-run", "--json").json()
+    assert (data["budget"]["level"], data["budget"]["refused"]) == ("warn", False)

@@ -12,7 +12,7 @@ from typing import Any
 
 from helm.models import runs
 from helm.models.db import Row
-from helm.models.dispatch import load_job
+from helm.models.job_life import load_job
 from helm.models.tables import Job
 from helm.remote.hosts import add_host
 from helm.remote.loopback import LoopbackSshd

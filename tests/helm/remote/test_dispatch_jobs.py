@@ -343,7 +343,7 @@ async def test_stray_try_of_a_lost_job_is_stopped_when_its_box_answers(
 
     from dispatch_helpers import FAST, add_local_host
 
-    from helm.models import dispatch
+    from helm.models import job_queue
 
     add_local_host(ws, gpus=1)
     release = tmp_path / "release"
@@ -359,7 +359,7 @@ async def test_stray_try_of_a_lost_job_is_stopped_when_its_box_answers(
             first = await wait_state(ws, job_id, "running")
         assert first.pid is not None and not _dead(first.pid)
         # what the dispatcher records when the box stays dark past lost_after_s
-        dispatch.lost(ws.store, ws.jobs_dir, job_id, "host box unreachable for 300s")
+        job_queue.lost(ws.store, ws.jobs_dir, job_id, "host box unreachable for 300s")
         reaping = replace(FAST, reap_every_s=0.2, reap_min_age_s=0)
         async with Dispatcher(ws, reaping):
             retry = await wait_until(

@@ -14,7 +14,7 @@ from dispatch_helpers import Dispatcher, add_ssh_host, new_run, read_log, run_ro
 from golf_task.data import make_tiny
 from golf_task.presets import TINY_CPU_ENV
 from golf_task.variants import DEFAULT_VARIANT, VARIANTS, pieces
-from helm.models.dispatch import load_host
+from helm.models.job_life import load_host
 from helm.remote.jobs import submit_job
 from helm.remote.loopback import LoopbackSshd
 from helm.workspace import Workspace

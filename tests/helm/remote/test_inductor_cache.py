@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 from dispatch_helpers import add_local_host, wait_state
 
-from helm.models import dispatch
+from helm.models import job_life, job_queue
 from helm.models.jobs import job_events
+from helm.models.tables import Job
 from helm.remote.jobs import submit_job
 from helm.remote.launch import compile_cache_env
 from helm.remote.scheduler import Placement
@@ -83,12 +84,12 @@ def test_corrupt_cache_signs_in_a_log_tail() -> None:
 def test_the_cache_retry_is_once_per_job_and_not_one_of_its_attempts(ws: Workspace) -> None:
     job = submit_job(ws, ws.store, {"train_gpt.py": "print(1)\n"}, max_attempts=1)
     assert job.id is not None
-    note = f"{dispatch.CACHE_RETRY} (invalid ELF header): quarantined /w/cache/inductor as X"
+    note = f"{job_queue.CACHE_RETRY} (invalid ELF header): quarantined /w/cache/inductor as X"
 
-    def try_and_fail() -> dispatch.Job | None:
-        (placed,) = dispatch.claim(ws.store, [Placement(job.id or 0, "box", (0,))])
-        dispatch.mark_running(ws.store, job.id or 0, 4242, "box", f"/w/jobs/{job.id}")
-        return dispatch.retry_for_cache(ws.store, ws.jobs_dir, job.id or 0, note)
+    def try_and_fail() -> Job | None:
+        (placed,) = job_life.claim(ws.store, [Placement(job.id or 0, "box", (0,))])
+        job_life.mark_running(ws.store, job.id or 0, 4242, "box", f"/w/jobs/{job.id}")
+        return job_queue.retry_for_cache(ws.store, ws.jobs_dir, job.id or 0, note)
 
     again = try_and_fail()
     assert again is not None and again.state == "queued" and again.attempts == 1

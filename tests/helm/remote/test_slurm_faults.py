@@ -200,7 +200,7 @@ async def test_more_nodes_than_the_partition_has_fail_with_slurms_reason(
     run_id = new_run(ws, description="2 nodes")
     async with Dispatcher(ws, SLURM_FAST) as d:
         with ws.store.read() as s:
-            from helm.models.dispatch import load_host
+            from helm.models.job_life import load_host
 
             host = load_host(s, "cluster")
         check = await d.svc.check_host(host)

@@ -3,7 +3,7 @@
 Unlike ``tui_campaign`` (rows written by hand), every run here comes from ``run_experiment``:
 its commit, code hash, canonical environment, base pin and reference flag, its verdict and
 its feed post are the loop's own writes. The job goes through the real queue and the
-daemon's record-keeping (``helm.models.dispatch``); only the training is replaced: the score
+daemon's record-keeping (``helm.models.job_life``); only the training is replaced: the score
 is the run's ``S`` environment value plus ``seed x 1e-4`` (the seed noise), so that the
 numbers each test expects are known in advance.
 
@@ -22,7 +22,7 @@ from helm.agents import pins, swarm
 from helm.agents import taskrepo as tr
 from helm.agents.experiment import ExpRequest, RemoteBackend, run_experiment
 from helm.agents.report import ExpResult
-from helm.models import dispatch
+from helm.models import job_life
 from helm.models.states import JobState
 from helm.remote.scheduler import Placement
 from helm.workspace import Workspace
@@ -43,14 +43,14 @@ class ScoreBackend:
             ws, code_dir, env=env, gpus=gpus, seed=seed, agent=agent, run_id=run_id,
             time_limit_s=time_limit_s,
         )  # fmt: skip
-        dispatch.claim(ws.store, [Placement(job_id, "fake", (0,))])
-        dispatch.mark_running(ws.store, job_id, 4242, "fake", f"/fake/{job_id}")
+        job_life.claim(ws.store, [Placement(job_id, "fake", (0,))])
+        job_life.mark_running(ws.store, job_id, 4242, "fake", f"/fake/{job_id}")
         bpb = fake_score(env, seed)
         summary = LogSummary(
             step=10, total_steps=10, stop_step=10, val_bpb=bpb, val_loss=bpb * 0.7,
             bytes_total=15_000_000, score_line=f"final val_bpb:{bpb:.4f}",
         )  # fmt: skip
-        dispatch.finish(ws.store, job_id, JobState.SUCCEEDED, exit_code=0, error=None,
+        job_life.finish(ws.store, job_id, JobState.SUCCEEDED, exit_code=0, error=None,
                         summary=summary, offset=0, tail=None)  # fmt: skip
         return job_id
 
