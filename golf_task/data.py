@@ -264,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     fine.add_argument("--train-shards", type=int, default=80)
     fine.add_argument("--repo-id", default=None, help="default: the variant's repo")
     fine.add_argument("--remote-root", default="datasets")
+    fine.add_argument(
+        "--data-url",
+        default=None,
+        help="source in place of huggingface.co/datasets ($GOLF_DATA_URL)",
+    )
+    fine.add_argument("--retries", type=int, default=3, help="per file, after a cut connection")
+    fine.add_argument("--progress", type=Path, default=None, help="keep a JSON progress file")
     check = sub.add_parser("check", help="validate every shard under a data dir")
     check.add_argument("--out", type=Path, required=True)
     return parser
@@ -284,14 +291,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "fineweb":
             if args.train_shards < 0:
                 raise ValueError("--train-shards must be >= 0")
-            from golf_task.data_fetch import fetch_fineweb
+            from golf_task.data_fetch import Progress, fetch_fineweb, http_fetch
 
+            progress = Progress(args.progress)
             fetch_fineweb(
                 args.out,
                 variant=args.variant,
                 train_shards=args.train_shards,
                 repo_id=args.repo_id,
                 remote_root=args.remote_root,
+                base_url=args.data_url,
+                progress=progress,
+                fetch=functools.partial(http_fetch, progress=progress, retries=args.retries),
             )
         else:
             paths = sorted(Path(args.out).rglob("fineweb_*.bin"))

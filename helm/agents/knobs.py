@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import ast
 import math
+import threading
 from dataclasses import dataclass
+
+_PARSE = threading.Lock()
+"""CPython 3.11's parser is not safe to call from two threads at once (``SystemError: AST
+constructor recursion depth mismatch``, seen in bench/early_abort.py); sweep agents may
+share a process."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,8 @@ def _environ_get(call: ast.Call) -> tuple[str, ast.AST] | None:
 def discover(source: str) -> dict[str, Knob]:
     """Every numeric or boolean knob of ``source``, by environment variable name."""
     try:
-        tree = ast.parse(source)
+        with _PARSE:
+            tree = ast.parse(source)
     except SyntaxError:
         return {}
     found: dict[str, Knob] = {}

@@ -24,6 +24,8 @@ from helm.cli.common import (
     print_table,
     workspace,
 )
+from helm.cli.host_setup_cmd import print_verdicts
+from helm.cli.host_setup_cmd import register as register_setup
 
 
 def host_dict(host: Mapping[str, Any]) -> dict:
@@ -267,8 +269,7 @@ def _check(args: argparse.Namespace) -> int:
                 f"  data:   {data['train_shards']} train / {data['val_shards']} val shards, "
                 f"tokenizer {'present' if data['tokenizer'] else 'MISSING'}"
             )
-        for p in check.get("problems", []):
-            print(f"  problem: {p}")
+        print_verdicts(check)
     if not check["reachable"]:
         raise CommandError(check["error"])
     return 1 if check.get("problems") else 0
@@ -385,7 +386,7 @@ _PRICE_HELP = "what one GPU-hour there costs, in USD (none: unknown; money shows
 def register(sub: argparse._SubParsersAction) -> None:
     h = sub.add_parser("host", help="the boxes jobs run on (SSH or this machine)")
     hs = h.add_subparsers(
-        dest="host_cmd", required=True, metavar="{add,ls,set,check,disable,enable,rm,trust}"
+        dest="host_cmd", required=True, metavar="{add,ls,set,check,setup,disable,enable,rm,trust}"
     )
     p = add_leaf(hs, "add", _add, "register a box", listing=True)
     p.add_argument("name")
@@ -456,6 +457,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p = add_leaf(hs, "check", _check, "probe a host: GPUs, python, torch, data, disk", listing=True)
     p.add_argument("name")
+    register_setup(hs)
     p = add_leaf(hs, "disable", _set_enabled, "place no new jobs on a host (drain it)")
     p.add_argument("name")
     p = add_leaf(hs, "enable", _set_enabled, "let the scheduler use a host again")

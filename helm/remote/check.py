@@ -13,6 +13,11 @@ left on device", "Read-only file system"), no free-space figure at all, fewer th
 compile caches: well under 1 GB, and training that runs out of disk loses hours), and no free
 inodes. ``disk_problem`` runs the same probe when a job cannot be staged or ends badly, so the
 job says why in the kernel's words instead of "Failure" or "lost".
+
+Verdicts: ``verdicts`` turns a check into what an operator acts on, each problem with its fix
+(most often a ``helm host setup`` line). A *blocker* stops jobs from running well there (the
+check's ``problems`` are exactly the blockers, and ``host check`` exits 1); a *warning* is
+worth knowing but no reason to stop (a CPU-only box runs tiny smoke jobs fine).
 """
 
 from __future__ import annotations
@@ -20,11 +25,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from golf_task.variants import DEFAULT_VARIANT
 from helm.remote.backend import Box
 from helm.remote.launch import DATASET_SUBDIR, TOKENIZER_SUBPATH, box_word
 
 _GPU_QUERY = "index,name,memory.total,memory.used,utilization.gpu,temperature.gpu"
-MIN_FREE_GB = 2.0  # less free space than this under the work folder is a problem
+# Less free space than this under the work folder is a blocker. A job folder holds code, log
+# and artifact (well under 1 GB), but a box runs up to 8 jobs at once, a full-precision
+# checkpoint is a few hundred MB, and the campaign's compile caches grow to a few GB: under
+# 5 GB a busy box fills up within a day, and training that runs out of disk loses hours.
+MIN_FREE_GB = 5.0
+BLOCKER, WARNING = "blocker", "warning"
+CPU_ONLY = "torch will be the CPU build; training runs on CPU, only for tiny smoke runs"
 FULL_KB = 1024  # under 1 MiB free: the disk is full, whatever a small test write says
 
 
@@ -55,6 +67,8 @@ def check_script(python: str, workdir: str, data_dir: str | None) -> str:
         "echo @@gpus",
         "if command -v nvidia-smi >/dev/null 2>&1; then nvidia-smi"
         f" --query-gpu={_GPU_QUERY} --format=csv,noheader,nounits 2>&1; fi",
+        "echo @@smi",
+        "command -v nvidia-smi || echo missing",
         f"mkdir -p {wd} 2>/dev/null",
         *_disk_probe(workdir),
         "echo @@setsid",
@@ -143,6 +157,8 @@ def parse_check(text: str, *, has_data: bool = False) -> dict[str, Any]:
             }
         )
     result["gpus"] = gpus
+    smi = sec.get("smi")
+    result["nvidia_smi"] = None if smi is None else (bool(smi) and smi[-1] != "missing")
     result.update(_parse_disk(sec))
     result["setsid"] = bool(sec.get("setsid")) and sec["setsid"][-1] != "missing"
     if has_data:
@@ -163,15 +179,67 @@ def _parse_data(sec: dict[str, list[str]]) -> dict[str, Any]:
 
 
 def problems(check: dict[str, Any]) -> list[str]:
-    """What would stop a job from running, in words."""
-    out = []
+    """What would stop a job from running, in words (the blockers of ``verdicts``)."""
+    return [v["problem"] for v in verdicts(check) if v["level"] == BLOCKER]
+
+
+def verdicts(
+    check: dict[str, Any], *, host: str = "NAME", declared_gpus: int | None = None
+) -> list[dict[str, str]]:
+    """Each problem of a box's check with its fix: ``{"level", "problem", "fix"}``.
+
+    ``declared_gpus`` is what the host row schedules on; with nvidia-smi present, fewer GPUs
+    than that (or torch without CUDA) is a blocker. Without nvidia-smi the box is CPU-only:
+    a warning that says what that means, not a blocker (tiny jobs and tests run there).
+    """
+    out: list[dict[str, str]] = []
+    setup = f"helm host setup {host}"
+
+    def add(level: str, problem: str, fix: str) -> None:
+        out.append({"level": level, "problem": problem, "fix": fix})
+
     if check.get("python") is None:
-        out.append("python not found")
+        add(BLOCKER, "python not found", f"{setup} (a venv in the work folder, used from then on)")
     elif check.get("torch") is None:
-        out.append("torch not importable")
+        add(BLOCKER, "torch not importable", f"{setup} (installs the torch the driver supports)")
     if not check.get("setsid", True):
-        out.append("setsid missing")
-    return out + _data_problems(check) + _disk_problems(check)
+        add(BLOCKER, "setsid missing", "install util-linux on the box (jobs start under setsid)")
+    out += _gpu_verdicts(check, setup, host, declared_gpus)
+    for problem in _data_problems(check):
+        add(BLOCKER, problem, f"{setup} --data {DEFAULT_VARIANT}")
+    for problem, fix in _disk_findings(check):
+        add(BLOCKER, problem, fix)
+    return out
+
+
+def _gpu_verdicts(
+    check: dict[str, Any], setup: str, host: str, declared: int | None
+) -> list[dict[str, str]]:
+    gpus = check.get("gpus") or []
+    if check.get("nvidia_smi") is False:
+        slots = f" (its {declared} GPUs are job slots)" if declared else ""
+        return [
+            {"level": WARNING, "problem": f"no nvidia-smi: CPU-only box{slots}", "fix": CPU_ONLY}
+        ]
+    out = []
+    if gpus and check.get("torch") and check.get("cuda") is False:
+        out.append(
+            {
+                "level": BLOCKER,
+                "problem": f"torch {check['torch']} has no CUDA on a box with {len(gpus)} GPUs",
+                "fix": f"{setup} --torch auto (the CUDA build the driver supports)",
+            }
+        )
+    if check.get("nvidia_smi") and declared and len(gpus) < declared:
+        out.append(
+            {
+                "level": BLOCKER,
+                "problem": f"{len(gpus)} GPUs found, the host is declared with {declared}",
+                "fix": f"check the driver (nvidia-smi), or declare what is there: helm host rm "
+                f"{host}; helm host add {host} ... --gpus {max(len(gpus), 1)}",
+            }
+        )
+    return out
 
 
 def _data_problems(check: dict[str, Any]) -> list[str]:
@@ -184,20 +252,34 @@ def _data_problems(check: dict[str, Any]) -> list[str]:
 
 
 def _disk_problems(check: dict[str, Any]) -> list[str]:
+    return [problem for problem, _ in _disk_findings(check)]
+
+
+def _disk_findings(check: dict[str, Any]) -> list[tuple[str, str]]:
+    """(problem, fix) for the work folder's disk."""
     where = check.get("disk_dir") or "the work folder"
     free = check.get("disk_free_gb")
+    move = "or give the host a --workdir on a bigger disk (helm host rm + add)"
     out = []
     if check.get("write_error"):
-        out.append(f"work folder {where} is not writable: {check['write_error']}")
+        out.append(
+            (
+                f"work folder {where} is not writable: {check['write_error']}",
+                f"make {where} writable for the SSH user, {move}",
+            )
+        )
     if free is None:
-        out.append(f"free disk space unknown (df gave no figure for {where})")
+        out.append((f"free disk space unknown (df gave no figure for {where})", "check df there"))
     elif free < MIN_FREE_GB:
         out.append(
-            f"low disk space: {free:.1f} GB free in {where} "
-            f"(helm wants at least {MIN_FREE_GB:g} GB)"
+            (
+                f"low disk space: {free:.1f} GB free in {where} "
+                f"(helm wants at least {MIN_FREE_GB:g} GB)",
+                f"free space in {where} (old jobs/, cache/), {move}",
+            )
         )
     if check.get("inodes_free") == 0:
-        out.append(f"no free inodes in {where}")
+        out.append((f"no free inodes in {where}", f"delete small files there, {move}"))
     return out
 
 
@@ -234,5 +316,14 @@ async def check_box(box: Box, *, python: str, workdir: str, data_dir: str | None
     check = parse_check(res.stdout, has_data=bool(data_dir))
     check["reachable"] = True
     check["checked_at"] = started
+    check["verdicts"] = verdicts(check)
     check["problems"] = problems(check)
+    return check
+
+
+def judge(check: dict[str, Any], *, host: str, declared_gpus: int | None) -> dict[str, Any]:
+    """Fill in the check's verdicts for this host (its name in the fixes, its declared GPUs);
+    ``problems`` stays the list of blockers."""
+    check["verdicts"] = verdicts(check, host=host, declared_gpus=declared_gpus)
+    check["problems"] = [v["problem"] for v in check["verdicts"] if v["level"] == BLOCKER]
     return check

@@ -1,7 +1,8 @@
 """``host check`` for any host: a box's check, or a Slurm cluster's (one entry point).
 
 The daemon (every ``check_every_s``) and ``helm host check`` both call ``probe_host``, so
-the two can never report a host differently.
+the two can never report a host differently. A box's check carries its verdicts (each
+problem with its fix, ``helm.remote.check.verdicts``) judged against the host's row.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import time
 
 from helm.models.tables import Host
 from helm.remote.backend import Box, BoxError
-from helm.remote.check import check_box
+from helm.remote.check import check_box, judge
 from helm.remote.hosts import python_for
 from helm.remote.slurm_conf import SlurmSettings
 
@@ -27,8 +28,9 @@ async def probe_host(box: Box, host: Host) -> dict:
             return await check_slurm(
                 box, settings, python=python_for(host), workdir=workdir, data_dir=host.data_dir
             )
-        return await check_box(
+        check = await check_box(
             box, python=python_for(host), workdir=workdir, data_dir=host.data_dir
         )
+        return judge(check, host=host.name, declared_gpus=host.gpus)
     except BoxError as exc:
         return {"reachable": False, "error": str(exc), "checked_at": time.time()}
