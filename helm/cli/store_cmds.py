@@ -124,9 +124,18 @@ def _directive_ack(args: argparse.Namespace) -> None:
 
 
 # Runs and leaderboard ----------------------------------------------------------------------------
+def _screen_cell(r: dict) -> str:
+    """``screen`` for a screen (a short, small run, never ranked), ``via #15`` for a full run
+    that came through screen 15, ``-`` for a run that was not screened."""
+    if r.get("screen"):
+        return "screen"
+    return f"via #{r['screen_run_id']}" if r.get("screen_run_id") is not None else fmt.MISSING
+
+
 def _print_runs(rows: list[dict], *, ranked: bool) -> None:
     headers = ["RANK"] if ranked else []
-    headers += ["RUN", "AGENT", "STATUS", "VAL_BPB", "BYTES", "STEPS", "GPU-H", "$", "DESCRIPTION"]
+    headers += ["RUN", "AGENT", "STATUS", "VAL_BPB", "BYTES", "STEPS", "GPU-H", "$", "SCREEN"]
+    headers += ["DESCRIPTION"]
     table = []
     for r in rows:
         cells = [r["rank"]] if ranked else []
@@ -139,6 +148,7 @@ def _print_runs(rows: list[dict], *, ranked: bool) -> None:
             r["steps"],
             fmt.gpu_hours(r["gpu_seconds"]),
             fmt.money(r["money"]),
+            _screen_cell(r),
             r["description"][:60],
         ]
         table.append(cells)

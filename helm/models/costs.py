@@ -310,3 +310,69 @@ def improvement_per_money(db: Db, now: float | None = None) -> dict[str, Any]:
         "money": money,
         "per_money": per,
     }
+
+
+def improvement_series(db: Db, now: float | None = None) -> list[dict[str, Any]]:
+    """Money per kept improvement over time: one entry per run that lowered the best.
+
+    Runs are walked in the order they were made (run id, the progress plot's x axis). The
+    *best* starts at the first pin's base mean (none without a pin or a score). A run that
+    counts (kept by the keep rule, or promoted: ``_counts``' rule) and scores below the best
+    is an *improvement*, unless it measured a base (a reference run, or a run of the first
+    base): those move the best without being an improvement, since they bought nothing. With
+    no best yet, the first run that counts sets it.
+
+    Each entry: ``run_id``; ``at`` (its finish time, else its creation); ``val_bpb``;
+    ``best_before`` and ``best_before_run`` (None: the first base's mean); ``delta``
+    (``val_bpb - best_before``, negative = better); ``gpu_seconds``/``gpu_hours``/``money``:
+    what every run made after the previous improvement (the first: since the campaign
+    began), up to and including this one, cost (jobs without a run are outside); ``per_money``: ``delta / money``,
+    Δbpb per $ (negative = gained). ``money`` and ``per_money`` are None when a job among
+    those ran on a host without a price (never a guessed 0), ``per_money`` also for $0.
+    """
+    from helm.models.base import base_of
+    from helm.models.states import RunStatus
+    from helm.models.submissions import WRITTEN
+
+    runs = db.rows(
+        "SELECT id, val_bpb, baseline, status, finished_at, created_at, "
+        "CASE WHEN id IN (SELECT run_id FROM submission WHERE status = :written) "
+        "THEN 1 ELSE 0 END AS promoted FROM run ORDER BY id",
+        {"written": WRITTEN},
+    )
+    first = db.rows("SELECT id FROM pin ORDER BY id LIMIT 1")
+    base = base_of(db, int(first[0]["id"])) if first else None
+    best = base.mean if base is not None else None
+    best_run: int | None = None
+    per_run = run_usage(db, [r["id"] for r in runs], now)
+    spent = Usage()
+    out: list[dict[str, Any]] = []
+    for r in runs:
+        rid = int(r["id"])
+        spent = spent + per_run.get(rid, Usage())
+        counts = r["status"] == RunStatus.KEEP.value or bool(r["promoted"])
+        if not counts or r["val_bpb"] is None:
+            continue
+        bpb = float(r["val_bpb"])
+        measured_base = bool(r["baseline"]) or (base is not None and base.contains(rid))
+        if best is None or (measured_base and bpb < best):
+            best, best_run = bpb, rid
+            continue
+        if measured_base or bpb >= best:
+            continue
+        delta = bpb - best
+        money = spent.cost
+        out.append(
+            {
+                "run_id": rid,
+                "at": r["finished_at"] if r["finished_at"] is not None else r["created_at"],
+                "val_bpb": bpb,
+                "best_before": best,
+                "best_before_run": best_run,
+                "delta": delta,
+                **spent.to_json(),
+                "per_money": delta / money if money else None,
+            }
+        )
+        best, best_run, spent = bpb, rid, Usage()
+    return out

@@ -7,7 +7,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from helm.models.db import Db, NotFound, Row
+from helm.models.db import Db, NotFound, Row, in_list
+from helm.models.states import IN_FLIGHT_RUN
 
 
 def post_json(row: Row) -> dict[str, Any]:
@@ -70,3 +71,26 @@ def list_feed(
 FEED_KINDS = ("insight", "result", "ack", "verification", "system")
 """Every kind a post is written with: agents' insights, run results, directive acks, audit
 verdicts and helm's own notes (``helm feed ls --kind`` accepts exactly these)."""
+
+
+AT_RISK_TAG = "at-risk"
+"""The tag of the early-abort service's one post on a running run that first looks hopeless
+(``helm.agents.abort_service``)."""
+
+
+def at_risk_run_ids(db: Db, run_ids: Sequence[int]) -> set[int]:
+    """The runs among ``run_ids`` that the early-abort rule flagged at risk and that are still
+    in flight (queued or running): the TUI marks them before they are stopped. An aborted or
+    finished run is left out: its status says what became of it."""
+    ids = sorted({int(i) for i in run_ids})
+    if not ids:
+        return set()
+    params: dict[str, Any] = {"tag": f'%"{AT_RISK_TAG}"%'}
+    wanted = in_list("f.run_id", ids, params, "r")
+    live = in_list("r.status", sorted(IN_FLIGHT_RUN), params, "st")
+    rows = db.rows(
+        f"SELECT DISTINCT f.run_id FROM feed_post f JOIN run r ON r.id = f.run_id "
+        f"WHERE {wanted} AND {live} AND f.tags_json LIKE :tag",
+        params,
+    )
+    return {int(r["run_id"]) for r in rows}

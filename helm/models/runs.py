@@ -365,6 +365,19 @@ def screen_scores(db: Db) -> list[Row]:
     )
 
 
+def screen_run_ids(db: Db, run_ids: Sequence[int]) -> set[int]:
+    """The runs among these that are screens (``run.screen``: the short, small jobs that
+    decide whether a candidate earns its full run), for the TUI to mark their live jobs."""
+    ids = sorted({int(i) for i in run_ids})
+    if not ids:
+        return set()
+    params: dict[str, Any] = {"yes": True}
+    cond = in_list("id", ids, params, "r")
+    return {
+        int(r["id"]) for r in db.rows(f"SELECT id FROM run WHERE {cond} AND screen = :yes", params)
+    }
+
+
 def screen_links(db: Db, run_ids: Sequence[int]) -> dict[int, dict[str, int | None]]:
     """For each of these runs, its screening relatives: ``screen`` (the screen a full run
     came through), ``full`` (the full run a screen earned), ``ref`` (the base's screen a
@@ -386,8 +399,10 @@ def screen_links(db: Db, run_ids: Sequence[int]) -> dict[int, dict[str, int | No
             out[r["id"]]["ref"] = r["screen_ref_id"]
     for r in db.rows(f"SELECT id, screen_run_id FROM run WHERE {earned}", params):
         out.setdefault(r["screen_run_id"], {})["full"] = r["id"]
-    return {k: {"screen": v.get("screen"), "full": v.get("full"), "ref": v.get("ref")}
-            for k, v in out.items()}
+    return {
+        k: {"screen": v.get("screen"), "full": v.get("full"), "ref": v.get("ref")}
+        for k, v in out.items()
+    }
 
 
 def in_flight_runs(db: Db, agent: str) -> list[Row]:

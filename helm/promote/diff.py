@@ -18,6 +18,8 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from helm import fmt
+from helm.agents.report import screen_facts
 from helm.models.base import BaseStats, base_of, base_pin_id, config_seeds, pin_label, pinned_run_id
 from helm.models.db import NotFound
 from helm.models.pins import find_pin, latest_pin
@@ -53,6 +55,21 @@ class Side:
     env: dict[str, str] = field(default_factory=dict)
     hyperparameters: dict[str, str] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
+    # the screen a full run came through, or the run itself when it is a screen
+    # (``report.screen_facts``: run_id, status, val_bpb, ref_run_id, ref_bpb, delta, note)
+    screen: dict[str, Any] | None = None
+
+    def screen_text(self) -> str:
+        """``through screen #15 1.3060 (-0.0040 vs the base's screen #14)`` for a full run,
+        ``a screen (screen-fail, -0.0040 vs ...)`` for a screen; "" for neither."""
+        s = self.screen
+        if s is None:
+            return ""
+        vs = f"{fmt.delta(s['val_bpb'], s['ref_bpb'])} vs the base's screen #{s['ref_run_id']}"
+        if s["run_id"] == self.run_id:
+            return f"a screen ({s['status']}" + (f", {vs})" if s["ref_run_id"] else ")")
+        text = f"through screen #{s['run_id']} {fmt.score(s['val_bpb'])}"
+        return text + (f" ({vs})" if s["ref_run_id"] else "")
 
 
 @dataclass
@@ -153,6 +170,10 @@ def _results(ws: Workspace, run: dict[str, Any]) -> dict[str, Any]:
 
 def run_side(ws: Workspace, run: dict[str, Any], role: str = "") -> Side:
     facts = src.log_facts(ws, run)
+    screen = None
+    if run.get("screen") or run.get("screen_run_id") is not None:
+        with ws.db(write=False) as db:
+            screen = screen_facts(db, run)
     label = f"run #{run['id']}" + (f" ({role})" if role else "")
     return Side(
         label=label,
@@ -164,6 +185,7 @@ def run_side(ws: Workspace, run: dict[str, Any], role: str = "") -> Side:
         env=src.run_env(run),
         hyperparameters=dict(facts.hyperparameters),
         results=_results(ws, run),
+        screen=screen,
     )
 
 

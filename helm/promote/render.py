@@ -60,6 +60,8 @@ def _clip(text: str | None, width: int = 40) -> str:
 def render_diff(d: RunDiff, *, patch: bool = True) -> str:
     a, b = d.a, d.b
     lines = [f"diff {a.label} against {b.label}"]
+    if a.screen_text():  # the screen a full run came through (helm.agents.screen)
+        lines[0] += f" · {a.screen_text()}"
     for side in (a, b):
         who = f"agent {side.agent}, " if side.agent else ""
         commit = (side.commit or "-")[:10]

@@ -225,6 +225,9 @@ class HelmApp(App[None]):
     def action_plot(self) -> None:
         self.flows.plot()
 
+    def action_spend(self) -> None:
+        self.flows.spend()
+
     def action_broadcast(self) -> None:
         self.flows.broadcast()
 

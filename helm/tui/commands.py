@@ -100,6 +100,7 @@ REGISTRY: tuple[Command, ...] = (
     Command("community", "a", "community PRs (audits)", "community", (MAIN,), show=False),
     Command("filter", "slash", "filter", "filter", (MAIN,)),
     Command("plot", "v", "progress plot", "app.plot", (APP,), show=False),
+    Command("spend", "dollar_sign", "money per improvement", "app.spend", (APP,), show=False),
     Command("refresh_rate", "r", "refresh rate", "app.cycle_rate", (APP,), show=False),
     Command("pause", "space", "pause / resume", "app.toggle_pause", (APP,), show=False),
     Command("theme", "T", "change theme", "app.change_theme", (APP,), show=False),
@@ -174,6 +175,7 @@ def display_key(key: str) -> str:
         "right_square_bracket": "]",
         "pagedown": "pgdn",
         "pageup": "pgup",
+        "dollar_sign": "$",
     }
     return ",".join(names.get(k.strip(), k.strip()) for k in key.split(","))
 

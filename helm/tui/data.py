@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from helm.agents.report import screen_facts
 from helm.models.agents import list_agents
 from helm.models.base import (
     BaseStats,
@@ -22,10 +23,10 @@ from helm.models.base import (
     pooled_seed_spread,
     seed_counts,
 )
-from helm.models.costs import Usage, campaign_usage
+from helm.models.costs import Usage, campaign_usage, improvement_series
 from helm.models.db import Db, NotFound, Row
 from helm.models.directives import list_directives
-from helm.models.feed import list_feed
+from helm.models.feed import at_risk_run_ids, list_feed
 from helm.models.hosts import list_hosts
 from helm.models.jobs import find_job, latest_job_of_run, live_jobs_by_placement
 from helm.models.pins import latest_pin
@@ -40,8 +41,10 @@ from helm.models.runs import (
     run_json,
     scored_runs_in_order,
     scored_stamp,
+    screen_links,
+    screen_run_ids,
 )
-from helm.models.states import ACTIVE_JOB, JobState
+from helm.models.states import ACTIVE_JOB, SCREEN_RUN, JobState
 from helm.workspace import Workspace
 
 LEADERBOARD_ROWS = 200
@@ -178,6 +181,8 @@ class Snapshot:
     runs_total: int = 0
     usage: Usage = field(default_factory=Usage)  # the campaign's GPU-time and money so far
     budget: str | None = None  # the budget's header part once one is at 80% or more
+    at_risk: frozenset[int] = frozenset()  # live runs the early-abort rule flagged at risk
+    screens: frozenset[int] = frozenset()  # live runs that are screens (short, small jobs)
 
     @property
     def agents_running(self) -> int:
@@ -369,6 +374,9 @@ def load_snapshot(
         directives = tuple(_directive(d) for d in list_directives(db, limit=20))
         feed = tuple(list_feed(db, limit=feed_rows))
         runs_total = count_runs(db)
+        live_runs = [j.run_id for j in jobs if j.run_id is not None]
+        at_risk = frozenset(at_risk_run_ids(db, live_runs))
+        screens = frozenset(screen_run_ids(db, live_runs))
         taken_at = clock()
         usage = campaign_usage(db, taken_at)  # two small queries: stored sums, running tries
         budget = _budget_line(ws, db, taken_at)
@@ -391,6 +399,8 @@ def load_snapshot(
         runs_total=runs_total,
         usage=usage,
         budget=budget,
+        at_risk=at_risk,
+        screens=screens,
     )
 
 
@@ -411,11 +421,17 @@ def _budget_line(ws: Workspace, db: Db, now: float) -> str | None:
 # The run detail and the plot read more than a snapshot; they load their own rows. -----------
 @dataclass(frozen=True)
 class RunDetail:
-    """A run with its job and parent; ``run`` is None for a job started without a run."""
+    """A run with its job and parent; ``run`` is None for a job started without a run.
+
+    ``screen`` is ``report.screen_facts`` (the run itself when it is a screen, else the
+    screen a full run came through, with the base's screen it was judged against) and
+    ``full_run_id`` the full run a screen earned (None: none, or not yet)."""
 
     run: Row | None
     job: Row | None
     parent: Row | None
+    screen: dict[str, Any] | None = None
+    full_run_id: int | None = None
 
 
 def load_detail(ws: Workspace, run_id: int | None, job_id: int | None = None) -> RunDetail:
@@ -429,9 +445,13 @@ def load_detail(ws: Workspace, run_id: int | None, job_id: int | None = None) ->
         if job is None and run_id is not None:
             job = latest_job_of_run(db, run_id)
         parent = find_run(db, run["parent_id"]) if run is not None else None
+        screen, full = None, None
+        if run is not None and (run.get("screen") or run.get("screen_run_id") is not None):
+            screen = screen_facts(db, run)
+            full = screen_links(db, [run["id"]]).get(run["id"], {}).get("full")
     if run is None and job is None:
         raise NotFound(f"no job {job_id}")
-    return RunDetail(run=run, job=job, parent=parent)
+    return RunDetail(run=run, job=job, parent=parent, screen=screen, full_run_id=full)
 
 
 @dataclass(frozen=True)
@@ -443,7 +463,19 @@ class PlotPoint:
 
 
 def load_plot_points(ws: Workspace) -> list[PlotPoint]:
-    """Every scored run in the order it was made: the x axis of the progress plot."""
+    """Every scored run in the order it was made: the x axis of the progress plot. Screens
+    are left out: a short run's score is not comparable with a full run's."""
     with ws.db(write=False) as db:
         rows = scored_runs_in_order(db)
-    return [PlotPoint(r["id"], float(r["val_bpb"]), r["status"], r["description"]) for r in rows]
+    return [
+        PlotPoint(r["id"], float(r["val_bpb"]), r["status"], r["description"])
+        for r in rows
+        if r["status"] not in SCREEN_RUN
+    ]
+
+
+def load_improvements(ws: Workspace, *, clock: Callable[[], float]) -> list[dict[str, Any]]:
+    """``costs.improvement_series`` (money per kept improvement), running jobs counted up to
+    the app's clock; read in a worker by the spend screen."""
+    with ws.db(write=False) as db:
+        return improvement_series(db, clock())

@@ -28,6 +28,7 @@ from helm.tui.screens.dialogs import (
     SwarmScreen,
 )
 from helm.tui.screens.promote import PromoteScreen
+from helm.tui.screens.spend import SpendScreen
 from helm.tui.screens.views import DiffScreen, HelpScreen, PlotScreen
 
 
@@ -64,6 +65,9 @@ class AppFlows:
 
     def plot(self) -> None:
         self.app.push_screen(PlotScreen())
+
+    def spend(self) -> None:
+        self.app.push_screen(SpendScreen())
 
     def community(self) -> None:
         self.app.push_screen(CommunityScreen())

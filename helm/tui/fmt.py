@@ -24,6 +24,9 @@ _STATUS_ROLE = {
     "crash": "error",
     "cancelled": "muted",
     "aborted": "warning",  # stopped early by the early-abort rule: a discard with no score
+    "screened": "muted",  # screens: short, small runs that are never ranked
+    "screen-pass": "muted",
+    "screen-fail": "muted",
     "running": "accent",
     "queued": "muted",
     # jobs

@@ -28,7 +28,29 @@ def _matches(flt: str, *parts: object) -> bool:
     return not flt or flt.lower() in " ".join(str(p) for p in parts if p is not None).lower()
 
 
-def _job_cells(job: JobView | None, pal: Palette, now: float) -> list[object]:
+AT_RISK = "⚠ at risk"
+"""The job cell's mark on a run the early-abort rule flagged (``feed.at_risk_run_ids``)."""
+
+
+def _job_cells(
+    job: JobView | None, pal: Palette, now: float, snap: Snapshot | None = None
+) -> list[object]:
+    """The job's cells; a screen's job says ``screen``, and one whose run the early-abort
+    rule flagged ends its cell with ``⚠ at risk`` in the warning colour, so the operator sees
+    it before it is stopped (an aborted run then shows ``aborted`` as its last)."""
+    cells = _plain_job_cells(job, pal, now)
+    if job is None or job.run_id is None or snap is None:
+        return cells
+    where = cells[-1]
+    assert isinstance(where, Text)
+    if job.run_id in snap.screens:
+        where.append(" screen", style=pal.muted)
+    if job.run_id in snap.at_risk:
+        where.append(f" {AT_RISK}", style=pal.warning)
+    return cells
+
+
+def _plain_job_cells(job: JobView | None, pal: Palette, now: float) -> list[object]:
     """progress, loss, eta, and where the job is (``#1 h100-a:0,1``, or queued and since when).
 
     Past its last step a job shows the phase that runs (``quantize 12s``) where the bar was,
@@ -76,7 +98,7 @@ def agent_rows(snap: Snapshot, pal: Palette, now: float, flt: str = "") -> list[
             (
                 f"agent:{a.name}",
                 [a.name, pal.status(a.state, state)]
-                + _job_cells(a.job, pal, now)
+                + _job_cells(a.job, pal, now, snap)
                 + [_last(a, pal), a.driver],
             )
         )
@@ -87,7 +109,7 @@ def agent_rows(snap: Snapshot, pal: Palette, now: float, flt: str = "") -> list[
             (
                 f"job:{j.id}",
                 [pal.muted_text(j.agent or "(job)"), pal.status(j.state)]
-                + _job_cells(j, pal, now)
+                + _job_cells(j, pal, now, snap)
                 + [pal.muted_text(fmt.MISSING), fmt.MISSING],
             )
         )

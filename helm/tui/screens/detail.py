@@ -238,6 +238,33 @@ def curve_data(curve: Curve) -> ChartData:
     )
 
 
+def screen_lines(d: data.RunDetail, line: Any, pal: Palette) -> None:
+    """The screen a full run came through (its id, score, Δ against the base's screen), or,
+    on a screen, what it was judged against and the full run it earned, or why none."""
+    s, r = d.screen, d.run
+    assert s is not None and r is not None
+    vs = fmt.delta(s["val_bpb"], s["ref_bpb"])
+    ref = (
+        f" (base's screen #{s['ref_run_id']} {fmt.score(s['ref_bpb'])})" if s["ref_run_id"] else ""
+    )
+    if not r.get("screen"):  # a full run: the screen that earned it
+        line("screen", f"#{s['run_id']} {fmt.score(s['val_bpb'])} {s['status']}", pal.muted)
+        if s["ref_run_id"]:
+            line("vs base", f"{vs}{ref}")
+        return
+    line("kind", "screen (a short, small run; never ranked)", pal.muted)
+    if s["ref_run_id"]:
+        line("vs base", f"{vs}{ref}")
+    if d.full_run_id is not None:
+        line("full run", f"#{d.full_run_id}", pal.success)
+    elif r["status"] == "screen-fail":
+        line("full run", f"none: {s['note'] or 'did not beat the base screen'}"[:120], pal.muted)
+    elif r["status"] == "screen-pass":
+        line("full run", "passed: queued next", pal.muted)
+    elif r["status"] == "screened" and not s["ref_run_id"]:
+        line("full run", "none: a base's screen (candidates are judged against it)", pal.muted)
+
+
 def info_text(d: data.RunDetail, pal: Palette) -> Text:
     """Parameters and results, one fact per line, for the narrow left column."""
     t = Text()
@@ -265,6 +292,8 @@ def info_text(d: data.RunDetail, pal: Palette) -> Text:
         if r["steps"] is not None:
             train_s = r["train_time_ms"] / 1000 if r["train_time_ms"] is not None else None
             line("steps", f"{r['steps']} ({fmt.duration(train_s)})")
+        if d.screen is not None:
+            screen_lines(d, line, pal)
     if j is not None:
         gpus = ",".join(str(i) for i in json.loads(j.get("gpu_ids_json") or "[]"))
         line("job", f"#{j['id']} {j['state']}", pal.status(j["state"]).style.__str__())

@@ -20,7 +20,7 @@ RUN_KEYS = {
     "id", "agent", "parent_id", "branch", "commit", "description", "status", "env", "seed",
     "gpus", "val_bpb", "val_loss", "bytes_total", "bytes_code", "train_time_ms", "steps",
     "host", "gpu_type", "job_id", "created_at", "finished_at", "tail",
-    "gpu_seconds", "gpu_hours", "money",
+    "gpu_seconds", "gpu_hours", "money", "screen", "screen_run_id", "screen_ref_id",
 }  # fmt: skip
 FEED_KEYS = {"id", "agent", "kind", "text", "run_id", "tags", "created_at"}
 
@@ -201,10 +201,10 @@ def test_tables_print_scores_and_missing_values_one_way(seeded: Workspace, helm)
     lines = helm("leaderboard").out.splitlines()
     assert lines[0].split() == [
         "RANK", "RUN", "AGENT", "STATUS", "VAL_BPB", "BYTES", "STEPS", "GPU-H", "$",
-        "DESCRIPTION",
+        "SCREEN", "DESCRIPTION",
     ]  # fmt: skip
     assert lines[1].split() == [
-        "1", "3", "bob", "keep", "1.2500", "-", "-", "0.00", "$0.00", "int5", "mlp",
+        "1", "3", "bob", "keep", "1.2500", "-", "-", "0.00", "$0.00", "-", "int5", "mlp",
     ]  # fmt: skip
     crash = next(ln for ln in helm("runs").out.splitlines() if "boom" in ln)
     assert crash.split()[:5] == ["4", "bob", "crash", "-", "-"]  # no score, no size

@@ -140,7 +140,8 @@ def test_shipped_migration_upgrades_a_version_1_store_to_a_fresh_one(url: str) -
         if conn.dialect.name == "postgresql":
             for table in ("run", "job"):
                 conn.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN seed TYPE INTEGER"))
-        for table, column in V3_COLUMNS + V4_COLUMNS + V5_COLUMNS + V6_COLUMNS:  # 3 Slurm, 4 phase, 5 cost
+        # 3 Slurm, 4 phase, 5 cost, 6 screens
+        for table, column in V3_COLUMNS + V4_COLUMNS + V5_COLUMNS + V6_COLUMNS:
             conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN {column}"))
         conn.execute(sa.text("UPDATE helm_meta SET value = '1' WHERE key = 'schema_version'"))
     assert not v2 & _index_names(store)

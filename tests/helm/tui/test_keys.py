@@ -30,6 +30,7 @@ from helm.tui.screens.dialogs import (
     SwarmScreen,
 )
 from helm.tui.screens.main import MainScreen
+from helm.tui.screens.spend import SpendScreen
 from helm.tui.screens.views import DiffScreen, HelpScreen, PlotScreen
 from helm.tui.widgets.tables import KeyedTable
 
@@ -241,6 +242,7 @@ SCREENS = [
     RunDetailScreen,
     DiffScreen,
     PlotScreen,
+    SpendScreen,
     CommunityScreen,
     HelpScreen,
     Dialog,
