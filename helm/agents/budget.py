@@ -114,6 +114,14 @@ class BudgetState:
             return None
         return max(found, key=lambda s: (_RANK[s.level], s.share, s.scope == "campaign"))
 
+    def binding(self, agent: str | None) -> ScopeState | None:
+        """The scope that decides whether a job for ``agent`` may be queued: the worst of the
+        campaign's and the agent's own; for the operator's jobs (None: promotion seeds, ``helm
+        job run``) the campaign's alone, since an agent's budget stops only that agent."""
+        if agent is None:
+            return self.campaign
+        return self.worst(agent)
+
     def level(self, agent: str | None = None) -> Level:
         w = self.worst(agent)
         return w.level if w else "ok"
@@ -304,7 +312,7 @@ def check_queue(ws: Workspace, agent: str | None, *, past_budget: bool = False) 
     with ws.db(write=False) as db:
         state = budget_state(db, budget)
     post_crossings(ws, state, agent)
-    worst = state.worst(agent)
+    worst = state.binding(agent)
     if worst is not None and worst.level == "stop" and not past_budget:
         raise BudgetReached(worst)
     return state

@@ -116,7 +116,7 @@ def _dry_run_budget(ws: Workspace, to_queue: int, past_budget: bool) -> dict[str
     if budget.empty:
         return None
     with ws.db(write=False) as db:
-        worst = budget_state(db, budget).worst(None)
+        worst = budget_state(db, budget).binding(None)
     if worst is None:
         return None
     reached = worst.level == "stop" and to_queue > 0

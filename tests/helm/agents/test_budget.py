@@ -255,3 +255,17 @@ def experiment_finalize(ws: Workspace, run_id: int):  # noqa: ANN201
     from helm.agents.experiment import finalize
 
     return finalize(ws, run_id)
+
+
+def test_an_agents_budget_never_stops_the_operator(task_ws: Workspace, agent: str, backend) -> None:  # noqa: ANN001
+    """Promotion seeds and ``helm job run`` are the operator's jobs: only the campaign's
+    budget stops them, not an agent that spent its own."""
+    run = run_experiment(task_ws, ExpRequest(agent), backend=backend)
+    _spend(task_ws, run.run_id, cost=60.0, gpu_seconds=1800.0)
+    _config(task_ws, f"[budget]\nmoney = 500.0\n[budget.agents]\n{agent} = 50.0\n")
+    with pytest.raises(BudgetReached, match=r"agent a1"):
+        bud.check_queue(task_ws, agent)
+    assert bud.check_queue(task_ws, None).campaign.level == "ok"  # not refused
+    _config(task_ws, "[budget]\nmoney = 50.0\n")
+    with pytest.raises(BudgetReached, match=r"campaign"):
+        bud.check_queue(task_ws, None)
