@@ -113,6 +113,7 @@ def _figures(ws: Workspace, started: float, results: list[tuple[str, int, ExpRes
         runs = db.rows("SELECT id, status, screen FROM run")
     full = [r for r in runs if not r["screen"]]
     return {
+        "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],  # the box was shared
         "gpu_seconds": round(use.gpu_seconds, 1),
         "wall_s": round(time.time() - started, 1),
         "experiments": len(results),
@@ -222,6 +223,7 @@ def table(plain: dict, saving: dict, cmp: dict) -> list[str]:
         ("crashed runs", "crashed"),
         ("kept", None),
         ("wall s", "wall_s"),
+        ("load average at the end (1, 5, 15 min)", "load_avg_1_5_15"),
     ]
     out = ["| | plain | abort + screening |", "|---|---|---|"]
     for label, key in rows:

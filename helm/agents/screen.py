@@ -56,10 +56,10 @@ from helm.models.runs import (
     canonical_env,
     find_duplicate,
     get_run,
-    screen_scores,
     seed_scores,
     update_run,
 )
+from helm.models.screens import screen_scores
 from helm.models.states import RunStatus
 from helm.workspace import Workspace
 

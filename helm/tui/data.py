@@ -41,9 +41,8 @@ from helm.models.runs import (
     run_json,
     scored_runs_in_order,
     scored_stamp,
-    screen_links,
-    screen_run_ids,
 )
+from helm.models.screens import screen_links, screen_run_ids
 from helm.models.states import ACTIVE_JOB, SCREEN_RUN, JobState
 from helm.workspace import Workspace
 

@@ -13,7 +13,8 @@ import early_abort as ea  # noqa: E402
 
 def _pass(gpu_s: float, kept: list[list]) -> dict:
     return {"gpu_seconds": gpu_s, "kept": kept, "experiments": 4, "full_runs_finished": 3,
-            "screens": 2, "screened_out": 1, "aborted": 1, "crashed": 0, "wall_s": 9.0}  # fmt: skip
+            "screens": 2, "screened_out": 1, "aborted": 1, "crashed": 0, "wall_s": 9.0,
+            "load_avg_1_5_15": [1.0, 1.0, 1.0]}  # fmt: skip
 
 
 def test_goal_needs_the_saving_and_every_kept_run() -> None:

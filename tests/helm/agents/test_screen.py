@@ -23,7 +23,8 @@ from helm.agents.knobs import Knob
 from helm.agents.screen import screen_env
 from helm.models.feed import list_feed
 from helm.models.hosts import insert_host
-from helm.models.runs import get_run, ranked_rows, screen_links
+from helm.models.runs import get_run, ranked_rows
+from helm.models.screens import screen_links
 from helm.models.states import FINISHED_RUN, SCREEN_RUN, RunStatus
 from helm.workspace import Workspace
 

@@ -7,7 +7,8 @@ import pytest
 
 from helm.models.costs import improvement_series
 from helm.models.feed import at_risk_run_ids, post_feed
-from helm.models.runs import insert_run, screen_run_ids
+from helm.models.runs import insert_run
+from helm.models.screens import screen_run_ids
 from helm.models.tables import Job, Pin
 from helm.workspace import Workspace
 
