@@ -318,9 +318,11 @@ def improvement_series(db: Db, now: float | None = None) -> list[dict[str, Any]]
     Runs are walked in the order they were made (run id, the progress plot's x axis). The
     *best* starts at the first pin's base mean (none without a pin or a score). A run that
     counts (kept by the keep rule, or promoted: ``_counts``' rule) and scores below the best
-    is an *improvement*, unless it measured a base (a reference run, or a run of the first
-    base): those move the best without being an improvement, since they bought nothing. With
-    no best yet, the first run that counts sets it.
+    is an *improvement*, unless it measured a base: the first base's own runs never move the
+    best (its mean is the start, as it is the keep rule's bar, not one seed's lucky draw, and
+    ``helm context``'s improvement is measured from it too); another reference run (a newer
+    base's, a ``set`` directive's) moves the best without being an improvement, since it
+    bought nothing. With no best yet, the first run that counts sets it.
 
     Each entry: ``run_id``; ``at`` (its finish time, else its creation); ``val_bpb``;
     ``best_before`` and ``best_before_run`` (None: the first base's mean); ``delta``
@@ -354,7 +356,9 @@ def improvement_series(db: Db, now: float | None = None) -> list[dict[str, Any]]
         if not counts or r["val_bpb"] is None:
             continue
         bpb = float(r["val_bpb"])
-        measured_base = bool(r["baseline"]) or (base is not None and base.contains(rid))
+        if base is not None and base.mean is not None and base.contains(rid):
+            continue  # the first base's own runs: their mean is the start, not one seed's draw
+        measured_base = bool(r["baseline"])
         if best is None or (measured_base and bpb < best):
             best, best_run = bpb, rid
             continue

@@ -110,3 +110,24 @@ def test_context_without_a_scored_base_has_no_line(ws: Workspace, helm) -> None:
         "per_money": None,
     }
     assert "kept improvements" not in helm("context").out
+
+
+def test_improvements_over_time(campaign: dict[str, int], helm) -> None:
+    """The one kept improvement, with everything spent up to it (the references' $2 and its
+    own $4), the same figures as ``helm.models.costs.improvement_series`` and the TUI."""
+    rows = helm("improvements", "--json").json()
+    assert [r["run_id"] for r in rows] == [campaign["kept"]]
+    (r,) = rows
+    assert r["best_before"] == pytest.approx(1.30) and r["best_before_run"] is None
+    assert r["delta"] == pytest.approx(-0.02) and r["money"] == pytest.approx(6.0)
+    assert r["per_money"] == pytest.approx(-0.02 / 6.0)
+    out = helm("improvements").out.splitlines()
+    assert out[0].split() == ["RUN", "AGE", "VAL_BPB", "ΔBPB", "GPU-H", "$", "ΔBPB/$"]
+    cells = out[1].split()
+    assert cells[0] == str(campaign["kept"]) and "\u22120.0200" in cells and "6.00" in out[1]
+    assert "\u22120.00333" in cells
+
+
+def test_no_improvement_yet(ws: Workspace, helm) -> None:
+    assert helm("improvements").out.strip() == "no kept improvement yet"
+    assert helm("improvements", "--json").json() == []
