@@ -21,7 +21,7 @@ from helm.cli.common import CommandError, Parser, UsageError, bad_utf8
 # table true to what each module registers.
 GROUPS: dict[str, tuple[str, ...]] = {
     "helm.cli.store_cmds": ("init", "feed", "directive", "runs", "leaderboard", "context", "claim"),
-    "helm.cli.cost_cmds": ("directives", "improvements"),
+    "helm.cli.cost_cmds": ("improvements", "directives"),
     "helm.cli.daemon_cmds": ("daemon",),
     "helm.cli.host_cmds": ("host",),
     "helm.cli.job_cmds": ("job",),

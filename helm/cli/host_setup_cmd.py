@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from helm.cli.common import CommandError, UsageError, add_leaf, print_json, workspace
+from helm.cli.common import (
+    CommandError,
+    UsageError,
+    add_leaf,
+    bounded_int,
+    print_json,
+    workspace,
+)
 
 
 def _setup(args: argparse.Namespace) -> int:
@@ -110,7 +117,8 @@ def register(hs: argparse._SubParsersAction) -> None:
         action="store_true",
         help="the tiny offline dataset instead of FineWeb (smoke runs)",
     )
-    p.add_argument("--train-shards", type=int, default=80, metavar="N", help="FineWeb train shards")
+    p.add_argument("--train-shards", type=bounded_int(0, 10_000, "--train-shards"), default=80,
+                   metavar="N", help="FineWeb train shards to fetch")  # fmt: skip
     p.add_argument("--flash-attn", action="store_true", help="also install flash-attn")
     p.add_argument(
         "--wheels",
