@@ -58,12 +58,15 @@ class HelmApp(App[None]):
         clock: Callable[[], float] = time.time,
         refresh_rate: float = 1.0,
         keymap: dict[str, str] | None = None,
+        setup_argv: Callable[[Workspace, str, str], list[str]] = ops.setup_argv,
     ) -> None:
         super().__init__()
         self.ws = ws
         self.start_daemon = start_daemon
         self.clock = clock
         self.refresh_rate = refresh_rate
+        # What the fleet pane's setup key runs; a test hands a stand-in for `helm host setup`.
+        self.setup_argv = setup_argv
         self.paused = False
         self.snapshot: Snapshot | None = None
         self.marked_run: int | None = None

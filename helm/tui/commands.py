@@ -34,6 +34,7 @@ HELP = "help"  # the help screen (?)
 DIALOG = "dialog"  # every small dialog (broadcast, pin, swarm, confirm)
 CONFIRM = "confirm"  # the yes/no question before anything destructive
 PROMOTE = "promote"  # the promotion wizard (P): form -> plan -> progress
+SETUP = "setup"  # the host setup dialog (S on the fleet pane): confirm -> progress
 
 MOVE = "app.move"  # resolved on the app: it moves whatever widget has the focus
 
@@ -97,6 +98,7 @@ REGISTRY: tuple[Command, ...] = (
     Command("promote", "P", "promote", "promote", (MAIN, DETAIL), show=False),
     Command("cancel", "c", "cancel job", "cancel", (MAIN, DETAIL)),
     Command("swarm", "s", "swarm", "swarm", (MAIN,)),
+    Command("host_setup", "S", "set up the host (fleet pane)", "host_setup", (MAIN,), False),
     Command("community", "a", "community PRs (audits)", "community", (MAIN,), show=False),
     Command("filter", "slash", "filter", "filter", (MAIN,)),
     Command("plot", "v", "progress plot", "app.plot", (APP,), show=False),
@@ -119,6 +121,9 @@ REGISTRY: tuple[Command, ...] = (
     Command("promote_confirm", "y", "yes, queue and promote", "confirm", (PROMOTE,)),
     Command("promote_back", "n", "back to the form", "back", (PROMOTE,)),
     Command("promote_close", "escape", "close the wizard", "close", (PROMOTE,)),
+    # The host setup dialog (helm/tui/screens/host_setup.py).
+    Command("setup_start", "y", "yes, run host setup", "start", (SETUP,)),
+    Command("setup_cancel", "escape", "interrupt setup / close", "cancel", (SETUP,)),
 )
 """Every command, in the order the help screen shows them."""
 

@@ -135,6 +135,8 @@ class HostView:
     gpu_list: tuple[GpuView, ...]
     error: str | None
     queue: tuple[JobView, ...] = ()  # a Slurm host: helm's jobs submitted there
+    verdicts: tuple[tuple[str, str, str], ...] = ()  # last check: (level, problem, fix)
+    cpu_only: bool = False  # the last check found no nvidia-smi
 
     @property
     def busy(self) -> int:
@@ -261,6 +263,7 @@ def _host(r: dict[str, Any], busy_ids: set[int], jobs: list[JobView]) -> HostVie
             )
         )
     error = check.get("error") if isinstance(check, dict) else None
+    cpu_only = isinstance(check, dict) and check.get("nvidia_smi") is False
     return HostView(
         name=r["name"],
         kind=r["kind"],
@@ -271,7 +274,20 @@ def _host(r: dict[str, Any], busy_ids: set[int], jobs: list[JobView]) -> HostVie
         gpu_list=tuple(gpus),
         error=str(error) if error else None,
         queue=tuple(j for j in jobs if j.host == r["name"]) if r["kind"] == "slurm" else (),
+        verdicts=_verdicts(check),
+        cpu_only=cpu_only,
     )
+
+
+def _verdicts(check: object) -> tuple[tuple[str, str, str], ...]:
+    """A check's verdicts (``helm.remote.check.verdicts``); a check without them (a Slurm
+    host's, or one stored before verdicts) has its ``problems``, each a blocker."""
+    found = check.get("verdicts") if isinstance(check, dict) else None
+    if isinstance(found, list):
+        keys = ("level", "problem", "fix")
+        return tuple(tuple(str(v.get(k, "")) for k in keys) for v in found if isinstance(v, dict))  # type: ignore[misc]
+    problems = check.get("problems") if isinstance(check, dict) else None
+    return tuple(("blocker", str(p), "") for p in problems) if isinstance(problems, list) else ()
 
 
 _POOLED: dict[str, tuple[tuple[int, int], float | None]] = {}

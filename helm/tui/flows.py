@@ -17,6 +17,7 @@ from textual.app import App
 
 from helm.tui import ops
 from helm.tui.protocol import Shell
+from helm.tui.readiness import is_ready
 from helm.tui.screens.community import CommunityScreen
 from helm.tui.screens.detail import RunDetailScreen
 from helm.tui.screens.dialogs import (
@@ -27,6 +28,7 @@ from helm.tui.screens.dialogs import (
     SwarmRequest,
     SwarmScreen,
 )
+from helm.tui.screens.host_setup import HostSetupScreen
 from helm.tui.screens.promote import PromoteScreen
 from helm.tui.screens.spend import SpendScreen
 from helm.tui.screens.views import DiffScreen, HelpScreen, PlotScreen
@@ -192,3 +194,24 @@ class AppFlows:
                 self.run_op(ops.stop_agents, ws, names, done=lambda n: f"stopping {n} agent(s)")
 
         self.app.push_screen(ConfirmScreen(question, yes="Stop"), answered)
+
+    # Hosts ----------------------------------------------------------------------------------
+    def host_setup(self, name: str | None) -> None:
+        """Set up the fleet pane's selected host: a dialog that says what will happen, then
+        ``helm host setup`` streamed into it; only for an SSH box that is not ready."""
+        snap = self.shell.snapshot
+        host = next((h for h in snap.hosts if h.name == name), None) if snap else None
+        if host is None:
+            self._warn("select a host in the fleet pane (4) first")
+            return
+        if host.kind != "ssh":
+            self._warn(
+                f"setup is for SSH boxes: {host.name} is a {host.kind} host (a local host uses "
+                "this machine's python; a Slurm host's nodes are the cluster's)"
+            )
+            return
+        if is_ready(host):
+            self.app.notify(f"{host.name} is ready: nothing to set up", timeout=4)
+            return
+        screen = HostSetupScreen(self.shell.ws, host, self.shell.setup_argv)
+        self.app.push_screen(screen, lambda _rc: self.shell.request_refresh())

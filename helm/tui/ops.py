@@ -155,6 +155,13 @@ def add_agents(ws: Workspace, count: int, driver: str) -> str:
     return run_helm(ws, "swarm", "up", "--add", str(count), "--driver", driver) or "swarm up"
 
 
+# Hosts ------------------------------------------------------------------------------------------
+def setup_argv(ws: Workspace, host: str, variant: str) -> list[str]:
+    """``helm host setup HOST --data VARIANT``: what the fleet pane's setup key runs (the
+    TUI streams its output; the command itself is ``helm.cli.host_setup_cmd``)."""
+    return helm_argv(ws, "host", "setup", host, "--data", variant)
+
+
 # Diff -------------------------------------------------------------------------------------------
 def diff_text(ws: Workspace, a: int, b: int | None) -> tuple[str, str]:
     """``helm diff`` of run ``a`` against ``b`` (or its parent): a title and the full text.

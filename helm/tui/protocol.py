@@ -40,6 +40,8 @@ class Flows(Protocol):
 
     def community(self) -> None: ...
 
+    def host_setup(self, host: str | None) -> None: ...
+
 
 class Shell(Protocol):
     """The app as its screens see it: state to render from, and where failures go."""
@@ -52,6 +54,7 @@ class Shell(Protocol):
     keymap: dict[str, str]
     clock: Callable[[], float]
     flows: Flows
+    setup_argv: Callable[[Workspace, str, str], list[str]]  # (ws, host, variant): setup's argv
 
     @property
     def palette(self) -> Palette: ...

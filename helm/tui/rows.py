@@ -16,12 +16,13 @@ from helm.models.base import pin_label
 from helm.models.states import JobState
 from helm.tui.data import AgentView, HostView, JobView, Snapshot
 from helm.tui.fmt import Palette, delta_cell, progress, size_cell, spark
+from helm.tui.readiness import readiness
 from helm.tui.widgets.tables import Row
 
 AGENT_COLUMNS = ("agent", "state", "progress", "loss", "eta", "job", "last", "driver")
 BOARD_COLUMNS = ("#", "run", "val_bpb", "Δ base", "bytes", "agent", "seeds", "status", "what")
 FEED_COLUMNS = ("age", "agent", "text")
-FLEET_COLUMNS = ("host", "up", "gpus", "util", "mem", "temp")
+FLEET_COLUMNS = ("host", "up", "ready", "gpus", "util", "mem", "temp")
 
 
 def _matches(flt: str, *parts: object) -> bool:
@@ -187,9 +188,11 @@ def _queue_cells(h: HostView, pal: Palette) -> list[object]:
 
 
 def fleet_rows(snap: Snapshot, pal: Palette, flt: str = "") -> list[Row]:
+    """One row per host; ``ready`` is ``readiness`` (the filter matches it too: ``/not``)."""
     rows: list[Row] = []
     for h in snap.hosts:
-        if not _matches(flt, h.name, h.kind):
+        label, role = readiness(h)
+        if not _matches(flt, h.name, h.kind, label):
             continue
         if not h.enabled:
             up = pal.muted_text("off")
@@ -197,8 +200,9 @@ def fleet_rows(snap: Snapshot, pal: Palette, flt: str = "") -> list[Row]:
             up = pal.muted_text("?")
         else:
             up = Text("●", style=pal.success) if h.reachable else Text("✕", style=pal.error)
+        ready = Text(label, style=pal.role(role))
         if h.kind == "slurm":
-            rows.append((f"host:{h.name}", [h.name, up, *_queue_cells(h, pal)]))
+            rows.append((f"host:{h.name}", [h.name, up, ready, *_queue_cells(h, pal)]))
             continue
         used = [g.mem_used for g in h.gpu_list if g.mem_used is not None]
         total = [g.mem_total for g in h.gpu_list if g.mem_total is not None]
@@ -212,6 +216,7 @@ def fleet_rows(snap: Snapshot, pal: Palette, flt: str = "") -> list[Row]:
                 [
                     h.name,
                     up,
+                    ready,
                     gpus,
                     spark([g.util for g in h.gpu_list], [g.busy for g in h.gpu_list], pal),
                     mem,

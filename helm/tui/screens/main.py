@@ -127,6 +127,12 @@ class MainScreen(HelmScreen):
             return run["job_id"] if run else None
         return None
 
+    def selected_host(self) -> str | None:
+        key = self.focused_key()
+        if key and key.startswith("host:"):
+            return key.partition(":")[2]
+        return None
+
     def selected_agent(self) -> str | None:
         key = self.focused_key()
         if key and key.startswith("agent:"):
@@ -176,6 +182,9 @@ class MainScreen(HelmScreen):
 
     def action_swarm(self) -> None:
         self.flows.swarm(self.selected_agent())
+
+    def action_host_setup(self) -> None:
+        self.flows.host_setup(self.selected_host())
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

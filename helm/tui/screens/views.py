@@ -26,6 +26,7 @@ _WHERE = {
     cmds.DIALOG: "dialogs",
     cmds.CONFIRM: "yes/no question",
     cmds.PROMOTE: "promote wizard",
+    cmds.SETUP: "host setup dialog",
 }
 
 

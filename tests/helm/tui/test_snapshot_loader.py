@@ -108,7 +108,7 @@ def test_a_slurm_host_counts_the_gpus_its_running_jobs_hold(campaign: Workspace)
     assert (snap.gpus_busy, snap.gpus_total) == (2 + 8, 12 + 8)
     pal = Palette.from_variables({})
     row = dict(fleet_rows(snap, pal))["host:lab"]
-    assert [str(c) for c in row[2:4]] == ["8▶ 1⏸", "Resources"]
+    assert [str(c) for c in row[3:5]] == ["8▶ 1⏸", "Resources"]
     jobs = {j.id: j for j in snap.jobs}
     assert str(_job_cells(jobs[21], pal, T0)[-1]) == "#21 lab ⏸ Resources"
     assert str(_job_cells(jobs[20], pal, T0)[-1]) == "#20 lab:×8 2m"

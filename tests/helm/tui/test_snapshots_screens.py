@@ -28,12 +28,16 @@ def _frozen(make_app: MakeApp) -> HelmApp:
 
 def _press(*keys: str, wait: Callable[[Pilot], bool] | None = None):  # noqa: ANN202
     async def ready(pilot: Pilot) -> None:
+        from textual.widgets import Input
+
         await settle(pilot.app, pilot)  # type: ignore[arg-type]
         await pilot.press(*keys)
         for _ in range(300):
             if wait is None or wait(pilot):
                 break
             await asyncio.sleep(0.01)
+        for box in pilot.app.screen.query(Input):  # a blinking cursor is a coin toss per frame
+            box.cursor_blink = False
         await pilot.pause(0.2)
 
     return ready
