@@ -221,3 +221,26 @@ def test_the_sweep_screens_and_never_reproposes_a_screened_out_value(
     # told once per screened-out value: the sweep never proposed one again
     outs = [p for p in posts if "screened out" in p]
     assert len(outs) == len(fails)
+
+
+@pytest.mark.engines
+def test_the_margin_is_the_configured_share_of_the_screens_own_spread(ws: Workspace) -> None:
+    from helm.agents.config import AgentsConfig, KeepRule
+    from helm.agents.screen import margin
+    from helm.models.runs import insert_run
+
+    conf = AgentsConfig(
+        screen=ScreenConfig(k=2.0, min_delta=0.001), keep=KeepRule(default_spread=0.004)
+    )
+    with ws.db(write=True) as db:
+        assert margin(db, AgentsConfig()) == (0.0, "default spread")  # k = 0: any gain passes
+        assert margin(db, conf) == (pytest.approx(0.008), "default spread")
+        for seed, bpb in ((1, 1.50), (2, 1.51)):  # full runs repeated under two seeds
+            insert_run(db, code_hash="h", env_json="{}", seed=seed, status="keep", val_bpb=bpb)
+        assert margin(db, conf)[1] == "full runs' spread"
+        assert margin(db, conf)[0] == pytest.approx(2 * 0.01 / 2**0.5)
+        for seed, bpb in ((1, 2.0), (2, 2.0002)):  # screens repeated: their own spread wins
+            insert_run(db, code_hash="h", env_json="{}", seed=seed, status=RunStatus.SCREENED,
+                       val_bpb=bpb, screen=True)  # fmt: skip
+        bar, source = margin(db, conf)
+        assert source == "screens' spread" and bar == pytest.approx(0.001)  # min_delta floor
