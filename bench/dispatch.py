@@ -326,7 +326,7 @@ def latency(fleet: Fleet, args: argparse.Namespace, deadline: float) -> dict:
     return out
 
 
-def _kill_daemon(ws: Workspace) -> None:
+def kill_daemon(ws: Workspace) -> None:
     """Stop the daemon; should it not stop in time, end it by its pid."""
     try:
         daemon.stop(ws)
@@ -352,7 +352,7 @@ def run_backend(name: str, root: Path, args: argparse.Namespace) -> dict:
         result["error"] = f"budget of {args.budget:.0f}s exhausted; jobs cancelled"
     finally:
         try:
-            _kill_daemon(fleet.ws)
+            kill_daemon(fleet.ws)
         finally:
             fleet.stop()
     result["load_after"] = _load()

@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -45,6 +44,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from dispatch import kill_daemon  # noqa: E402  (bench/, beside this script)
 
 from golf_task.data import make_tiny  # noqa: E402
 from golf_task.presets import tiny_env  # noqa: E402
@@ -96,15 +97,6 @@ def _workspace(root: Path, data: Path, args: argparse.Namespace, *, saving: bool
         with ws.db(write=True) as db:  # driven here, in-process: the daemon must not start it
             update_agent(db, f"a{i + 1}", desired="down")
     return ws
-
-
-def _kill_daemon(ws: Workspace) -> None:
-    try:
-        daemon.stop(ws)
-    except daemon.DaemonError:
-        pid = daemon.is_running(ws)
-        if pid and pid > 0:
-            os.kill(pid, signal.SIGKILL)
 
 
 def _figures(ws: Workspace, started: float, results: list[tuple[str, int, ExpResult]]) -> dict:
@@ -164,7 +156,7 @@ def plain_pass(root: Path, data: Path, args: argparse.Namespace) -> tuple[dict, 
 
         _in_threads(list(sweeps), work, deadline)
     finally:
-        _kill_daemon(ws)
+        kill_daemon(ws)
     made = {n: sa.made for n, sa in sweeps.items() if sa is not None}
     results = [(n, i, r) for n, pairs in made.items() for i, (_, r) in enumerate(pairs)]
     results = [x for x in results if x[2].verdict not in SKIP]
@@ -192,7 +184,7 @@ def saving_pass(root: Path, data: Path, args: argparse.Namespace, made: dict[str
 
         _in_threads(list(made), work, deadline)
     finally:
-        _kill_daemon(ws)
+        kill_daemon(ws)
     out = _figures(ws, started, results)
     out["partial"] = time.time() > deadline
     return out
@@ -209,6 +201,12 @@ def compare(plain: dict, saving: dict) -> dict:
         "kept_saving": len(kept_saving),
         "kept_lost": [list(k) for k in lost],
         "kept_gained": [list(k) for k in sorted(kept_saving - kept_plain)],
+        # after an agent's first differing verdict on a keep its best differs, so the later
+        # proposals build on other code in the two passes: later differences follow from it
+        "first_divergence": {
+            agent: min(i for a, i in kept_plain ^ kept_saving if a == agent)
+            for agent in sorted({a for a, _ in kept_plain ^ kept_saving})
+        },
         "goal_met": saved is not None and saved >= 0.30 and not lost,
     }
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from helm.models.db import Db, NotFound, Row, in_list, insert_sql, one, set_clause
@@ -270,11 +270,19 @@ def seed_scores(db: Db) -> list[Row]:
     repeats that measure the seed noise (``helm.models.base.seed_spread``). A configuration
     with one seed adds nothing to the spread, so the store leaves it out: a campaign of
     10,000 one-off runs reads none of them."""
+    return repeated_scores(db, FINISHED_RUN)
+
+
+def repeated_scores(db: Db, statuses: Iterable[str]) -> list[Row]:
+    """``code_hash, env_json, seed, val_bpb`` of the scored runs in these statuses whose
+    configuration scored under two seeds or more, oldest first (full runs: ``seed_scores``;
+    screens, which are compared only with screens: ``helm.models.screens``)."""
     params: dict[str, Any] = {}
+    wanted = sorted(statuses)
 
     def scored(t: str) -> str:
-        finished = in_list(f"{t}status", sorted(FINISHED_RUN), params, "st")
-        return f"{finished} AND {t}val_bpb IS NOT NULL AND {t}code_hash IS NOT NULL"
+        done = in_list(f"{t}status", wanted, params, "st")
+        return f"{done} AND {t}val_bpb IS NOT NULL AND {t}code_hash IS NOT NULL"
 
     return db.rows(
         "SELECT r.code_hash, r.env_json, r.seed, r.val_bpb FROM run r JOIN ("

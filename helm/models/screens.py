@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from helm.models.db import Db, Row, in_list
+from helm.models.runs import repeated_scores
 from helm.models.states import SCREEN_RUN
 
 
@@ -17,20 +18,7 @@ def screen_scores(db: Db) -> list[Row]:
     """``code_hash, env_json, seed, val_bpb`` of the scored screens whose configuration was
     screened under two seeds or more, oldest first: the repeats that measure a screen's own
     seed noise (fewer steps, noisier than a full run's), for ``helm.agents.screen``."""
-    params: dict[str, Any] = {}
-
-    def scored(t: str) -> str:
-        done = in_list(f"{t}status", sorted(SCREEN_RUN), params, "st")
-        return f"{done} AND {t}val_bpb IS NOT NULL AND {t}code_hash IS NOT NULL"
-
-    return db.rows(
-        "SELECT r.code_hash, r.env_json, r.seed, r.val_bpb FROM run r JOIN ("
-        f"SELECT code_hash, env_json FROM run WHERE {scored('')} GROUP BY code_hash, env_json "
-        "HAVING COUNT(DISTINCT COALESCE(seed, -1)) > 1) g "
-        f"ON g.code_hash = r.code_hash AND g.env_json = r.env_json WHERE {scored('r.')} "
-        "ORDER BY r.id",
-        params,
-    )
+    return repeated_scores(db, SCREEN_RUN)
 
 
 def screen_run_ids(db: Db, run_ids: Sequence[int]) -> set[int]:

@@ -24,6 +24,7 @@ def test_goal_needs_the_saving_and_every_kept_run() -> None:
     assert same["kept_lost"] == [] and same["kept_gained"] == [["a2", 3]]
     lost = ea.compare(plain, _pass(500.0, [["a1", 0], ["a2", 0]]))
     assert lost["kept_lost"] == [["a1", 5]] and not lost["goal_met"]
+    assert lost["first_divergence"] == {"a1": 5} and same["first_divergence"] == {"a2": 3}
     small = ea.compare(plain, _pass(800.0, plain["kept"]))
     assert small["gpu_seconds_saved_share"] == 0.2 and not small["goal_met"]
     text = "\n".join(ea.table(plain, _pass(800.0, plain["kept"]), small))
