@@ -148,8 +148,11 @@ def _queue_screen(
     env: dict[str, str],
     seed: int | None,
     description: str,
+    ref_id: int | None = None,
 ) -> tuple[int, int | None]:
-    """The screen's run id, queued now or found from before; the job id when queued now."""
+    """The screen's run id, queued now or found from before; the job id when queued now.
+    A candidate's screen names the base's screen it will be judged against (``ref_id``)
+    from the start, so a screen without one is a base's."""
     env_s = canonical_env(env)
 
     def duplicate(db: Db) -> Row | None:
@@ -163,6 +166,7 @@ def _queue_screen(
             "env_json": env_s,
             "base_pin_id": cand.base_pin_id,
             "screen": True,
+            "screen_ref_id": ref_id,
         }
 
     try:
@@ -214,7 +218,7 @@ def screen_first(
     try:
         run_id, job = _queue_screen(
             ws, cand, backend, conf, commit=cand.commit, code_hash=cand.code_hash, env=cand_env,
-            seed=seed, description=f"screen: {cand.description}",
+            seed=seed, description=f"screen: {cand.description}", ref_id=ref_id,
         )  # fmt: skip
     except BaseException:
         if ref_job is not None:

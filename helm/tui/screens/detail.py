@@ -263,6 +263,8 @@ def screen_lines(d: data.RunDetail, line: Any, pal: Palette) -> None:
         line("full run", "passed: queued next", pal.muted)
     elif r["status"] == "screened" and not s["ref_run_id"]:
         line("full run", "none: a base's screen (candidates are judged against it)", pal.muted)
+    elif s["ref_run_id"]:  # a candidate's screen still running, or not judged yet
+        line("full run", "not judged yet", pal.muted)
 
 
 def info_text(d: data.RunDetail, pal: Palette) -> Text:

@@ -39,7 +39,17 @@ def screened_score(env: dict[str, str], seed: int | None) -> float | None:
 
 @pytest.fixture
 def sbackend(fake_backend_class):  # noqa: ANN001, ANN201
-    return fake_backend_class(score=screened_score)
+    class Recording(fake_backend_class):  # type: ignore[misc, valid-type]
+        """Also notes the run's ``screen_ref_id`` as it stands when its job is queued."""
+
+        def submit(self, ws, code_dir, **kw):  # noqa: ANN001, ANN003
+            with ws.db(write=False) as db:
+                ref = get_run(db, kw["run_id"])["screen_ref_id"]
+            job_id = super().submit(ws, code_dir, **kw)
+            self.submitted[-1]["screen_ref_id"] = ref
+            return job_id
+
+    return Recording(score=screened_score)
 
 
 def _run(ws: Workspace, run_id: int) -> dict:
@@ -96,11 +106,14 @@ def test_a_losing_screen_is_not_promoted_and_a_winning_one_is(
     )  # fmt: skip
     assert bad.verdict == RunStatus.SCREEN_FAIL
     assert len(sbackend.submitted) == 3  # the reference, the base's screen, this screen
+    # queued with the base's screen named (before its job ran), the base's screen without
+    refs_at_submit = [s["screen_ref_id"] for s in sbackend.submitted[1:]]
     shot = _run(task_ws, bad.run_id)
     assert shot["screen"] and shot["status"] == RunStatus.SCREEN_FAIL
     base_screen = _run(task_ws, shot["screen_ref_id"])
     assert base_screen["screen"] and base_screen["status"] == RunStatus.SCREENED
     assert base_screen["commit"] == ref.commit  # the code the candidate changes
+    assert refs_at_submit == [None, base_screen["id"]]
     assert "does not beat" in bad.note and bad.val_bpb is None  # no full-run score claimed
     assert bad.screen["delta"] == pytest.approx(shot["val_bpb"] - base_screen["val_bpb"])
     assert Repo(wt).head.commit.hexsha == ref.commit  # back on the best, like a discard

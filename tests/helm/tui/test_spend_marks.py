@@ -175,6 +175,12 @@ async def test_the_detail_links_screens_and_full_runs(campaign: Workspace) -> No
         ref = await _info(app, pilot, s.ref)
         assert "full run none: a base's screen" in ref
         app.pop_screen()
+        with campaign.db(write=True) as db:  # a candidate's screen names its base's at once
+            pending = insert_run(db, agent="charlie", description="screen: pending",
+                                 status="running", screen=True, screen_ref_id=s.ref)  # fmt: skip
+        waiting = await _info(app, pilot, pending)
+        assert "full run not judged yet" in waiting and "a base's screen" not in waiting
+        app.pop_screen()
         plain_run = await _info(app, pilot, 10)  # neither: no screen lines
         assert "screen" not in plain_run
 
