@@ -58,6 +58,7 @@ from helm.agents.search import Proposal  # noqa: E402
 from helm.agents.sweep import SweepAgent  # noqa: E402
 from helm.models.agents import update_agent  # noqa: E402
 from helm.models.costs import campaign_usage  # noqa: E402
+from helm.models.runs import status_counts  # noqa: E402
 from helm.models.states import FINISHED_RUN, RunStatus  # noqa: E402
 from helm.remote.hosts import add_host  # noqa: E402
 from helm.workspace import Workspace  # noqa: E402
@@ -102,18 +103,22 @@ def _workspace(root: Path, data: Path, args: argparse.Namespace, *, saving: bool
 def _figures(ws: Workspace, started: float, results: list[tuple[str, int, ExpResult]]) -> dict:
     with ws.db(write=False) as db:
         use = campaign_usage(db)
-        runs = db.rows("SELECT id, status, screen FROM run")
-    full = [r for r in runs if not r["screen"]]
+        counts = status_counts(db)
+
+    def count(status: str | None = None, *, screen: bool | None = None) -> int:
+        return sum(n for (st, sc), n in counts.items()
+                   if status in (None, st) and screen in (None, sc))  # fmt: skip
+
     return {
         "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],  # the box was shared
         "gpu_seconds": round(use.gpu_seconds, 1),
         "wall_s": round(time.time() - started, 1),
         "experiments": len(results),
-        "full_runs_finished": sum(1 for r in full if r["status"] in FINISHED_RUN),
-        "screens": sum(1 for r in runs if r["screen"]),
-        "screened_out": sum(1 for r in runs if r["status"] == RunStatus.SCREEN_FAIL),
-        "aborted": sum(1 for r in runs if r["status"] == RunStatus.ABORTED),
-        "crashed": sum(1 for r in runs if r["status"] == RunStatus.CRASH),
+        "full_runs_finished": sum(count(st, screen=False) for st in FINISHED_RUN),
+        "screens": count(screen=True),
+        "screened_out": count(RunStatus.SCREEN_FAIL),
+        "aborted": count(RunStatus.ABORTED),
+        "crashed": count(RunStatus.CRASH),
         "kept": sorted([a, i] for a, i, res in results if res.verdict == "keep"),
         "verdicts": [[a, i, res.verdict, res.val_bpb] for a, i, res in results],
     }

@@ -30,12 +30,11 @@ import asyncio
 import json
 import logging
 import math
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from helm.agents.config import ConfigError
+from helm.agents.config import ConfigError, read_toml
 from helm.agents.early_abort import ABORT, AT_RISK, AbortRule, Curve, CurveReader, Verdict, judge
 from helm.models.base import base_of
 from helm.models.db import Row
@@ -53,13 +52,7 @@ TAG = "early-abort"
 
 def load_rule(path: Path) -> AbortRule:
     """``[agents.abort]`` of ``config.toml`` (defaults when absent); ConfigError on a bad one."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        return AbortRule()
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-    table = data.get("agents", {}).get("abort", {})
+    table = read_toml(path).get("agents", {}).get("abort", {})
     if not isinstance(table, dict):
         raise ConfigError("[agents.abort] must be a table")
     values: dict[str, Any] = {}

@@ -24,11 +24,11 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from helm.agents.config import read_toml
 from helm.models.costs import Usage, agent_usage, campaign_usage
 from helm.models.db import Db
 from helm.models.feed import post_feed
@@ -181,17 +181,7 @@ def parse_budget(data: dict[str, Any]) -> Budget:
 
 def load_budget(ws: Workspace) -> Budget:
     """The workspace's budget; none when config.toml does not exist or has no ``[budget]``."""
-    path = ws.config_path
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return Budget()
-    except OSError as exc:
-        raise BudgetError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        return parse_budget(tomllib.loads(text))
-    except tomllib.TOMLDecodeError as exc:
-        raise BudgetError(f"{path}: {exc}") from exc
+    return parse_budget(read_toml(ws.config_path, BudgetError))
 
 
 # Deciding ---------------------------------------------------------------------------------------

@@ -196,15 +196,22 @@ def _screen(t: Any) -> ScreenConfig:
     )
 
 
-def load(path: Path) -> AgentsConfig:
-    """The config at ``path``; all defaults when the file does not exist."""
+def read_toml(path: Path, error: type[ValueError] = ConfigError) -> dict[str, Any]:
+    """The parsed ``config.toml`` at ``path``, ``{}`` when it does not exist: the one reader
+    of the file for every table in it ([agents], [agents.abort], [budget] ...), each raising
+    its own ``error`` for a file that cannot be read or parsed."""
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return AgentsConfig()
+        return {}
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        raise error(f"cannot read {path}: {exc.strerror}") from exc
     try:
-        return parse(tomllib.loads(text))
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        raise error(f"{path}: {exc}") from exc
+
+
+def load(path: Path) -> AgentsConfig:
+    """The config at ``path``; all defaults when the file does not exist."""
+    return parse(read_toml(path))

@@ -233,20 +233,26 @@ class SweepAgent:
         source = (wt / "train_gpt.py").read_text() if (wt / "train_gpt.py").exists() else ""
         return agent_env, discover(source), row, tr.code_hash(wt, "HEAD")
 
-    def _seen(self, agent_env: dict[str, str], chash: str, seed: int | None = None):  # type: ignore[no-untyped-def]
-        """Has this change run already: in full, or (when experiments are screened) as a
-        screen that lost? Either way proposing it again would learn nothing."""
-        conf = cfg.load(self.ws.config_path)
-        knobs = self._context()[1] if conf.screen.enabled else {}
+    def _seen(
+        self,
+        agent_env: dict[str, str],
+        chash: str,
+        seed: int | None = None,
+        *,
+        screened: tuple[dict[str, Knob], cfg.ScreenConfig, int] | None = None,
+    ):  # type: ignore[no-untyped-def]
+        """Has this change run already? In full, or, with ``screened`` (the script's knobs,
+        the screen settings and the full run's GPUs, when experiments are screened), as a
+        screen that lost: either way proposing it again would learn nothing."""
 
         def seen(env: dict[str, str]) -> bool:
             full = {**agent_env, **env}
             with self.ws.db(write=False) as db:
                 if find_duplicate(db, chash, canonical_env(full), seed) is not None:
                     return True
-                if not conf.screen.enabled:
+                if screened is None:
                     return False
-                senv = canonical_env(screen_env(full, knobs, conf.screen, conf.gpus))
+                senv = canonical_env(screen_env(full, *screened))
                 shot = find_duplicate(db, chash, senv, seed, screen=True)
                 return shot is not None and shot["status"] == RunStatus.SCREEN_FAIL
 
@@ -286,7 +292,9 @@ class SweepAgent:
             self._save()
             seed = self._free_seed(env, agent_env, chash)
             return Proposal({}, "noise: the reference re-seeded", seed=seed, kind="noise")
-        seen = self._seen(agent_env, chash)
+        # references, noise and `set` runs above are never screened; the search's moves are
+        screened = (knobs, conf.screen, conf.gpus) if conf.screen.enabled else None
+        seen = self._seen(agent_env, chash, screened=screened)
         while self.state.queue:
             key, value, did = self.state.queue.pop(0)
             self._save()

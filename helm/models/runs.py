@@ -441,6 +441,13 @@ def count_runs(db: Db) -> int:
     return int(db.rows("SELECT COUNT(*) AS n FROM run")[0]["n"])
 
 
+def status_counts(db: Db) -> dict[tuple[str, bool], int]:
+    """How many runs hold each ``(status, is a screen)`` pair (a campaign's outcome, e.g.
+    for ``bench/early_abort.py``)."""
+    rows = db.rows("SELECT status, screen, COUNT(*) AS n FROM run GROUP BY status, screen")
+    return {(str(r["status"]), bool(r["screen"])): int(r["n"]) for r in rows}
+
+
 def leaderboard_ranks(db: Db, run_ids: Sequence[int]) -> dict[int, int]:
     """The leaderboard rank of each of these runs among *all* ranked runs (``ranked_rows``'
     order), so that a filtered board still shows where each run stands; unranked ids are

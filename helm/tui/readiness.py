@@ -9,13 +9,13 @@ there. The pane shows the label, the setup key (``S``) offers setup where it is 
 
 from __future__ import annotations
 
+from helm.remote.check import BLOCKER  # a verdict's level that stops jobs
 from helm.tui.data import HostView
 
 READY = "ready"
 CPU_ONLY = "CPU-only"
 UNCHECKED = "unchecked"
 NOT_READY = "not ready"
-BLOCKER = "blocker"  # a verdict's level that stops jobs (``helm.remote.check.BLOCKER``)
 MAX_LABEL = 32  # the fleet pane is narrow: a long problem is cut, the dialog has it whole
 
 

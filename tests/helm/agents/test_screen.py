@@ -23,7 +23,7 @@ from helm.agents.knobs import Knob
 from helm.agents.screen import screen_env
 from helm.models.feed import list_feed
 from helm.models.hosts import insert_host
-from helm.models.runs import get_run, ranked_rows
+from helm.models.runs import get_run, ranked_rows, status_counts
 from helm.models.screens import screen_links
 from helm.models.states import FINISHED_RUN, SCREEN_RUN, RunStatus
 from helm.workspace import Workspace
@@ -201,6 +201,12 @@ def test_budget_reached_by_the_screens_keeps_the_edit(
         (True, RunStatus.SCREENED),
         (True, RunStatus.SCREEN_PASS),
     ]
+    with task_ws.db(write=False) as db:
+        assert status_counts(db) == {
+            (RunStatus.KEEP, False): 1,
+            (RunStatus.SCREENED, True): 1,
+            (RunStatus.SCREEN_PASS, True): 1,
+        }
     task_ws.config_path.write_text("[budget]\nmoney = 500.0\n")
     res = run_experiment(task_ws, ExpRequest(agent, "idea", env=LR, screen=True), backend=backend)
     assert res.verdict in ("keep", "discard") and len(_screens(backend)) == 2
