@@ -200,7 +200,10 @@ class LocalSlurm:
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core",
             "GresTypes=gpu",
-            "ReturnToService=2",
+            # A node the test sets DOWN stays DOWN until resume_node (with 2, the controller
+            # returned it to service by itself at its next ping, racing the tests); a node
+            # DOWN for not responding still comes back when its slurmd registers again.
+            "ReturnToService=1",
             # Trust the CPU count above rather than the hardware (CI has 2 cores), instead of
             # marking the node INVAL for having fewer than configured.
             "SlurmdParameters=config_overrides",
@@ -450,7 +453,16 @@ class LocalSlurm:
         )
 
     def resume_node(self, timeout_s: float = 30.0) -> None:
-        self.command("scontrol", "update", f"NodeName={self.node}", "State=RESUME")
+        """Return the node to service, and wait until it takes jobs.
+
+        A node that went DOWN for not responding comes back by itself once its slurmd
+        registers again, so it may be back in service before this is called; Slurm then
+        refuses ``State=RESUME`` ("Invalid node state specified"). That refusal is only an
+        error while the node is still out of service.
+        """
+        r = self.command("scontrol", "update", f"NodeName={self.node}", "State=RESUME", check=False)
+        if r.returncode != 0 and not self._node_idle():
+            raise subprocess.CalledProcessError(r.returncode, r.args, r.stdout, r.stderr)
         self._wait_for(self._node_idle, "slurmd", timeout_s)
 
     def stop(self) -> None:

@@ -54,15 +54,6 @@ async def _lines_streamed(ws: Workspace, job_id: int, n: int = 20) -> str:
     return job.backend_id
 
 
-def _resume(lab: LocalSlurm) -> None:
-    """Bring the node back (Slurm may have returned it to service on its own already)."""
-    lab.command("scontrol", "update", f"NodeName={lab.node}", "State=RESUME", check=False)
-    deadline = time.monotonic() + 30
-    while lab.node_state() not in ("idle", "mixed", "allocated"):
-        assert time.monotonic() < deadline, lab.node_state()
-        time.sleep(0.2)
-
-
 @pytest.mark.parametrize("how", ["scontrol requeue", "node down"])
 async def test_slurm_requeue_or_dead_node_is_a_fresh_try(
     ws: Workspace, slurm_here: LocalSlurm, how: str
@@ -82,10 +73,10 @@ async def test_slurm_requeue_or_dead_node_is_a_fresh_try(
                 lab.command("scontrol", "requeue", first)
             again = await wait_until(ws, job_id, lambda j: j.attempts == 2, timeout=30)
             if how == "node down":
-                _resume(lab)
+                lab.resume_node()
             done = await wait_state(ws, job_id, "succeeded", "failed", "lost", timeout=60)
     finally:
-        _resume(lab)
+        lab.resume_node()
     assert done.state == "succeeded", done.error
     assert again.backend_id != first  # a fresh submission in a fresh folder ...
     assert done.remote_dir and done.remote_dir.endswith(f"/jobs/{job_id}.2")

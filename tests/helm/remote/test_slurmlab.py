@@ -104,6 +104,16 @@ def test_down_node_holds_jobs_until_resumed(lab: LocalSlurm) -> None:
     _until("job runs after resume", lambda: _state(lab, job)[0] == "COMPLETED")
 
 
+def test_resume_of_a_node_already_in_service_is_not_an_error(lab: LocalSlurm) -> None:
+    """A node back in service before ``resume_node`` (a DOWN one whose slurmd registered
+    again) is what was asked for; Slurm refuses ``State=RESUME`` on it all the same."""
+    assert lab.node_state() == "idle"
+    r = lab.command("scontrol", "update", f"NodeName={lab.node}", "State=RESUME", check=False)
+    assert r.returncode == 1 and "Invalid node state" in r.stderr
+    lab.resume_node()
+    assert lab.node_state() == "idle"
+
+
 def test_commands_over_ssh_reach_the_cluster(
     slurm_sshd: LoopbackSshd, slurm_lab: LocalSlurm, tmp_path: Path
 ) -> None:
