@@ -2,7 +2,9 @@
 
 Two passes over the same experiments, each in a fresh workspace with the real daemon
 (``python -m helm.daemon``: dispatch, log streaming and the early-abort service) and one
-local CPU host with ``--slots`` slots, on the tiny data:
+local CPU host with ``--slots`` slots (the box), on the tiny data. A full run holds
+``--full-gpus`` slots (by default all of them, as a competition run holds all eight GPUs of
+its box: its start-up and evaluation are paid on every one), a screen one slot:
 
 1. **plain**: ``--agents`` built-in sweep agents (``helm.agents.sweep.SweepAgent``, their own
    proposals: a reference, a noise repeat, then local and random moves around their best)
@@ -21,8 +23,8 @@ the plain pass is also kept in the saving pass (the same proposal index of the s
 Training is deterministic here (one thread, fixed seeds), so a full run scores the same in
 both passes and only screening and aborts can change a verdict.
 
-    .venv/bin/python bench/early_abort.py [--experiments 40] [--agents 2] [--iterations 100]
-        [--screen-frac 0.25] [--json] [--out FILE]
+    .venv/bin/python bench/early_abort.py [--experiments 40] [--agents 2] [--slots 2]
+        [--full-gpus SLOTS] [--iterations 100] [--screen-frac 0.25] [--json] [--out FILE]
 
 Bounded: each pass stops after ``--budget`` seconds (partial figures, marked); the daemon is
 ended by its pid in every case.
@@ -84,6 +86,7 @@ class RecordingSweep(SweepAgent):
 def _workspace(root: Path, data: Path, args: argparse.Namespace, *, saving: bool) -> Workspace:
     ws = Workspace(root / "ws").ensure()
     conf = "[remote]\ncheck_every_s = 0\n"
+    conf += f"[agents]\ngpus = {args.full_gpus}\n"
     conf += f"[agents.abort]\nenabled = {'true' if saving else 'false'}\n"
     conf += "[agents.sweep]\nrandom_prob = 0.25\n"
     if saving:
@@ -251,14 +254,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--experiments", type=int, default=40, help="experiments in all (40)")
     ap.add_argument("--agents", type=int, default=2, help="sweep agents (2)")
     ap.add_argument("--slots", type=int, default=2, help="the CPU host's job slots (2)")
+    ap.add_argument("--full-gpus", type=int, help="a full run's slots (all of --slots)")
     ap.add_argument("--iterations", type=int, default=100, help="a full run's steps (100)")
     ap.add_argument("--screen-frac", type=float, default=0.25, help="a screen's share (0.25)")
     ap.add_argument("--budget", type=float, default=3600.0, help="seconds per pass (3600)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     ap.add_argument("--out", type=Path, help="also write the JSON figures here")
     args = ap.parse_args(argv)
+    args.full_gpus = args.slots if args.full_gpus is None else args.full_gpus
     if args.experiments < 1 or args.agents < 1 or not 0 < args.screen_frac <= 1:
         ap.error("--experiments and --agents must be >= 1, --screen-frac in (0, 1]")
+    if not 1 <= args.full_gpus <= args.slots:
+        ap.error("--full-gpus must be between 1 and --slots")
     root = Path(tempfile.mkdtemp(prefix="helm-bench-abort-"))
     try:
         data = root / "data"

@@ -147,6 +147,7 @@ class Hyperparameters:
     ttt_epochs: int = 1
     ttt_max_seconds: float = 400.0  # adaptation stops after this, scoring goes on (eval cap)
     prequant_eval: bool = True  # score the averaged float weights before export
+    final_val: bool = True  # score the live weights at the last step (0: only the export's)
     save_raw_model: bool = False  # also write the float weights to logs/<RUN_ID>.pt
 
     @classmethod
@@ -1348,15 +1349,16 @@ def main() -> None:
         if last or (args.val_loss_every > 0 and step % args.val_loss_every == 0):
             sync()
             train_ms += 1000 * (time.perf_counter() - t0)
-            model.eval()
-            model.set_qat(False)  # the real weights, not their fake-quantized view
-            loss, bpb = evaluate(eval_fn, val_tokens, luts, args, rank, world, device)
-            model.set_qat(qat_on)
-            model.train()
-            log(
-                f"step:{step}/{args.iterations} val_loss:{loss:.4f} val_bpb:{bpb:.4f} "
-                f"train_time:{train_ms:.0f}ms step_avg:{train_ms / max(step, 1):.2f}ms"
-            )
+            if not last or args.final_val:
+                model.eval()
+                model.set_qat(False)  # the real weights, not their fake-quantized view
+                loss, bpb = evaluate(eval_fn, val_tokens, luts, args, rank, world, device)
+                model.set_qat(qat_on)
+                model.train()
+                log(
+                    f"step:{step}/{args.iterations} val_loss:{loss:.4f} val_bpb:{bpb:.4f} "
+                    f"train_time:{train_ms:.0f}ms step_avg:{train_ms / max(step, 1):.2f}ms"
+                )
             sync()
             t0 = time.perf_counter()
         if last:
@@ -1400,8 +1402,7 @@ def main() -> None:
         if stop_after is None and bool(capped.item()):
             stop_after = step
 
-    alloc, reserved = peak_memory_mib(device)
-    log(f"peak memory allocated: {alloc} MiB reserved: {reserved} MiB")
+    log("peak memory allocated: {} MiB reserved: {} MiB".format(*peak_memory_mib(device)))
     model.set_qat(False)
     if ema is not None:
         log("ema:applying EMA weights")
@@ -1457,11 +1458,10 @@ def main() -> None:
             dist.destroy_process_group()
         sys.exit(3)  # an artifact over the cap gets no score
 
-    reloaded = GPT(args).to(device)
+    reloaded = GPT(args).to(device).eval()
     blob = ptz_path.read_bytes()
     reloaded.load_state_dict(load_export(blob), strict=True)
     reloaded.looped = bool(export_header(blob)["meta"].get("looped", False))
-    reloaded.eval()
     rt_fn = torch.compile(reloaded.logits, dynamic=False) if use_compile else reloaded.logits
     t = time.perf_counter()
     loss, bpb = evaluate(rt_fn, val_tokens, luts, args, rank, world, device)

@@ -29,7 +29,8 @@ campaign alike; the file only needs the keys a campaign wants to change. The doc
     steps_frac = 0.25            # ... and its share of the full run's steps
     k = 0.0                      # a screen must beat the base's by k x its spread ...
     min_delta = 0.0              # ... and by this many bpb
-    env = {TTT = "0", EVAL_STRIDE = "0"}   # set on screens only (a cheaper evaluation)
+    env = {TTT = "0", EVAL_STRIDE = "0", PREQUANT_EVAL = "0", FINAL_VAL = "0"}
+                                 # set on screens only (one score: the export's)
 
     [agents.drivers]
     claude = "claude -p {prompt} --dangerously-skip-permissions"   # override a preset
@@ -66,6 +67,7 @@ DEFAULT_SWEEP_EXCLUDE: tuple[str, ...] = (
     "EVAL_SEQ_LEN",
     "EVAL_STRIDE",
     "PREQUANT_EVAL",
+    "FINAL_VAL",
     "ADAM_EPS",
     "RANK",
     "WORLD_SIZE",
@@ -92,9 +94,17 @@ class SweepConfig:
     exclude: tuple[str, ...] = DEFAULT_SWEEP_EXCLUDE
 
 
-DEFAULT_SCREEN_ENV: dict[str, str] = {"TTT": "0", "EVAL_STRIDE": "0"}
-"""Screens skip test-time training and the sliding-window score: both only refine the final
-number, cost minutes on a real box, and a screen is compared only with another screen."""
+DEFAULT_SCREEN_ENV: dict[str, str] = {
+    "TTT": "0",
+    "EVAL_STRIDE": "0",
+    "PREQUANT_EVAL": "0",
+    "FINAL_VAL": "0",
+}
+"""Screens skip test-time training and the sliding-window score (both only refine the final
+number and cost minutes on a real box; a screen is compared only with another screen), and
+the full run's two diagnostic scores, of the live weights at the last step and of the
+averaged weights before export: a screen is judged on its exported model's score alone, so
+it makes one pass over the validation set, not three."""
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ Definitions, once:
   warm-down, its logging cadence), the wall-clock cap scaled so that the screen's GPUs do
   that share of the full run's work (``frac x full GPUs / screen GPUs``), and the screen's
   own settings on top (``[agents.screen] env``: by default no test-time training and no
-  sliding-window score, which only refine the last digits). Values the environment does not
-  set come from the script's own defaults (``helm.agents.knobs``), so a candidate that edits
-  a default is screened with its own.
+  sliding-window score, which only refine the last digits, and none of the full run's
+  diagnostic scores: a screen is judged on its export's score alone). Values the
+  environment does not set come from the script's own defaults (``helm.agents.knobs``), so
+  a candidate that edits a default is screened with its own.
 - The *base's screen* is the screen of the code the candidate changes: the branch's best (on
   a new base, the pin's code), with its run.env. It is run once per configuration and seed
   and then found again (``find_duplicate(..., screen=True)``), so an agent pays for it once

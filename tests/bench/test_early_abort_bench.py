@@ -36,3 +36,7 @@ def test_arguments_are_checked() -> None:
 
     with pytest.raises(SystemExit):
         ea.main(["--screen-frac", "0"])
+    with pytest.raises(SystemExit):
+        ea.main(["--slots", "2", "--full-gpus", "3"])  # more than the box has
+    with pytest.raises(SystemExit):
+        ea.main(["--full-gpus", "0"])

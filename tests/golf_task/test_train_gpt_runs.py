@@ -195,17 +195,21 @@ def test_two_process_gloo_run_without_run_id_scores_and_writes_one_artifact(
     assert logs == [f"{run_id}.ptz", f"{run_id}.txt"], "one log and one artifact, one run id"
 
 
-def _capped_run(tiny_data_dir: Path, tmp_path: Path, script: Path, cap: int):
-    env = tiny_env(tiny_data_dir, RUN_ID="cap", ITERATIONS="5", ARTIFACT_CAP=str(cap))
-    env.update(PREQUANT_EVAL="0", EVAL_STRIDE="0", TTT="0", TRAIN_LOG_EVERY="0")
+def _run_script(script: Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(script)],
-        cwd=tmp_path,
+        cwd=cwd,
         env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def _capped_run(tiny_data_dir: Path, tmp_path: Path, script: Path, cap: int):
+    env = tiny_env(tiny_data_dir, RUN_ID="cap", ITERATIONS="5", ARTIFACT_CAP=str(cap))
+    env.update(PREQUANT_EVAL="0", EVAL_STRIDE="0", TTT="0", TRAIN_LOG_EVERY="0")
+    return _run_script(script, tmp_path, env)
 
 
 def test_an_artifact_over_the_cap_is_pruned_to_fit_or_gets_no_score(
@@ -235,6 +239,23 @@ def test_an_artifact_over_the_cap_is_pruned_to_fit_or_gets_no_score(
     assert logged_total == int(pruned.group(2)) <= cap
     assert logged_total == code + (tmp_path / "logs" / "cap.ptz").stat().st_size
     assert re.search(r"^final_\S+_roundtrip_exact val_loss:\S+ val_bpb:\S+$", out, re.M)
+
+
+def test_a_run_without_its_diagnostic_scores_scores_only_its_export(
+    tiny_run, tiny_data_dir, tmp_path
+) -> None:
+    """``FINAL_VAL=0 PREQUANT_EVAL=0`` (what helm's screens set): one pass over the
+    validation set, the exported model's, and the last step's training time still counted."""
+    env = tiny_env(tiny_data_dir, RUN_ID="one", ITERATIONS="4", TRAIN_LOG_EVERY="1")
+    env.update(FINAL_VAL="0", PREQUANT_EVAL="0", EVAL_STRIDE="0", TTT="0")
+    r = _run_script(tiny_run.script_path, tmp_path, env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    scored = [line.split()[0] for line in r.stdout.splitlines() if "val_loss:" in line]
+    assert scored == ["final_int6_zstd_roundtrip", "final_int6_zstd_roundtrip_exact"]
+    last_train_ms = number(r.stdout, r"^step:4/4 train_loss:\S+ train_time:(\d+)ms")
+    calib_ms = number(r.stdout, r"^gptq:calibrated .* time:(\d+)ms ")
+    total_ms = number(r.stdout, r"^gptq:calibrated .* train_plus_calibration:(\d+)ms$")
+    assert total_ms - calib_ms >= last_train_ms - 1  # the last stretch of training counted
 
 
 @pytest.mark.slow
