@@ -240,7 +240,7 @@ class SweepAgent:
         seed: int | None = None,
         *,
         screened: tuple[dict[str, Knob], cfg.ScreenConfig, int] | None = None,
-    ):  # type: ignore[no-untyped-def]
+    ) -> Callable[[dict[str, str]], bool]:
         """Has this change run already? In full, or, with ``screened`` (the script's knobs,
         the screen settings and the full run's GPUs, when experiments are screened), as a
         screen that lost: either way proposing it again would learn nothing."""
