@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +38,11 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _setup_args(wheels: Path) -> list[str]:
     return ["host", "setup", "box", "--wheels", str(wheels), "--tiny", "--data", "sp8192",
             "--base-python", sys.executable]  # fmt: skip
+
+
+def _collect(pipe, into: list[str]) -> None:  # noqa: ANN001
+    for line in iter(pipe.readline, ""):
+        into.append(line)
 
 
 def _wait(cond, timeout: float, what: str) -> None:  # noqa: ANN001
@@ -63,20 +69,33 @@ def test_setup_makes_the_box_ready_resumes_after_ctrl_c_and_redoes_nothing(
         text=True,
         env={**os.environ, "HELM_HOME": str(ws.root)},
     )
+    # Both streams read as they come: setup records a step before it prints "done", so
+    # waiting on the record alone could interrupt it between the two.
+    streams: dict[str, list[str]] = {"out": [], "err": []}
+    readers = [
+        threading.Thread(target=_collect, args=(pipe, streams[name]), daemon=True)
+        for name, pipe in (("out", proc.stdout), ("err", proc.stderr))
+    ]
+    for reader in readers:
+        reader.start()
     try:
 
         def packages_in() -> bool:
             if proc.poll() is not None:
-                raise AssertionError(f"setup ended early: {proc.communicate()}")
-            return state.is_file() and "packages" in state.read_text()
+                raise AssertionError(f"setup ended early: {streams}")
+            recorded = state.is_file() and "packages" in state.read_text()
+            return recorded and any("step 3/6 packages: done" in x for x in streams["out"])
 
         _wait(packages_in, 120, "the packages step")
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        proc.wait(60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+    for reader in readers:
+        reader.join(10)
+    out, err = "".join(streams["out"]), "".join(streams["err"])
     assert proc.returncode != 0, out
     assert "interrupted: run `helm host setup box` again to continue" in err
     assert "step 1/6 driver: done" in out
