@@ -153,7 +153,7 @@ class DispatchService:
             if job.id not in self.watchers:
                 self._attach(job, hosts.get(job.host or ""))
         self._schedule_checks(hosts)
-        self._schedule_reaps(hosts, fleet.active)
+        self._schedule_reaps(hosts)
         queued = [j for j in fleet.queued if not j.cancel_requested]
         if queued:
             await self._place(queued, fleet.active, hosts)
@@ -368,7 +368,7 @@ class DispatchService:
             self._checked_at[name] = now
             self._checks[name] = spawn(self.check_host(host), self.log, f"check-{name}")
 
-    def _schedule_reaps(self, hosts: dict[str, Host], active: list[Job]) -> None:
+    def _schedule_reaps(self, hosts: dict[str, Host]) -> None:
         """Now and then, on each connected box, stop tries of jobs that helm gave up on."""
         every = self.settings.reap_every_s
         if every <= 0:
@@ -383,17 +383,24 @@ class DispatchService:
             if now - self._reaped_at.get(name, -1e18) < every:
                 continue
             self._reaped_at[name] = now
-            keep = [
-                remote_job_dir("", j.id, j.attempts).rsplit("/", 1)[-1]
-                for j in active
-                if j.host == name and j.id is not None
-            ]
-            self._reaps[name] = spawn(self._reap(host, entry[1], keep), self.log, f"reap-{name}")
+            self._reaps[name] = spawn(self._reap(host, entry[1]), self.log, f"reap-{name}")
 
-    async def _reap(self, host: Host, box: Box, keep: list[str]) -> None:
+    async def _live_tries(self, host_name: str) -> list[str]:
+        """The try folders of the host's jobs that hold it now, read from the store now: a
+        reap runs beside the pass that may be placing a job there this very moment."""
+        fleet = await self.gate(job_life.fleet_state, self.store)
+        return [
+            remote_job_dir("", j.id, j.attempts).rsplit("/", 1)[-1]
+            for j in fleet.active
+            if j.host == host_name and j.id is not None
+        ]
+
+    async def _reap(self, host: Host, box: Box) -> None:
         if host.kind == "slurm":  # its nodes are not ours to look into: Slurm's queue is
             try:
-                strays = await slurm_reap(box, self.ws.campaign_id, keep)
+                strays = await slurm_reap(
+                    box, self.ws.campaign_id, lambda: self._live_tries(host.name)
+                )
             except BoxError as exc:
                 self.log.info("reap on %s skipped: %s", host.name, exc)
                 return
@@ -407,6 +414,7 @@ class DispatchService:
             return
         try:
             workdir = await box.realpath(host.workdir)
+            keep = await self._live_tries(host.name)  # a try placed after this is too young
             script = reap_script(
                 f"{workdir}/{JOBS_DIR}", keep, min_age_s=int(self.settings.reap_min_age_s)
             )

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 from helm.remote.backend import Box, BoxError
 from helm.remote.launch import box_word
@@ -133,19 +133,24 @@ async def cancel(box: Box, slurm_id: str, *, signal: str | None = None) -> None:
     await box.run(f"scancel{sig} {shlex.quote(slurm_id)} 2>&1; exit 0\n", timeout=60)
 
 
-async def reap(box: Box, campaign_id: str, keep: Sequence[str]) -> list[tuple[str, str]]:
+async def reap(
+    box: Box, campaign_id: str, live: Callable[[], Awaitable[Collection[str]]]
+) -> list[tuple[str, str]]:
     """scancel this campaign's Slurm jobs that are no try helm still follows; returns
     (slurm id, job name) of each.
 
     A try given up on while its login node was unreachable (lost, and requeued as a fresh
     try) may still be pending or running in Slurm: found by its job name, which names the
-    campaign and the try folder; ``keep`` holds the folders of the host's live tries.
+    campaign and the try folder. ``live`` gives the folders of the host's live tries; it is
+    asked only after the queue is listed, because a try is recorded live before it is
+    submitted: any try in the listing was live by then, so a job placed while the listing
+    ran is never taken for a stray.
     """
     prefix = job_name(campaign_id, "")
-    keep_names = {job_name(campaign_id, folder) for folder in keep}
     res = await box.run(
         'squeue -h -u "$(id -un)" -t PD,R,CG,CF,S -o "%i|%j" 2>/dev/null; exit 0\n', timeout=60
     )
+    keep_names = {job_name(campaign_id, folder) for folder in await live()}
     strays = []
     for line in res.stdout.splitlines():
         sid, _, name = line.strip().partition("|")

@@ -28,6 +28,7 @@ from slurm_helpers import (
 
 from helm import daemon
 from helm.models.hosts import edit_host
+from helm.models.job_life import load_host
 from helm.remote.jobs import submit_job
 from helm.remote.loopback import LoopbackSshd
 from helm.remote.slurm_conf import SlurmSettings
@@ -265,3 +266,38 @@ async def test_a_stray_slurm_job_of_a_try_helm_gave_up_on_is_cancelled(
         done = await wait_state(ws, live, "succeeded", "failed", timeout=60)
     await cancel_job(box, other)
     assert done.state == "succeeded", done.error
+
+
+async def test_a_try_submitted_while_the_reaper_reads_the_queue_is_not_a_stray(
+    ws: Workspace, slurm_here: LocalSlurm
+) -> None:
+    """The reaper lists the queue while, in the same pass, a queued job is placed and
+    submitted: the try it then sees in ``squeue`` is live and stays (CI once saw the daemon
+    cancel its own fresh job, 'Slurm CANCELLED (not by helm)', when the live tries were read
+    before the listing). Here the listing is held until the job is in Slurm's queue, so the
+    order is the one that failed, every time."""
+    from helm.remote.hosts import box_key
+    from helm.remote.local import LocalBox
+
+    wait_idle(slurm_here)
+    add_slurm_host(ws, slurm_here)
+    live = _submit(ws, LINES.format(n=60, pause=0.02))
+
+    class LateListing(LocalBox):
+        """``squeue`` runs only once the job's try is in Slurm (its backend id recorded)."""
+
+        async def run(self, script: str, **kw):  # type: ignore[override]
+            if script.startswith("squeue -h"):
+                deadline = time.monotonic() + 30
+                while not job_row(ws, live).backend_id and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+            return await super().run(script, **kw)
+
+    reaping = dataclasses.replace(SLURM_FAST, reap_every_s=0.2)
+    d = Dispatcher(ws, reaping)
+    with ws.store.read() as s:  # connected before the first pass, which places the job
+        d.svc.boxes["cluster"] = (box_key(load_host(s, "cluster")), LateListing("cluster"))
+    async with d:
+        done = await wait_state(ws, live, "succeeded", "failed", timeout=60)
+    assert done.state == "succeeded", done.error
+    assert read_log(ws, live) == expected(60)
