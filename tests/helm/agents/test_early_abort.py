@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -171,44 +172,58 @@ def test_the_reader_streams_chunks_cut_anywhere_and_keeps_the_last_run() -> None
 
 
 # Real tiny CPU runs ---------------------------------------------------------------------------
-TINY = {"TRAIN_LOG_EVERY": "2", "VAL_LOSS_EVERY": "10", "GPTQ": "0", "TTT": "0"}
-TINY |= {"EVAL_STRIDE": "0", "PREQUANT_EVAL": "0"}  # no export work: only the curve matters
+TINY = {"TRAIN_LOG_EVERY": "2", "VAL_LOSS_EVERY": "25", "GPTQ": "0", "TTT": "0"}
+TINY |= {"EVAL_STRIDE": "0", "PREQUANT_EVAL": "0", "FINAL_VAL": "0"}  # only the curve matters
 
 
-def _tiny(data_dir: Path, run_dir: Path, name: str, seed: int, **extra: str) -> Path:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    env = tiny_env(data_dir, RUN_ID=name, SEED=seed, **TINY, **extra)
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT)],
-        cwd=run_dir,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir / "logs" / f"{name}.txt"
+DEFAULT_MATRIX_LR = 0.025  # the script's default (the broken run's header is checked for it)
+RUNS = {
+    "ref1": (1, {}),
+    "ref2": (2, {}),
+    "broken": (3, {"MATRIX_LR": str(DEFAULT_MATRIX_LR * 100)}),
+}
 
 
 @pytest.fixture(scope="module")
-def tiny_logs(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("early_abort")
-    ref1 = _tiny(tiny_data_dir, root / "ref1", "ref1", 1)
-    matrix_lr = float(parse_file(ref1).hyperparameters["matrix_lr"])
-    return {
-        "ref1": ref1,
-        "ref2": _tiny(tiny_data_dir, root / "ref2", "ref2", 2),
-        "broken": _tiny(
-            tiny_data_dir, root / "broken", "broken", 3, MATRIX_LR=str(matrix_lr * 100)
-        ),
-    }
+def tiny_logs(tiny_data_dir: Path, cross_process_lock) -> dict[str, Path]:  # noqa: ANN001
+    """Two references and the broken candidate, run side by side once for every xdist
+    worker: cached beside tiny_data_dir (its key covers the script; this folder's name
+    covers TINY)."""
+    key = hashlib.sha256(json.dumps(TINY, sort_keys=True).encode()).hexdigest()[:12]
+    root = tiny_data_dir.parent / f"early_abort-{key}"
+    done = root / "done"
+    logs = {n: root / n / "logs" / f"{n}.txt" for n in RUNS}
+    with cross_process_lock(Path(str(root) + ".lock")):
+        if done.is_file():
+            return logs
+        shutil.rmtree(root, ignore_errors=True)
+        procs = {}
+        for name, (seed, extra) in RUNS.items():
+            (root / name).mkdir(parents=True)
+            env = tiny_env(tiny_data_dir, RUN_ID=name, SEED=seed, **TINY, **extra)
+            procs[name] = subprocess.Popen(
+                [sys.executable, str(SCRIPT)],
+                cwd=root / name,
+                env={**os.environ, **env},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        for name, proc in procs.items():
+            _, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, f"{name}: {err[-3000:]}"
+        done.write_text("")
+        return logs
 
 
 def test_a_learning_rate_100x_too_high_is_aborted_before_the_end(tiny_logs) -> None:  # noqa: ANN001
     refs = [read_curve(tiny_logs[n].read_bytes()) for n in ("ref1", "ref2")]
     broken = read_curve(tiny_logs["broken"].read_bytes())
+    default = float(parse_file(tiny_logs["ref1"]).hyperparameters["matrix_lr"])
     header = parse_file(tiny_logs["broken"]).hyperparameters
-    assert float(header["matrix_lr"]) == pytest.approx(100 * 0.025)
+    assert default == DEFAULT_MATRIX_LR and float(header["matrix_lr"]) == pytest.approx(
+        100 * default
+    )
     verdict = first_abort(broken, refs, time_cap_s=120)
     assert verdict is not None, judge(broken, refs)
     assert verdict.step is not None and verdict.step < broken.total_steps
