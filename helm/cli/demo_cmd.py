@@ -39,9 +39,16 @@ def _stoppable() -> Iterator[None]:
     and daemon run in sessions of their own (so that a real campaign outlives its terminal):
     a closed terminal would leave a demo's swarm training with nobody to see it. The demo
     owns its processes, so it takes all three signals for itself while it runs.
+
+    Once one has come, SIGCONT is ignored: a hang-up brings SIGHUP and then SIGCONT, and
+    Textual's driver answers SIGCONT by starting its TUI again (its Ctrl-Z resume). Landing
+    while the TUI unwinds, that restarted an input thread nobody stopped, and the demo
+    process never exited.
     """
+    cont_before = signal.getsignal(signal.SIGCONT)
 
     def interrupt(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGCONT, _no_resume)
         raise KeyboardInterrupt
 
     saved = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
@@ -50,6 +57,13 @@ def _stoppable() -> Iterator[None]:
     finally:
         for sig, old in saved.items():
             signal.signal(sig, old)
+        if signal.getsignal(signal.SIGCONT) is _no_resume:
+            signal.signal(signal.SIGCONT, cont_before)
+
+
+def _no_resume(_signum: int, _frame: object) -> None:
+    """SIGCONT while the demo stops: the process continues (the kernel sees to that); no TUI
+    is started again."""
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -49,13 +49,16 @@ def processes_of(root: Path) -> dict[int, str]:
     return found
 
 
-def wait_for(cond: Callable[[], object], timeout: float, what: str) -> None:
+def wait_for(
+    cond: Callable[[], object], timeout: float, what: str, left: Callable[[], object] = str
+) -> None:
+    """Poll ``cond``; on timeout, fail with what ``left`` says is still there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {left()}")
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -75,6 +78,15 @@ def _kill_all(root: Path) -> None:
         except OSError:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _log_tail(root: Path) -> str:
+    """The end of the daemon's and the agent's logs, for a failure message."""
+    tails = []
+    for log in sorted(root.rglob("*.log")):
+        with contextlib.suppress(OSError):
+            tails.append(f"--- {log.relative_to(root)}\n{log.read_text(errors='replace')[-1500:]}")
+    return "\n".join(tails[-6:])
 
 
 def _training(root: Path) -> bool:
@@ -100,7 +112,8 @@ def test_a_hang_up_stops_the_interactive_demo_and_all_it_started(tmp_path: Path)
 
         os.close(master)  # the terminal goes away: the kernel sends SIGHUP to the demo
         master = -1
-        wait_for(lambda: not processes_of(root), 30, "every process of the demo to end")
+        wait_for(lambda: not processes_of(root), 30, "every process of the demo to end",
+                 lambda: (processes_of(root), _log_tail(root)))  # fmt: skip
         wait_for(lambda: os.waitpid(pid, os.WNOHANG)[0] == pid, 10, "the demo to exit")
     finally:
         if master >= 0:
