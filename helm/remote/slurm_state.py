@@ -142,6 +142,16 @@ def _exit_code(value: object) -> tuple[int | None, int | None]:
     return (None, None) if raw is None else _wait_status(raw)
 
 
+def _known_code(state: str, rc: int | None, sig: int | None) -> tuple[int | None, int | None]:
+    """(return code, signal) as far as they are known. FAILED with code 0 and no signal is
+    not a script that returned 0: accounting records the state a moment before the code, and
+    a job that failed before its script ran (a launch or node failure) has none; "exit 0"
+    there would say the script succeeded."""
+    if state == "FAILED" and rc == 0 and not sig:
+        return None, None
+    return rc, sig
+
+
 def parse_squeue_json(text: str) -> dict[str, SlurmJob]:
     """``squeue --json`` output (any OpenAPI version) -> jobs by id. Raises ValueError."""
     try:
@@ -182,6 +192,7 @@ def _json_job(sid: str, item: Mapping[str, Any], now: float) -> SlurmJob:
         elif state not in ENDED_STATES:
             elapsed = max(0.0, now - start)
     rc, sig = _exit_code(item.get("exit_code")) if state in ENDED_STATES else (None, None)
+    rc, sig = _known_code(state, rc, sig)
     return SlurmJob(
         slurm_id=sid,
         state=state,
@@ -304,7 +315,7 @@ def parse_sacct(text: str) -> dict[str, SlurmJob]:
         rc = sig = None
         m = re.fullmatch(r"(\d+):(\d+)", code)
         if m and _split_state(state)[0] in ENDED_STATES:
-            rc, sig = int(m[1]), int(m[2]) or None
+            rc, sig = _known_code(_split_state(state)[0], int(m[1]), int(m[2]) or None)
         jobs[jid] = _text_job(
             jid,
             state,

@@ -87,9 +87,9 @@ async def test_sacct_answers_for_jobs_squeue_forgot(
     queue = SlurmQueue(box, poll_s=0.0)
     assert await _until_ended(queue, sid) == "FAILED"
     deadline = time.monotonic() + 30
-    while True:  # accounting records the end a moment after squeue shows it
+    while True:  # accounting records the end a moment after squeue shows it, its code later
         jobs = await queue._sacct_read([sid])
-        if sid in jobs and jobs[sid].state == "FAILED":
+        if sid in jobs and jobs[sid].state == "FAILED" and jobs[sid].exit_code is not None:
             break
         assert time.monotonic() < deadline, jobs
         await asyncio.sleep(0.2)

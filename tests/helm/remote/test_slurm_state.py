@@ -362,6 +362,23 @@ def test_sacct_text() -> None:
     assert judge(jobs["34"]).outcome == judge(jobs["35"]).outcome == Outcome.FAILED
 
 
+def test_a_failed_job_whose_code_is_0_has_no_known_code() -> None:
+    """FAILED with ExitCode 0:0: accounting records the state a moment before the code (CI
+    read this between the two), and a job that failed before its script ran has none. Said
+    as "exit 0", it would claim the script succeeded."""
+    early = parse_sacct("6|FAILED|0:0|2024-03-01T10:00:00|00:00:00|vm|1|None\n")["6"]
+    assert (early.state, early.exit_code, early.signal) == ("FAILED", None, None)
+    assert judge(early).message == "Slurm FAILED"
+    late = parse_sacct("6|FAILED|3:0|2024-03-01T10:00:00|00:00:00|vm|1|NonZeroExitCode\n")["6"]
+    assert late.exit_code == 3 and "exit 3" in judge(late).message
+    ok = parse_sacct("7|COMPLETED|0:0|2024-03-01T10:00:00|00:00:09|vm|1|None\n")["7"]
+    assert ok.exit_code == 0  # a completed job's 0 is its code
+    item = {"job_id": 6, "job_state": ["FAILED"], "exit_code": {"status": ["SUCCESS"],
+            "return_code": {"set": True, "infinite": False, "number": 0}}}  # fmt: skip
+    doc = json.dumps({"jobs": [item]})
+    assert parse_squeue_json(doc)["6"].exit_code is None
+
+
 # --- judge: every row of the mapping ------------------------------------------------------
 
 
