@@ -314,8 +314,9 @@ def parse_sacct(text: str) -> dict[str, SlurmJob]:
     for (jid, state, code, start, used, nodes, count), reason in _rows(text, 7):
         rc = sig = None
         m = re.fullmatch(r"(\d+):(\d+)", code)
-        if m and _split_state(state)[0] in ENDED_STATES:
-            rc, sig = _known_code(_split_state(state)[0], int(m[1]), int(m[2]) or None)
+        base = _split_state(state)[0]
+        if m and base in ENDED_STATES:
+            rc, sig = _known_code(base, int(m[1]), int(m[2]) or None)
         jobs[jid] = _text_job(
             jid,
             state,
